@@ -1,0 +1,94 @@
+// Vitest: two projects.
+//   unit     Node, test/**/*.test.ts except *.browser.test.ts (plus the packaging test,
+//            whose global setup builds the library first when dist/ is stale).
+//   browser  test/**/*.browser.test.ts in headless system Chromium through Playwright,
+//            with real WebGPU (SwiftShader when there is no GPU) and cross-origin
+//            isolation (the page inherits `server.headers` from vite.config.ts).
+import { existsSync } from 'node:fs';
+import { playwright } from '@vitest/browser-playwright';
+import { defineConfig, mergeConfig } from 'vitest/config';
+import viteConfig from './vite.config.ts';
+
+/** Where Chromium is: CHROMIUM_PATH, else Debian's package. */
+const chromiumPath = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
+
+/**
+ * True unless the command line selects only projects other than `browser`
+ * (`vitest run --project unit` must not need a browser).
+ */
+function browserProjectSelected(argv: readonly string[]): boolean {
+  const selected: string[] = [];
+  argv.forEach((arg, i) => {
+    if (arg === '--project') selected.push(argv[i + 1] ?? '');
+    else if (arg.startsWith('--project=')) selected.push(arg.slice('--project='.length));
+  });
+  return selected.length === 0 || selected.some((name) => name.includes('browser'));
+}
+
+if (browserProjectSelected(process.argv) && !existsSync(chromiumPath)) {
+  throw new Error(
+    `Chromium not found at ${chromiumPath}: install it with ` +
+      '`apt-get update && apt-get install -y chromium` or set CHROMIUM_PATH',
+  );
+}
+
+const chromiumArgs = [
+  // WebGPU in headless Chromium on Linux; with no GPU, Dawn picks SwiftShader
+  // (a fallback adapter) without further flags.
+  '--enable-unsafe-webgpu',
+  // Chromium refuses to start its sandbox as root.
+  ...(process.getuid?.() === 0 ? ['--no-sandbox'] : []),
+  // No network chatter: tests only talk to the local Vite server.
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+  '--disable-quic',
+];
+
+export default defineConfig((env) =>
+  mergeConfig(
+    viteConfig(env),
+    defineConfig({
+      test: {
+        // One JSON file per run (the npm scripts set --outputFile.json per project);
+        // .ci/run counts passed and failed tests from them.
+        reporters: ['default', 'json'],
+        outputFile: { json: '.test-results/vitest.json' },
+        projects: [
+          {
+            extends: true,
+            test: {
+              name: 'unit',
+              environment: 'node',
+              include: ['test/**/*.test.ts'],
+              exclude: ['test/**/*.browser.test.ts', 'test/package/fixture/**'],
+              globalSetup: ['test/package/build-once.ts'],
+            },
+          },
+          {
+            extends: true,
+            // Pre-bundle up front so a first import inside a test does not reload the page.
+            optimizeDeps: { include: ['comlink', 'idb-keyval'] },
+            test: {
+              name: 'browser',
+              include: ['test/**/*.browser.test.ts'],
+              // GPU work on a software adapter is slow.
+              testTimeout: 60_000,
+              hookTimeout: 60_000,
+              browser: {
+                enabled: true,
+                headless: true,
+                screenshotFailures: false,
+                provider: playwright({
+                  launchOptions: { executablePath: chromiumPath, args: chromiumArgs },
+                }),
+                instances: [{ browser: 'chromium' }],
+              },
+            },
+          },
+        ],
+      },
+    }),
+  ),
+);
