@@ -1,0 +1,138 @@
+/**
+ * webhmm's errors. Every error a caller can act on is a subclass of
+ * {@link WebHmmError} with a stable `code`, the context as fields, and a message
+ * that names the value and the fix. {@link invariant} is for states that cannot
+ * happen; its failure is a bug in webhmm, not in the caller.
+ */
+
+export type ErrorCode =
+  'ACCESS' | 'WOULD_BLOCK' | 'OUT_OF_MEMORY' | 'DEVICE_LOST' | 'INVALID_ARGUMENT';
+
+export abstract class WebHmmError extends Error {
+  abstract readonly code: ErrorCode;
+  /** Why, as a stable string (each class lists its own). */
+  abstract readonly reason: string;
+}
+
+/** Why an access was refused. */
+export type AccessReason =
+  | 'unmapped' // never allocated, or page 0 (null pointers fault)
+  | 'freed' // allocated once and freed since
+  | 'out-of-range' // beyond the end of the address space
+  | 'protection' // the page's protection forbids this access
+  | 'undeclared'; // a kernel touched a page outside its declared `uses`
+
+/** An access to an address that may not be accessed that way. The failed call changed nothing. */
+export class AccessError extends WebHmmError {
+  readonly code = 'ACCESS';
+  constructor(
+    /** The first faulting virtual address. */
+    readonly address: number,
+    readonly reason: AccessReason,
+    detail = '',
+  ) {
+    super(`${reason} access at 0x${address.toString(16)}${detail ? `: ${detail}` : ''}`);
+    this.name = 'AccessError';
+  }
+}
+
+export type WouldBlockReason =
+  | 'may-not-block' // this thread may not wait (browser main thread, or the thread that owns a GpuMirror)
+  | 'timeout' // the wait took longer than faultTimeoutMs
+  | 'reentrant'; // the range is held by a scope of this very thread, which would wait for itself
+
+/** A call would have to wait, and here it may not (or waited too long). The failed call changed nothing. */
+export class WouldBlockError extends WebHmmError {
+  readonly code = 'WOULD_BLOCK';
+  constructor(
+    readonly address: number,
+    readonly reason: WouldBlockReason,
+    detail = '',
+  ) {
+    super(`would block at 0x${address.toString(16)} (${reason})${detail ? `: ${detail}` : ''}`);
+    this.name = 'WouldBlockError';
+  }
+}
+
+export type OutOfMemoryReason =
+  | 'address-space' // no run of free pages is large enough
+  | 'budget' // the GPU budget cannot hold the pages
+  | 'device'; // the device refused a buffer
+
+/** No run of free pages (or GPU frames, or device memory) is large enough. The failed call changed nothing. */
+export class OutOfMemoryError extends WebHmmError {
+  readonly code = 'OUT_OF_MEMORY';
+  constructor(
+    readonly reason: OutOfMemoryReason,
+    /** Bytes asked for. */
+    readonly requested: number,
+    /** Bytes that could be had (the largest free run, or the budget). */
+    readonly available: number,
+    detail = '',
+  ) {
+    super(
+      `out of memory (${reason}): ${requested} bytes requested, ${available} available${detail ? `; ${detail}` : ''}`,
+    );
+    this.name = 'OutOfMemoryError';
+  }
+}
+
+/** The GPU device was lost. `unsaved` lists GPU-dirty byte ranges that could not be written back. */
+export class DeviceLostError extends WebHmmError {
+  readonly code = 'DEVICE_LOST';
+  readonly reason = 'device-lost';
+  constructor(
+    readonly unsaved: readonly { va: number; len: number }[],
+    detail = '',
+  ) {
+    super(`GPU device lost${detail ? `: ${detail}` : ''}`);
+    this.name = 'DeviceLostError';
+  }
+}
+
+/** Why an argument was refused. */
+export type ArgumentReason =
+  | 'not-integer'
+  | 'negative'
+  | 'zero'
+  | 'too-large' // beyond what the address space or the type can hold
+  | 'misaligned' // not a multiple of 4 (scalars) or of the page size (page-granular calls)
+  | 'not-allocated' // free of a VA that is not allocated: a double free, or never allocated
+  | 'not-allocation-start' // free(va) without len, of a VA inside an allocation
+  | 'bad-value' // an option or enum outside its allowed values
+  | 'released'; // a lease used after release()
+
+/** An argument is not of the form the call takes. The failed call changed nothing. */
+export class InvalidArgumentError extends WebHmmError {
+  readonly code = 'INVALID_ARGUMENT';
+  constructor(
+    /** The parameter's name, as in the signature. */
+    readonly argument: string,
+    readonly value: unknown,
+    readonly reason: ArgumentReason,
+    detail = '',
+    /** The virtual address concerned, where there is one. */
+    readonly address: number | undefined = undefined,
+  ) {
+    super(`${argument} = ${describe(value)}: ${reason}${detail ? ` (${detail})` : ''}`);
+    this.name = 'InvalidArgumentError';
+  }
+}
+
+function describe(value: unknown): string {
+  return typeof value === 'number' && Number.isInteger(value) && value > 255
+    ? `0x${value.toString(16)}`
+    : String(value);
+}
+
+/** Thrown by {@link invariant}: webhmm's own state is inconsistent. A bug; please report it. */
+export class InvariantError extends Error {
+  constructor(message: string) {
+    super(`webhmm invariant violated: ${message}`);
+    this.name = 'InvariantError';
+  }
+}
+
+export function invariant(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new InvariantError(message);
+}

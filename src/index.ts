@@ -1,0 +1,26 @@
+// The public entry of webhmm: re-exports only. Internal code never imports from here.
+export {
+  AccessError,
+  DeviceLostError,
+  InvalidArgumentError,
+  OutOfMemoryError,
+  WebHmmError,
+  WouldBlockError,
+  type AccessReason,
+  type ArgumentReason,
+  type ErrorCode,
+  type OutOfMemoryReason,
+  type WouldBlockReason,
+} from './errors.ts';
+export {
+  AddressSpace,
+  type AccessMode,
+  type AddressSpaceOptions,
+  type AttachOptions,
+  type PageSnapshot,
+  type PageState,
+  type Protection,
+} from './space/address-space.ts';
+export { Lease, type LeaseMode } from './space/lease.ts';
+export type { InvalidateEvent, InvalidateListener } from './space/notifier.ts';
+export type { InvalidateCause, SpaceHandle } from './space/shared-layout.ts';

@@ -1,0 +1,943 @@
+/**
+ * AddressSpace: one virtual address space shared by every thread attached to
+ * it. CPU memory is one fixed-length SharedArrayBuffer in which VA == byte
+ * offset; all other state (page table, holds, allocator, stale ranges,
+ * invalidation log) lives in a second SharedArrayBuffer, so any attached
+ * thread can alloc, free, protect, read and write.
+ *
+ * Guarantees:
+ * - Every access holds the pages it touches (page-lock.ts) and checks them
+ *   only once held, so a call sees one consistent page state and a failed
+ *   call changes nothing.
+ * - Plain CPU reads, writes and atomics never exclude each other; read scopes
+ *   exclude writers; write scopes, frees and migrations exclude everyone.
+ * - A page's newest bytes are never discarded except by `free`; freed pages
+ *   are zeroed before the allocator can hand them out again, and only once
+ *   the CPU accesses that began before the free have finished.
+ * - A CPU write to a page whose GPU copy was valid makes that copy stale in
+ *   exactly the written byte ranges (up to STALE_CAPACITY per page, then the
+ *   whole page) and reports the page to `onInvalidate` listeners.
+ */
+import {
+  AccessError,
+  InvalidArgumentError,
+  OutOfMemoryError,
+  WouldBlockError,
+  invariant,
+} from '../errors.ts';
+import { PageAllocator } from './allocator.ts';
+import { clearIntervals, insertInterval } from './interval-set.ts';
+import { Lease, type LeaseMode } from './lease.ts';
+import { lockMutex, unlockMutex } from './mutex.ts';
+import {
+  InvalidationNotifier,
+  coalesce,
+  type InvalidateEvent,
+  type InvalidateListener,
+} from './notifier.ts';
+import { announceWaiter, blockerIsLong, release, tryHold, type HoldKind } from './page-lock.ts';
+import {
+  HEADER_ALLOC_MUTEX,
+  HEADER_THREAD_IDS,
+  LAYOUT_VERSION,
+  PROT_NONE,
+  PROT_R,
+  PROT_RW,
+  PTE_CPU,
+  PTE_FRAME,
+  PTE_FREED,
+  PTE_GPU,
+  PTE_GPU_DIRTY,
+  PTE_PROT_MASK,
+  PTE_PROT_SHIFT,
+  PTE_SHARED,
+  PTE_STALE_RANGES,
+  PTE_STALE_WHOLE,
+  PTE_STATE_MASK,
+  PTE_UNMAPPED,
+  PTE_ZERO,
+  STALE_CAPACITY,
+  STALE_MUTEX,
+  STALE_WORDS,
+  type SpaceHandle,
+} from './shared-layout.ts';
+import { createSharedState, openSharedState, type SharedState } from './shared-state.ts';
+import { WaitBudget, defaultMayBlock, type WaitLimits } from './waiting.ts';
+
+export type Protection = 'none' | 'r' | 'rw';
+export type PageState = 'unmapped' | 'zero' | 'cpu' | 'shared' | 'gpu' | 'gpu-remote';
+export type AccessMode = LeaseMode;
+
+/** One page as `snapshot` reports it. */
+export interface PageSnapshot {
+  readonly state: PageState;
+  readonly prot: Protection;
+  /** 'cpu': the CPU copy is newer than an existing GPU frame; 'gpu': the GPU copy is newer than the CPU copy. */
+  readonly dirty: 'none' | 'cpu' | 'gpu';
+}
+
+export interface AddressSpaceOptions {
+  /** Bytes of address space: a multiple of pageSize, at most 4 GiB minus one page. */
+  readonly size: number;
+  /** A power of two from 4 KiB to 2 MiB; default 64 KiB. */
+  readonly pageSize?: number;
+  /** Longest a blocked call waits before WouldBlockError 'timeout', ms; default 10000. */
+  readonly faultTimeoutMs?: number;
+  /** Longest a thread that may not block spins on a short critical section, ms; default 200. */
+  readonly spinLimitMs?: number;
+  /** Decides, per call, whether this thread may block; default: not on a browser window's main thread. */
+  readonly mayBlock?: () => boolean;
+}
+
+export interface AttachOptions {
+  readonly mayBlock?: () => boolean;
+}
+
+const STATE_NAMES: readonly PageState[] = [
+  'unmapped',
+  'zero',
+  'cpu',
+  'shared',
+  'gpu',
+  'gpu-remote',
+];
+const PROT_NAMES: readonly Protection[] = ['none', 'r', 'rw'];
+const PROT_CODES: Record<Protection, number> = { none: PROT_NONE, r: PROT_R, rw: PROT_RW };
+
+const MIN_PAGE_SIZE = 4 << 10;
+const MAX_PAGE_SIZE = 2 << 20;
+const MAX_SPACE = 2 ** 32;
+
+/** A run of pages held with one kind of hold. */
+interface Hold {
+  readonly first: number;
+  readonly count: number;
+  readonly kind: HoldKind;
+}
+
+/** What a held range must allow. */
+type Need = 'read' | 'write';
+
+export class AddressSpace {
+  /** Bytes in the space. */
+  readonly size: number;
+  /** Bytes per page. */
+  readonly pageSize: number;
+  private readonly pageShift: number;
+  private readonly memory: SharedArrayBuffer;
+  private readonly bytes: Uint8Array;
+  private readonly words: Uint32Array;
+  private readonly floats: Float32Array;
+  private readonly shared: SharedState;
+  private readonly allocator: PageAllocator;
+  private readonly notifier: InvalidationNotifier;
+  private readonly limits: WaitLimits;
+  private readonly mayBlock: () => boolean;
+  /** Ranges held by this thread's scopes (access/acquire), for the re-entrancy check. */
+  private readonly scopes = new Set<{ readonly first: number; readonly count: number }>();
+  /** Invalidations of the call in progress, announced once its holds are released. */
+  private outbox: InvalidateEvent[] = [];
+
+  private constructor(
+    memory: SharedArrayBuffer,
+    shared: SharedState,
+    limits: WaitLimits,
+    mayBlock: () => boolean,
+  ) {
+    this.memory = memory;
+    this.shared = shared;
+    this.limits = limits;
+    this.mayBlock = mayBlock;
+    this.pageShift = shared.pageShift;
+    this.pageSize = 2 ** shared.pageShift;
+    this.size = memory.byteLength;
+    this.bytes = new Uint8Array(memory);
+    this.words = new Uint32Array(memory, 0, this.size >>> 2);
+    this.floats = new Float32Array(memory, 0, this.size >>> 2);
+    this.allocator = new PageAllocator(shared);
+    const threadId = Atomics.add(shared.header, HEADER_THREAD_IDS, 1) + 1;
+    this.notifier = new InvalidationNotifier(shared, threadId, this.size);
+  }
+
+  /**
+   * A new space: `size` bytes, all unmapped. Throws InvalidArgumentError for a
+   * size or page size out of bounds.
+   */
+  static create(options: AddressSpaceOptions): AddressSpace {
+    const pageSize = options.pageSize ?? 64 << 10;
+    positiveInteger('pageSize', pageSize);
+    if (pageSize < MIN_PAGE_SIZE || pageSize > MAX_PAGE_SIZE || (pageSize & (pageSize - 1)) !== 0) {
+      throw new InvalidArgumentError(
+        'pageSize',
+        pageSize,
+        'bad-value',
+        'a power of two from 4096 to 2097152',
+      );
+    }
+    const { size } = options;
+    positiveInteger('size', size);
+    if (size % pageSize !== 0) {
+      throw new InvalidArgumentError(
+        'size',
+        size,
+        'misaligned',
+        `a multiple of pageSize (${pageSize})`,
+      );
+    }
+    if (size > MAX_SPACE - pageSize) {
+      throw new InvalidArgumentError(
+        'size',
+        size,
+        'too-large',
+        `at most 4 GiB minus one page (${MAX_SPACE - pageSize})`,
+      );
+    }
+    if (size < 2 * pageSize) {
+      throw new InvalidArgumentError(
+        'size',
+        size,
+        'bad-value',
+        'at least two pages: page 0 is never mapped',
+      );
+    }
+    const limits = waitLimits(options);
+    const shared = createSharedState(size / pageSize, Math.log2(pageSize));
+    new PageAllocator(shared).initialize();
+    return new AddressSpace(
+      new SharedArrayBuffer(size),
+      shared,
+      limits,
+      options.mayBlock ?? defaultMayBlock,
+    );
+  }
+
+  /** The same space on this thread, from another thread's `space.handle`. */
+  static attach(handle: SpaceHandle, options: AttachOptions = {}): AddressSpace {
+    if (handle.type !== 'webhmm-space' || handle.version !== LAYOUT_VERSION) {
+      throw new InvalidArgumentError(
+        'handle',
+        handle.type,
+        'bad-value',
+        `not a webhmm space handle of version ${LAYOUT_VERSION}`,
+      );
+    }
+    const shared = openSharedState(handle.meta);
+    if (handle.memory.byteLength !== shared.pageCount * 2 ** shared.pageShift) {
+      throw new InvalidArgumentError(
+        'handle',
+        handle.memory.byteLength,
+        'bad-value',
+        'memory and meta do not belong together',
+      );
+    }
+    return new AddressSpace(
+      handle.memory,
+      shared,
+      waitLimits(handle),
+      options.mayBlock ?? defaultMayBlock,
+    );
+  }
+
+  /** Structured-cloneable; `AddressSpace.attach(handle)` on another thread gives the same space. */
+  get handle(): SpaceHandle {
+    return {
+      type: 'webhmm-space',
+      version: LAYOUT_VERSION,
+      memory: this.memory,
+      meta: this.shared.meta,
+      faultTimeoutMs: this.limits.faultTimeoutMs,
+      spinLimitMs: this.limits.spinLimitMs,
+    };
+  }
+
+  // ---------------------------------------------------------------- allocation
+
+  /**
+   * Allocates `bytes` rounded up to whole pages, first fit; returns the
+   * page-aligned VA. The pages read as zeros.
+   * @throws InvalidArgumentError for a size that is not a positive integer, or a bad `prot`
+   * @throws OutOfMemoryError when no run of free pages is large enough
+   * @throws WouldBlockError if the allocator stays busy past spinLimitMs on a thread that may not block
+   */
+  alloc(bytes: number, options: { readonly prot?: Protection } = {}): number {
+    positiveInteger('bytes', bytes);
+    const prot = protCode(options.prot ?? 'rw');
+    const count = Math.ceil(bytes / this.pageSize);
+    let first = -1;
+    let largest = 0;
+    this.withAllocator(0, () => {
+      first = count < this.shared.pageCount ? this.allocator.take(count) : -1;
+      if (first < 0) largest = this.allocator.largestFree();
+    });
+    if (first < 0) {
+      throw new OutOfMemoryError(
+        'address-space',
+        bytes,
+        largest * this.pageSize,
+        'free memory or create a larger space',
+      );
+    }
+    for (let page = first; page < first + count; page++) {
+      Atomics.store(this.shared.pte, page, PTE_ZERO | (prot << PTE_PROT_SHIFT));
+    }
+    return first * this.pageSize;
+  }
+
+  /**
+   * Frees the allocation that starts at `va`, or with `len`, the whole pages
+   * of [va, va + len) (len rounded up to pages, like munmap). The CPU sees the
+   * range unmapped at once; the data is discarded and the pages are zeroed and
+   * returned to the allocator once the accesses already holding them finish.
+   * @throws InvalidArgumentError 'misaligned' (va not page-aligned), 'not-allocated'
+   *   (double free, or never allocated), 'not-allocation-start' (no len, va inside an allocation)
+   * @throws AccessError 'out-of-range'
+   * @throws WouldBlockError where waiting for a scope holding the range is not allowed
+   */
+  free(va: number, len?: number): void {
+    nonNegativeInteger('va', va);
+    if (va % this.pageSize !== 0) {
+      throw new InvalidArgumentError(
+        'va',
+        va,
+        'misaligned',
+        `free takes page-aligned addresses (pageSize ${this.pageSize})`,
+        va,
+      );
+    }
+    if (va >= this.size)
+      throw new AccessError(va, 'out-of-range', `the space ends at 0x${this.size.toString(16)}`);
+    const first = va >>> this.pageShift;
+    let count: number;
+    let generations: Int32Array | undefined;
+    if (len === undefined) {
+      count = this.allocationAt(first, va);
+      generations = this.shared.gen.slice(first, first + count);
+    } else {
+      count = this.pageSpan(va, len).count;
+    }
+    const hold: Hold = { first, count, kind: 'exclusive' };
+    this.assertNotInScope(first, count, va);
+    this.holdSync([hold], va);
+    try {
+      for (let page = first; page < first + count; page++) {
+        const pte = Atomics.load(this.shared.pte, page);
+        const stale =
+          generations !== undefined &&
+          generations[page - first] !== Atomics.load(this.shared.gen, page);
+        if ((pte & PTE_STATE_MASK) === PTE_UNMAPPED || stale) {
+          throw new InvalidArgumentError(
+            'va',
+            va,
+            'not-allocated',
+            `page at 0x${(page * this.pageSize).toString(16)} is not allocated: a double free?`,
+            va,
+          );
+        }
+      }
+      for (let page = first; page < first + count; page++) this.discardPage(page);
+      this.outbox.push({ va, len: count * this.pageSize, cause: 'free' });
+    } finally {
+      this.releaseHolds([hold]);
+    }
+    this.withAllocator(va, () => this.allocator.give(first, count));
+    this.announce();
+  }
+
+  /**
+   * Sets the protection of the whole pages of [va, va + len) for accesses that
+   * start after this call.
+   * @throws InvalidArgumentError 'misaligned' (va not page-aligned), or a bad size or prot
+   * @throws AccessError 'unmapped' / 'freed' / 'out-of-range' at the first such page; nothing changes
+   */
+  protect(va: number, len: number, prot: Protection): void {
+    const code = protCode(prot);
+    const span = this.pageSpan(va, len);
+    if (va % this.pageSize !== 0) {
+      throw new InvalidArgumentError(
+        'va',
+        va,
+        'misaligned',
+        `protect takes page-aligned addresses (pageSize ${this.pageSize})`,
+        va,
+      );
+    }
+    this.assertNotInScope(span.first, span.count, va);
+    for (let page = span.first; page < span.first + span.count; page++) this.assertMapped(page, va);
+    for (let page = span.first; page < span.first + span.count; page++) {
+      this.updatePte(page, (pte) =>
+        (pte & PTE_STATE_MASK) === PTE_UNMAPPED
+          ? pte
+          : (pte & ~PTE_PROT_MASK) | (code << PTE_PROT_SHIFT),
+      );
+      Atomics.add(this.shared.seq, page, 1);
+    }
+    this.outbox.push({ va, len: span.count * this.pageSize, cause: 'protect' });
+    this.announce();
+  }
+
+  // ---------------------------------------------------------------- bulk access
+
+  /**
+   * A copy of [va, va + len).
+   * @throws AccessError at the first unmapped, freed, out-of-range or unreadable byte; WouldBlockError
+   */
+  read(va: number, len: number): Uint8Array {
+    const span = this.pageSpan(va, len);
+    return this.accessSync(span, 'read', 'read', va, len, () => this.bytes.slice(va, va + len));
+  }
+
+  /** `read` that waits asynchronously, on any thread. */
+  async readAsync(va: number, len: number): Promise<Uint8Array> {
+    const span = this.pageSpan(va, len);
+    return this.accessAsync(span, 'read', 'read', va, len, () => this.bytes.slice(va, va + len));
+  }
+
+  /**
+   * Writes `data`'s bytes at `va`.
+   * @throws AccessError at the first unmapped, freed, out-of-range or non-writable byte; WouldBlockError
+   */
+  write(va: number, data: ArrayBufferView): void {
+    const source = viewBytes(data);
+    const span = this.pageSpan(va, source.byteLength);
+    this.accessSync(span, 'write', 'write', va, source.byteLength, () =>
+      this.bytes.set(source, va),
+    );
+  }
+
+  /** `write` that waits asynchronously, on any thread. */
+  async writeAsync(va: number, data: ArrayBufferView): Promise<void> {
+    const source = viewBytes(data);
+    const span = this.pageSpan(va, source.byteLength);
+    return this.accessAsync(span, 'write', 'write', va, source.byteLength, () =>
+      this.bytes.set(source, va),
+    );
+  }
+
+  /** Sets every byte of [va, va + len) to `byte` (0-255). Throws as `write`. */
+  fill(va: number, len: number, byte: number): void {
+    if (!Number.isInteger(byte) || byte < 0 || byte > 255)
+      throw new InvalidArgumentError('byte', byte, 'bad-value', 'an integer 0-255');
+    const span = this.pageSpan(va, len);
+    this.accessSync(span, 'write', 'write', va, len, () => this.bytes.fill(byte, va, va + len));
+  }
+
+  /**
+   * Copies `len` bytes from `srcVa` to `dstVa`; the ranges may overlap (memmove).
+   * @throws AccessError for an unreadable source or unwritable destination byte; WouldBlockError
+   */
+  copy(dstVa: number, srcVa: number, len: number): void {
+    const src = this.pageSpan(srcVa, len);
+    const dst = this.pageSpan(dstVa, len);
+    const holds: Hold[] = [
+      { ...src, kind: 'read' },
+      { ...dst, kind: 'write' },
+    ];
+    this.assertNotInScope(src.first, src.count, srcVa);
+    this.assertNotInScope(dst.first, dst.count, dstVa);
+    this.holdSync(holds, dstVa);
+    try {
+      this.checkHeld(src.first, src.count, srcVa, 'read');
+      this.checkHeld(dst.first, dst.count, dstVa, 'write');
+      this.markWritten(dstVa, len);
+      this.bytes.copyWithin(dstVa, srcVa, srcVa + len);
+    } finally {
+      this.releaseHolds(holds);
+    }
+    this.announce();
+  }
+
+  // ---------------------------------------------------------------- scopes
+
+  /**
+   * Holds [va, va + len) for `fn` and passes it a lease of zero-copy views. A
+   * read scope keeps writers out; a write scope keeps everyone out and makes
+   * the range's GPU copy stale. The scope ends when `fn` returns (use
+   * `acquire` to hold across awaits). Calls on an overlapping range from
+   * inside `fn` throw WouldBlockError 'reentrant'.
+   * @throws AccessError as `read`/`write`; WouldBlockError
+   */
+  access<T>(va: number, len: number, mode: AccessMode, fn: (lease: Lease) => T): T {
+    const span = this.pageSpan(va, len);
+    const hold = scopeHold(span, mode);
+    this.assertNotInScope(span.first, span.count, va);
+    this.holdSync([hold], va);
+    const lease = this.openScope(hold, va, len, mode);
+    try {
+      return fn(lease);
+    } finally {
+      lease.release();
+    }
+  }
+
+  /**
+   * Holds [va, va + len) until `lease.release()`, waiting asynchronously on
+   * any thread. Same rules as `access`.
+   */
+  async acquire(va: number, len: number, mode: AccessMode): Promise<Lease> {
+    const span = this.pageSpan(va, len);
+    const hold = scopeHold(span, mode);
+    await this.holdAsync([hold], va);
+    return this.openScope(hold, va, len, mode);
+  }
+
+  // ---------------------------------------------------------------- scalars
+
+  /** The u32 at `va` (4-byte aligned). Throws as `read`, and InvalidArgumentError 'misaligned'. */
+  getU32(va: number): number {
+    const span = this.wordSpan(va);
+    return this.accessSync(span, 'read', 'read', va, 4, () => Atomics.load(this.words, va >>> 2));
+  }
+
+  /** Stores the u32 `value` at `va` (4-byte aligned). Throws as `write`. */
+  setU32(va: number, value: number): void {
+    const span = this.wordSpan(va);
+    this.accessSync(span, 'write', 'write', va, 4, () =>
+      Atomics.store(this.words, va >>> 2, value),
+    );
+  }
+
+  /** The f32 at `va` (4-byte aligned). Throws as `read`. */
+  getF32(va: number): number {
+    const span = this.wordSpan(va);
+    return this.accessSync(span, 'read', 'read', va, 4, () => this.floats[va >>> 2] ?? 0);
+  }
+
+  /** Stores the f32 `value` at `va` (4-byte aligned). Throws as `write`. */
+  setF32(va: number, value: number): void {
+    const span = this.wordSpan(va);
+    this.accessSync(span, 'write', 'write', va, 4, () => {
+      this.floats[va >>> 2] = value;
+    });
+  }
+
+  /**
+   * Atomically adds `value` to the u32 at `va`; returns the old value. Lock-free
+   * against other CPU accesses; coherent with GPU atomics (the page is brought
+   * to the CPU first).
+   */
+  atomicAddU32(va: number, value: number): number {
+    const span = this.wordSpan(va);
+    return this.accessSync(span, 'write', 'write', va, 4, () =>
+      Atomics.add(this.words, va >>> 2, value),
+    );
+  }
+
+  /** Atomically replaces the u32 at `va` with `value` if it equals `expected`; returns the old value. */
+  atomicCasU32(va: number, expected: number, value: number): number {
+    const span = this.wordSpan(va);
+    return this.accessSync(span, 'write', 'write', va, 4, () =>
+      Atomics.compareExchange(this.words, va >>> 2, expected, value),
+    );
+  }
+
+  // ---------------------------------------------------------------- observation
+
+  /**
+   * Calls `listener` for every invalidation that overlaps [va, va + len), with
+   * the overlap: CPU writes that make GPU copies stale, frees, protection
+   * changes and migrations that take pages from the CPU. Runs on this thread,
+   * outside any page hold. Returns the function that unsubscribes.
+   */
+  onInvalidate(va: number, len: number, listener: InvalidateListener): () => void {
+    this.pageSpan(va, len);
+    return this.notifier.listen(va, len, listener);
+  }
+
+  /** The state of each page of [va, va + len), changing nothing. */
+  snapshot(va: number, len: number): PageSnapshot[] {
+    const span = this.pageSpan(va, len);
+    const out: PageSnapshot[] = [];
+    for (let page = span.first; page < span.first + span.count; page++) {
+      out.push(describePte(Atomics.load(this.shared.pte, page)));
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /** Validates [va, va + len) and returns its pages. */
+  private pageSpan(va: number, len: number): { first: number; count: number } {
+    nonNegativeInteger('va', va);
+    positiveInteger('len', len);
+    if (va + len > this.size) {
+      throw new AccessError(
+        Math.max(va, this.size),
+        'out-of-range',
+        `the space ends at 0x${this.size.toString(16)}`,
+      );
+    }
+    const first = Math.floor(va / this.pageSize);
+    return { first, count: Math.floor((va + len - 1) / this.pageSize) - first + 1 };
+  }
+
+  private wordSpan(va: number): { first: number; count: number } {
+    nonNegativeInteger('va', va);
+    if (va % 4 !== 0)
+      throw new InvalidArgumentError(
+        'va',
+        va,
+        'misaligned',
+        'scalar accesses are 4-byte aligned',
+        va,
+      );
+    return this.pageSpan(va, 4);
+  }
+
+  /** Pages in the allocation that starts at `first`, read under the allocator mutex. */
+  private allocationAt(first: number, va: number): number {
+    let count = 0;
+    let pageIsFreed = false;
+    let inside = false;
+    this.withAllocator(va, () => {
+      const run = this.allocator.runAt(first);
+      if (run.allocated && run.first === first) count = run.count;
+      inside = run.allocated;
+      pageIsFreed = (Atomics.load(this.shared.pte, first) & PTE_FREED) !== 0;
+    });
+    if (count > 0) return count;
+    if (inside && !pageIsFreed) {
+      throw new InvalidArgumentError(
+        'va',
+        va,
+        'not-allocation-start',
+        'free(va) takes the start of an allocation; pass len to free part of one',
+        va,
+      );
+    }
+    throw new InvalidArgumentError(
+      'va',
+      va,
+      'not-allocated',
+      pageIsFreed ? 'freed already: a double free' : 'never allocated',
+      va,
+    );
+  }
+
+  private withAllocator(va: number, fn: () => void): void {
+    lockMutex(
+      this.shared.header,
+      HEADER_ALLOC_MUTEX,
+      this.mayBlock(),
+      new WaitBudget(this.limits, va),
+    );
+    try {
+      fn();
+    } finally {
+      unlockMutex(this.shared.header, HEADER_ALLOC_MUTEX);
+    }
+  }
+
+  /** Hold, check, mark written if writing, run `body`, release, announce. */
+  private accessSync<T>(
+    span: { first: number; count: number },
+    kind: HoldKind,
+    need: Need,
+    va: number,
+    len: number,
+    body: () => T,
+  ): T {
+    const holds: Hold[] = [{ first: span.first, count: span.count, kind }];
+    this.assertNotInScope(span.first, span.count, va);
+    this.holdSync(holds, va);
+    let result: T;
+    try {
+      this.checkHeld(span.first, span.count, va, need);
+      if (need === 'write') this.markWritten(va, len);
+      result = body();
+    } finally {
+      this.releaseHolds(holds);
+    }
+    this.announce();
+    return result;
+  }
+
+  private async accessAsync<T>(
+    span: { first: number; count: number },
+    kind: HoldKind,
+    need: Need,
+    va: number,
+    len: number,
+    body: () => T,
+  ): Promise<T> {
+    const holds: Hold[] = [{ first: span.first, count: span.count, kind }];
+    await this.holdAsync(holds, va);
+    let result: T;
+    try {
+      this.checkHeld(span.first, span.count, va, need);
+      if (need === 'write') this.markWritten(va, len);
+      result = body();
+    } finally {
+      this.releaseHolds(holds);
+    }
+    this.announce();
+    return result;
+  }
+
+  /** Checks and prepares a scope's pages, then registers the scope; returns its lease. */
+  private openScope(hold: Hold, va: number, len: number, mode: AccessMode): Lease {
+    try {
+      this.checkHeld(hold.first, hold.count, va, mode);
+      if (mode === 'write') this.markWritten(va, len);
+    } catch (error) {
+      this.outbox = [];
+      this.releaseHolds([hold]);
+      throw error;
+    }
+    const scope = { first: hold.first, count: hold.count };
+    this.scopes.add(scope);
+    return new Lease(this.memory, va, len, mode, () => {
+      this.scopes.delete(scope);
+      this.releaseHolds([hold]);
+      this.announce();
+    });
+  }
+
+  private assertNotInScope(first: number, count: number, va: number): void {
+    for (const scope of this.scopes) {
+      if (first < scope.first + scope.count && scope.first < first + count) {
+        throw new WouldBlockError(
+          va,
+          'reentrant',
+          'the range is held by an access() or acquire() scope of this thread; use its lease',
+        );
+      }
+    }
+  }
+
+  /** Takes every hold or none; on a conflict returns the page and kind that blocked. */
+  private tryHoldAll(holds: readonly Hold[]): { page: number; kind: HoldKind } | undefined {
+    const lock = this.shared.lock;
+    for (let h = 0; h < holds.length; h++) {
+      const hold = holds[h];
+      invariant(hold, 'hold list');
+      for (let page = hold.first; page < hold.first + hold.count; page++) {
+        if (tryHold(lock, page, hold.kind)) continue;
+        for (let back = page - 1; back >= hold.first; back--) release(lock, back, hold.kind);
+        this.releaseHolds(holds.slice(0, h));
+        return { page, kind: hold.kind };
+      }
+    }
+    return undefined;
+  }
+
+  private holdSync(holds: readonly Hold[], va: number): void {
+    let budget: WaitBudget | undefined;
+    let mayBlock = false;
+    for (;;) {
+      const blocked = this.tryHoldAll(holds);
+      if (!blocked) return;
+      if (!budget) {
+        budget = new WaitBudget(this.limits, Math.max(va, blocked.page * this.pageSize));
+        mayBlock = this.mayBlock();
+      }
+      const observed = announceWaiter(this.shared.lock, blocked.page, blocked.kind);
+      if (observed !== undefined) {
+        budget.waitSync(
+          mayBlock,
+          this.shared.lock,
+          blocked.page,
+          observed,
+          blockerIsLong(observed, blocked.kind),
+        );
+      }
+    }
+  }
+
+  private async holdAsync(holds: readonly Hold[], va: number): Promise<void> {
+    let budget: WaitBudget | undefined;
+    for (;;) {
+      const blocked = this.tryHoldAll(holds);
+      if (!blocked) return;
+      budget ??= new WaitBudget(this.limits, Math.max(va, blocked.page * this.pageSize));
+      const observed = announceWaiter(this.shared.lock, blocked.page, blocked.kind);
+      if (observed !== undefined) await budget.waitAsync(this.shared.lock, blocked.page, observed);
+    }
+  }
+
+  private releaseHolds(holds: readonly Hold[]): void {
+    for (const hold of holds) {
+      for (let page = hold.first; page < hold.first + hold.count; page++)
+        release(this.shared.lock, page, hold.kind);
+    }
+  }
+
+  /**
+   * Checks held pages for an access of `need`, and brings clean GPU-owned
+   * pages back to the CPU (no transfer: the CPU copy is valid).
+   * @throws AccessError at the first page that refuses the access
+   */
+  private checkHeld(first: number, count: number, va: number, need: Need): void {
+    for (let page = first; page < first + count; page++) {
+      const pte = this.assertMapped(page, va);
+      const prot = (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT;
+      if (prot === PROT_NONE || (need === 'write' && prot !== PROT_RW)) {
+        throw new AccessError(
+          Math.max(va, page * this.pageSize),
+          'protection',
+          `${need} of a page protected '${PROT_NAMES[prot] ?? prot}'`,
+        );
+      }
+      if ((pte & PTE_STATE_MASK) === PTE_GPU) {
+        invariant(!(pte & PTE_GPU_DIRTY), 'a GPU-dirty page reached the CPU without a fault');
+        this.updatePte(page, (word) =>
+          (word & PTE_STATE_MASK) === PTE_GPU ? (word & ~PTE_STATE_MASK) | PTE_SHARED : word,
+        );
+      }
+    }
+  }
+
+  /** The page's pte if mapped; else AccessError 'unmapped' or 'freed'. */
+  private assertMapped(page: number, va: number): number {
+    const pte = Atomics.load(this.shared.pte, page);
+    if ((pte & PTE_STATE_MASK) === PTE_UNMAPPED) {
+      throw new AccessError(
+        Math.max(va, page * this.pageSize),
+        pte & PTE_FREED ? 'freed' : 'unmapped',
+      );
+    }
+    return pte;
+  }
+
+  /** Moves the written pages of [va, va + len) to `cpu`, recording what their GPU frames now lack. */
+  private markWritten(va: number, len: number): void {
+    const end = va + len;
+    for (let page = Math.floor(va / this.pageSize); page * this.pageSize < end; page++) {
+      const base = page * this.pageSize;
+      const lo = Math.max(va, base) - base;
+      const hi = Math.min(end, base + this.pageSize) - base;
+      let before = 0;
+      const after = this.updatePte(page, (pte) => {
+        before = pte;
+        return (pte & ~PTE_STATE_MASK) | PTE_CPU;
+      });
+      if (!(after & PTE_FRAME)) continue;
+      this.recordStale(page, lo, hi);
+      if ((before & PTE_STATE_MASK) !== PTE_CPU) {
+        // The GPU copy was valid until now: the page's mapping is invalidated.
+        Atomics.add(this.shared.seq, page, 1);
+        this.outbox.push({ va: base, len: this.pageSize, cause: 'write' });
+      }
+    }
+  }
+
+  /** Adds [lo, hi) (page-relative) to the page's stale ranges, or marks it stale whole. */
+  private recordStale(page: number, lo: number, hi: number): void {
+    const stale = this.shared.stale;
+    const base = page * STALE_WORDS;
+    this.lockStale(base);
+    try {
+      const pte = Atomics.load(this.shared.pte, page);
+      if (pte & PTE_STALE_WHOLE) return;
+      const whole =
+        (lo === 0 && hi === this.pageSize) || !insertInterval(stale, base, STALE_CAPACITY, lo, hi);
+      if (whole) clearIntervals(stale, base);
+      this.updatePte(page, (word) =>
+        whole ? (word & ~PTE_STALE_RANGES) | PTE_STALE_WHOLE : word | PTE_STALE_RANGES,
+      );
+    } finally {
+      Atomics.and(stale, base, ~STALE_MUTEX);
+      Atomics.notify(stale, base);
+    }
+  }
+
+  private lockStale(base: number): void {
+    const stale = this.shared.stale;
+    let budget: WaitBudget | undefined;
+    for (;;) {
+      const word = Atomics.load(stale, base);
+      if (
+        !(word & STALE_MUTEX) &&
+        Atomics.compareExchange(stale, base, word, word | STALE_MUTEX) === word
+      )
+        return;
+      budget ??= new WaitBudget(this.limits, (base / STALE_WORDS) * this.pageSize);
+      if (word & STALE_MUTEX) budget.waitSync(this.mayBlock(), stale, base, word, false);
+    }
+  }
+
+  /** Discards a page's contents under an exclusive hold: zeroes it, unmaps it, bumps its generation. */
+  private discardPage(page: number): void {
+    const pte = Atomics.load(this.shared.pte, page);
+    if ((pte & PTE_STATE_MASK) !== PTE_ZERO)
+      this.bytes.fill(0, page * this.pageSize, (page + 1) * this.pageSize);
+    clearIntervals(this.shared.stale, page * STALE_WORDS);
+    Atomics.store(this.shared.pte, page, PTE_UNMAPPED | PTE_FREED);
+    Atomics.add(this.shared.gen, page, 1);
+    Atomics.add(this.shared.seq, page, 1);
+  }
+
+  /** Applies `change` to the page's pte with a compare-exchange loop; returns the new value. */
+  private updatePte(page: number, change: (pte: number) => number): number {
+    const pte = this.shared.pte;
+    let word = Atomics.load(pte, page);
+    for (;;) {
+      const next = change(word);
+      if (next === word) return word;
+      const seen = Atomics.compareExchange(pte, page, word, next);
+      if (seen === word) return next;
+      word = seen;
+    }
+  }
+
+  /** Announces the call's invalidations: to other threads through the log, to this thread's listeners now. */
+  private announce(): void {
+    if (this.outbox.length === 0) return;
+    const events = coalesce(this.outbox);
+    this.outbox = [];
+    this.notifier.announce(events);
+  }
+}
+
+function describePte(pte: number): PageSnapshot {
+  const stateCode = pte & PTE_STATE_MASK;
+  const state = STATE_NAMES[stateCode] ?? 'unmapped';
+  const prot = PROT_NAMES[(pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT] ?? 'none';
+  let dirty: PageSnapshot['dirty'] = 'none';
+  if (stateCode === PTE_GPU && pte & PTE_GPU_DIRTY) dirty = 'gpu';
+  else if (stateCode === PTE_CPU && pte & PTE_FRAME && pte & (PTE_STALE_WHOLE | PTE_STALE_RANGES))
+    dirty = 'cpu';
+  return { state, prot, dirty };
+}
+
+function scopeHold(span: { first: number; count: number }, mode: AccessMode): Hold {
+  if (mode !== 'read' && mode !== 'write')
+    throw new InvalidArgumentError('mode', mode, 'bad-value', "'read' or 'write'");
+  return {
+    first: span.first,
+    count: span.count,
+    kind: mode === 'read' ? 'scope-read' : 'exclusive-long',
+  };
+}
+
+function protCode(prot: Protection): number {
+  const code = PROT_CODES[prot];
+  if (code === undefined)
+    throw new InvalidArgumentError('prot', prot, 'bad-value', "'none', 'r' or 'rw'");
+  return code;
+}
+
+function waitLimits(options: { faultTimeoutMs?: number; spinLimitMs?: number }): WaitLimits {
+  const faultTimeoutMs = options.faultTimeoutMs ?? 10_000;
+  const spinLimitMs = options.spinLimitMs ?? 200;
+  positiveInteger('faultTimeoutMs', faultTimeoutMs);
+  nonNegativeInteger('spinLimitMs', spinLimitMs);
+  return { faultTimeoutMs, spinLimitMs };
+}
+
+function viewBytes(data: ArrayBufferView): Uint8Array {
+  if (!ArrayBuffer.isView(data))
+    throw new InvalidArgumentError('data', typeof data, 'bad-value', 'an ArrayBufferView');
+  if (data.byteLength === 0) throw new InvalidArgumentError('data', 0, 'zero', 'nothing to write');
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function nonNegativeInteger(name: string, value: number): void {
+  if (typeof value !== 'number' || !Number.isInteger(value))
+    throw new InvalidArgumentError(name, value, 'not-integer');
+  if (value < 0) throw new InvalidArgumentError(name, value, 'negative');
+}
+
+function positiveInteger(name: string, value: number): void {
+  nonNegativeInteger(name, value);
+  if (value === 0) throw new InvalidArgumentError(name, value, 'zero');
+}

@@ -1,0 +1,183 @@
+/**
+ * Invalidation notices (HMM's mmu_interval_notifier): who learns that a range
+ * stopped being what a GPU copy or a cached view believed.
+ *
+ * Guarantees (SPEC §3):
+ * - a listener runs on the thread that registered it, never under a page hold;
+ * - for its own thread's calls, synchronously before the call returns;
+ * - for other threads' calls, on its event loop (Atomics.waitAsync on the
+ *   log's head word), coalesced per cause;
+ * - if the thread fell more than LOG_CAPACITY records behind, it gets one
+ *   whole-space event with cause 'overflow' instead of the lost records.
+ *
+ * The log is a ring in shared memory. A writer takes a ticket (Atomics.add on
+ * the head word), fills the slot, then publishes it by storing ticket + 1 in
+ * the slot's stamp and notifies the head word. A reader trusts a slot only if
+ * its stamp reads ticket + 1 both before and after it copies the fields.
+ */
+import {
+  HEADER_LOG_HEAD,
+  INVALIDATE_CAUSES,
+  LOG_CAPACITY,
+  LOG_CAUSE_MASK,
+  LOG_LEN,
+  LOG_META,
+  LOG_ORIGIN_SHIFT,
+  LOG_STAMP,
+  LOG_VA,
+  LOG_WORDS,
+  type InvalidateCause,
+} from './shared-layout.ts';
+import type { SharedState } from './shared-state.ts';
+
+export interface InvalidateEvent {
+  /** First byte of the invalidated range (clipped to the listener's range). */
+  readonly va: number;
+  /** Bytes in the range. */
+  readonly len: number;
+  /**
+   * - 'write': a CPU write made a GPU copy stale;
+   * - 'free', 'protect': the range was freed or its protection changed;
+   * - 'migrate': a migration took the pages from the CPU;
+   * - 'overflow': this thread missed notices; assume the whole space changed.
+   */
+  readonly cause: InvalidateCause | 'overflow';
+}
+
+export type InvalidateListener = (event: InvalidateEvent) => void;
+
+interface Registration {
+  readonly va: number;
+  readonly end: number;
+  readonly listener: InvalidateListener;
+}
+
+export class InvalidationNotifier {
+  private readonly log: Int32Array;
+  private readonly header: Int32Array;
+  private readonly registrations = new Set<Registration>();
+  /** Next ticket this thread has not read. */
+  private cursor = 0;
+  private pumping = false;
+
+  constructor(
+    state: SharedState,
+    private readonly threadId: number,
+    private readonly spaceSize: number,
+  ) {
+    this.log = state.log;
+    this.header = state.header;
+  }
+
+  /** Registers `listener` for [va, va + len); returns its unsubscribe function. */
+  listen(va: number, len: number, listener: InvalidateListener): () => void {
+    const registration = { va, end: va + len, listener };
+    if (this.registrations.size === 0) this.cursor = Atomics.load(this.header, HEADER_LOG_HEAD);
+    this.registrations.add(registration);
+    if (!this.pumping) void this.pump();
+    return () => {
+      this.registrations.delete(registration);
+      // Wake the pump so it sees there is nobody left to serve and ends.
+      if (this.registrations.size === 0) Atomics.notify(this.header, HEADER_LOG_HEAD);
+    };
+  }
+
+  /**
+   * Publishes `events` (already coalesced) to the other threads, then runs this
+   * thread's listeners for them. Call with no page held.
+   */
+  announce(events: readonly InvalidateEvent[]): void {
+    if (events.length === 0) return;
+    for (const event of events) this.append(event);
+    Atomics.notify(this.header, HEADER_LOG_HEAD);
+    this.deliver(events);
+  }
+
+  private append(event: InvalidateEvent): void {
+    const ticket = Atomics.add(this.header, HEADER_LOG_HEAD, 1);
+    const slot = (ticket >>> 0) % LOG_CAPACITY;
+    const at = slot * LOG_WORDS;
+    // Unpublish first, so a reader that raced past the old record sees it change.
+    Atomics.store(this.log, at + LOG_STAMP, 0);
+    Atomics.store(this.log, at + LOG_VA, event.va | 0);
+    Atomics.store(this.log, at + LOG_LEN, event.len | 0);
+    const cause = INVALIDATE_CAUSES.indexOf(event.cause as InvalidateCause);
+    Atomics.store(this.log, at + LOG_META, cause | (this.threadId << LOG_ORIGIN_SHIFT));
+    Atomics.store(this.log, at + LOG_STAMP, (ticket + 1) | 0);
+  }
+
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    try {
+      while (this.registrations.size > 0) {
+        const head = Atomics.load(this.header, HEADER_LOG_HEAD);
+        const events = this.drain(head);
+        if (events.length > 0) this.deliver(coalesce(events));
+        if (this.registrations.size === 0) break;
+        const waited = Atomics.waitAsync(this.header, HEADER_LOG_HEAD, head);
+        if (waited.async) await waited.value;
+        else await Promise.resolve();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Reads the published records from the cursor up to `head`, skipping this thread's own. */
+  private drain(head: number): InvalidateEvent[] {
+    if (((head - this.cursor) | 0) > LOG_CAPACITY) return this.overflow(head);
+    const events: InvalidateEvent[] = [];
+    while (this.cursor !== head) {
+      const at = ((this.cursor >>> 0) % LOG_CAPACITY) * LOG_WORDS;
+      const expected = (this.cursor + 1) | 0;
+      const stamp = Atomics.load(this.log, at + LOG_STAMP);
+      if (stamp !== expected) {
+        // Not yet published: stop here; the writer's notify wakes us. Otherwise overwritten.
+        if (stamp === 0 || ((stamp - expected) | 0) < 0) break;
+        return this.overflow(head);
+      }
+      const va = Atomics.load(this.log, at + LOG_VA) >>> 0;
+      const len = Atomics.load(this.log, at + LOG_LEN) >>> 0;
+      const meta = Atomics.load(this.log, at + LOG_META);
+      if (Atomics.load(this.log, at + LOG_STAMP) !== expected) return this.overflow(head);
+      const cause = INVALIDATE_CAUSES[meta & LOG_CAUSE_MASK];
+      if (meta >>> LOG_ORIGIN_SHIFT !== this.threadId && cause !== undefined)
+        events.push({ va, len, cause });
+      this.cursor = (this.cursor + 1) | 0;
+    }
+    return events;
+  }
+
+  private overflow(head: number): InvalidateEvent[] {
+    this.cursor = head;
+    return [{ va: 0, len: this.spaceSize, cause: 'overflow' }];
+  }
+
+  private deliver(events: readonly InvalidateEvent[]): void {
+    for (const registration of [...this.registrations]) {
+      for (const event of events) {
+        const va = Math.max(event.va, registration.va);
+        const end = Math.min(event.va + event.len, registration.end);
+        if (va < end) registration.listener({ va, len: end - va, cause: event.cause });
+      }
+    }
+  }
+}
+
+/** Merges events of the same cause whose ranges overlap or touch; order: by cause, then address. */
+export function coalesce(events: readonly InvalidateEvent[]): InvalidateEvent[] {
+  const sorted = [...events].sort((a, b) =>
+    a.cause === b.cause ? a.va - b.va : a.cause < b.cause ? -1 : 1,
+  );
+  const out: InvalidateEvent[] = [];
+  for (const event of sorted) {
+    const last = out[out.length - 1];
+    if (last && last.cause === event.cause && event.va <= last.va + last.len) {
+      const end = Math.max(last.va + last.len, event.va + event.len);
+      out[out.length - 1] = { va: last.va, len: end - last.va, cause: last.cause };
+    } else {
+      out.push(event);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,123 @@
+/**
+ * The layout of an address space's shared state: every word that crosses a
+ * thread boundary, in one place, with no logic. Two SharedArrayBuffers make a
+ * space:
+ *
+ * - `memory`: `size` bytes of CPU memory, VA == byte offset. Fixed length:
+ *   `writeBuffer` rejects views of growable buffers.
+ * - `meta`: an Int32Array of the sections below, in this order. Per-page
+ *   sections have one entry per page (`pageCount` of them).
+ *
+ * | section    | words per entry | what                                              |
+ * |------------|-----------------|---------------------------------------------------|
+ * | header     | HEADER_WORDS    | the words named `HEADER_*`                        |
+ * | pte        | 1               | page table entry, bits `PTE_*`                     |
+ * | lock       | 1               | page hold word, bits `LOCK_*`                      |
+ * | seq        | 1               | invalidation sequence number, +1 per invalidation  |
+ * | gen        | 1               | generation, +1 each time the page is freed        |
+ * | runHead    | 1               | allocator tag at a run's first page, else 0        |
+ * | runTail    | 1               | allocator tag at a run's last page, else 0         |
+ * | stale      | STALE_WORDS     | the page's stale byte ranges, see `STALE_*`       |
+ * | log        | LOG_WORDS × LOG_CAPACITY | the invalidation log, see `LOG_*`        |
+ */
+
+/** Version of this layout; `attach` refuses a handle of another version. */
+export const LAYOUT_VERSION = 1;
+export const LAYOUT_MAGIC = 0x68_6d_6d_31; // "hmm1"
+
+// ---- header ----
+export const HEADER_MAGIC = 0;
+export const HEADER_VERSION = 1;
+/** log2(pageSize). */
+export const HEADER_PAGE_SHIFT = 2;
+export const HEADER_PAGE_COUNT = 3;
+/** Last thread id handed out; each attached instance takes the next. */
+export const HEADER_THREAD_IDS = 4;
+/** Mutex over runHead/runTail: 0 free, 1 held, 2 held with waiters. */
+export const HEADER_ALLOC_MUTEX = 5;
+/** Pages in free runs (informational, under the allocator mutex). */
+export const HEADER_FREE_PAGES = 6;
+/** Invalidation log tickets handed out (int32, wraps); waiters wait on this word. */
+export const HEADER_LOG_HEAD = 7;
+export const HEADER_WORDS = 16;
+
+// ---- page table entry (pte) ----
+// bits 0-2: state
+export const PTE_STATE_MASK = 0b111;
+export const PTE_UNMAPPED = 0;
+/** Allocated, never written: reads are zeros (the memory is zero), no frame content. */
+export const PTE_ZERO = 1;
+/** Newest bytes on the CPU; a frame, if any, is stale in the recorded ranges. */
+export const PTE_CPU = 2;
+/** Both copies valid and equal. */
+export const PTE_SHARED = 3;
+/** Owned by the GPU; see PTE_GPU_DIRTY. */
+export const PTE_GPU = 4;
+// bits 3-4: protection
+export const PTE_PROT_SHIFT = 3;
+export const PTE_PROT_MASK = 0b11 << PTE_PROT_SHIFT;
+export const PROT_NONE = 0;
+export const PROT_R = 1;
+export const PROT_RW = 2;
+/** The page has a GPU frame. */
+export const PTE_FRAME = 1 << 5;
+/** The GPU copy is newer than the CPU copy. */
+export const PTE_GPU_DIRTY = 1 << 6;
+/** The frame is stale as a whole (too many ranges, or a whole-page write). */
+export const PTE_STALE_WHOLE = 1 << 7;
+/** The frame is stale in the ranges recorded in the page's stale entry. */
+export const PTE_STALE_RANGES = 1 << 8;
+/** Freed and not allocated again since: accesses fail with reason 'freed'. */
+export const PTE_FREED = 1 << 9;
+
+// ---- page hold word (lock) ----
+// Plain reads and plain writes never exclude each other; read scopes exclude
+// writers; exclusive holds exclude everyone. Counts saturate at LOCK_COUNT_MAX:
+// a further holder waits.
+export const LOCK_COUNT_BITS = 9;
+export const LOCK_COUNT_MAX = (1 << LOCK_COUNT_BITS) - 1;
+/** Plain CPU reads in progress. */
+export const LOCK_READERS_SHIFT = 0;
+/** Plain CPU writes and atomics in progress. */
+export const LOCK_WRITERS_SHIFT = 9;
+/** Read scopes (access/acquire 'read') in progress. */
+export const LOCK_SCOPES_SHIFT = 18;
+/** One exclusive holder: a write scope, a free, a migration. */
+export const LOCK_EXCLUSIVE = 1 << 27;
+/** The exclusive holder may keep the page for long (a scope, a kernel, a migration): non-blocking threads do not spin for it. */
+export const LOCK_LONG = 1 << 28;
+/** Someone waits on this word: the releaser must notify. */
+export const LOCK_WAITERS = 1 << 29;
+
+// ---- stale byte ranges ----
+/** Ranges kept per page; one more makes the whole page stale (PTE_STALE_WHOLE). */
+export const STALE_CAPACITY = 8;
+/** Word 0: count in bits 0-7, bit 31 a short mutex. Then `STALE_CAPACITY` pairs [start, end) in page-relative bytes, sorted, disjoint, not adjacent. */
+export const STALE_WORDS = 1 + 2 * STALE_CAPACITY;
+export const STALE_COUNT_MASK = 0xff;
+export const STALE_MUTEX = 1 << 31;
+
+// ---- invalidation log ----
+/** Records in the ring; a reader that falls further behind gets one whole-space event. */
+export const LOG_CAPACITY = 1024;
+/** stamp (ticket + 1 once published), va, len, cause | origin << LOG_ORIGIN_SHIFT. */
+export const LOG_WORDS = 4;
+export const LOG_STAMP = 0;
+export const LOG_VA = 1;
+export const LOG_LEN = 2;
+export const LOG_META = 3;
+export const LOG_CAUSE_MASK = 0xff;
+export const LOG_ORIGIN_SHIFT = 8;
+/** Log cause codes, index into INVALIDATE_CAUSES. */
+export const INVALIDATE_CAUSES = ['write', 'free', 'protect', 'migrate'] as const;
+export type InvalidateCause = (typeof INVALIDATE_CAUSES)[number];
+
+/** What `space.handle` carries to another thread (structured-cloneable). */
+export interface SpaceHandle {
+  readonly type: 'webhmm-space';
+  readonly version: number;
+  readonly memory: SharedArrayBuffer;
+  readonly meta: SharedArrayBuffer;
+  readonly faultTimeoutMs: number;
+  readonly spinLimitMs: number;
+}

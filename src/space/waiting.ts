@@ -1,0 +1,98 @@
+/**
+ * How a call waits. SPEC §3: a call may block unless it runs on a browser's
+ * main thread or on the thread that owns a GpuMirror (a thread parked in
+ * Atomics.wait receives no mapAsync callback, so it would deadlock its own
+ * faults). The decision is made per call through an injectable `mayBlock`.
+ *
+ * - may block: Atomics.wait, for at most `faultTimeoutMs` in all, then
+ *   WouldBlockError 'timeout';
+ * - may not block: a short critical section (plain accesses, the allocator,
+ *   a free) is spun for at most `spinLimitMs`; a long one (a scope, a kernel,
+ *   a migration) throws WouldBlockError 'may-not-block' at once;
+ * - async variants wait with Atomics.waitAsync on any thread, up to `faultTimeoutMs`.
+ */
+import { WouldBlockError } from '../errors.ts';
+
+export interface WaitLimits {
+  /** Longest a blocked call waits before WouldBlockError 'timeout', ms. */
+  readonly faultTimeoutMs: number;
+  /** Longest a thread that may not block spins on a short critical section, ms. */
+  readonly spinLimitMs: number;
+}
+
+/** The default decision: a browser window's main thread may not block; workers and Node may. */
+export function defaultMayBlock(): boolean {
+  return !(typeof window !== 'undefined' && typeof document !== 'undefined');
+}
+
+/** The waiting of one call: its deadlines start at the first wait. */
+export class WaitBudget {
+  private deadline = Number.NaN;
+  private spinDeadline = Number.NaN;
+
+  constructor(
+    private readonly limits: WaitLimits,
+    /** The faulting address reported if the wait fails. */
+    private readonly address: number,
+  ) {}
+
+  private start(): void {
+    if (!Number.isNaN(this.deadline)) return;
+    const now = performance.now();
+    this.deadline = now + this.limits.faultTimeoutMs;
+    this.spinDeadline = now + this.limits.spinLimitMs;
+  }
+
+  private remainingMs(): number {
+    this.start();
+    const left = this.deadline - performance.now();
+    if (left <= 0) {
+      throw new WouldBlockError(
+        this.address,
+        'timeout',
+        `waited ${this.limits.faultTimeoutMs} ms (faultTimeoutMs)`,
+      );
+    }
+    return left;
+  }
+
+  /**
+   * Waits until `words[index]` may have changed from `observed`, or, where the
+   * thread may not block, spins once (the caller retries).
+   * @param long what blocks may last long (a scope or GPU work)
+   * @throws WouldBlockError 'timeout' or 'may-not-block'
+   */
+  waitSync(
+    mayBlock: boolean,
+    words: Int32Array,
+    index: number,
+    observed: number,
+    long: boolean,
+  ): void {
+    if (mayBlock) {
+      Atomics.wait(words, index, observed, this.remainingMs());
+      return;
+    }
+    if (long) {
+      throw new WouldBlockError(
+        this.address,
+        'may-not-block',
+        'the page is held by a scope or by GPU work and this thread may not wait; use the async variant',
+      );
+    }
+    this.start();
+    if (performance.now() > this.spinDeadline) {
+      throw new WouldBlockError(
+        this.address,
+        'may-not-block',
+        `spun ${this.limits.spinLimitMs} ms (spinLimitMs)`,
+      );
+    }
+  }
+
+  /** Waits on any thread until `words[index]` may have changed from `observed`. */
+  async waitAsync(words: Int32Array, index: number, observed: number): Promise<void> {
+    const result = Atomics.waitAsync(words, index, observed, this.remainingMs());
+    if (result.async) await result.value;
+  }
+}
