@@ -1,9 +1,131 @@
-// Placeholder demo page: shows that the page is served cross-origin isolated,
-// which SharedArrayBuffer (and so webhmm) requires.
+// The demo: one address space, shown page by page, that this page's main thread
+// and a worker both use. Buttons allocate, write, protect and free; the map
+// shows each page's state and protection, and the log shows the invalidation
+// notices the main thread receives.
+import { wrap } from 'comlink';
+import { AddressSpace, WebHmmError, type PageSnapshot } from '../index.ts';
+import type { DemoWorkerApi } from './demo.worker.ts';
+
+const PAGE = 64 << 10;
+const PAGES = 64;
+
+const space = AddressSpace.create({ size: PAGES * PAGE, pageSize: PAGE });
+const worker = wrap<DemoWorkerApi>(
+  new Worker(new URL('./demo.worker.ts', import.meta.url), { type: 'module' }),
+);
+const workerReady = worker.attach(space.handle);
+const allocations: { va: number; len: number }[] = [];
+
 const app = document.querySelector('#app') ?? document.body;
-const title = document.createElement('h1');
-title.textContent = 'webhmm demo';
-const status = document.createElement('p');
-status.id = 'isolation';
-status.textContent = `crossOriginIsolated: ${String(crossOriginIsolated)}`;
-app.append(title, status);
+app.innerHTML = `
+  <h1>webhmm</h1>
+  <p id="isolation"></p>
+  <p>One address space of ${PAGES} pages of ${PAGE >> 10} KiB, shared by this page and a worker.</p>
+  <div id="controls">
+    <button data-action="alloc">alloc 256 KiB</button>
+    <button data-action="write">main thread writes the newest allocation</button>
+    <button data-action="worker">worker writes the newest allocation</button>
+    <button data-action="protect">make it read-only</button>
+    <button data-action="free">free it</button>
+  </div>
+  <div id="map" role="img" aria-label="page map"></div>
+  <p id="legend"></p>
+  <pre id="log" aria-live="polite"></pre>
+  <style>
+    body { font: 14px system-ui, sans-serif; margin: 1.5rem; }
+    #map { display: grid; grid-template-columns: repeat(16, 2.2rem); gap: 3px; margin: 1rem 0; }
+    #map div { height: 2.2rem; border-radius: 3px; font-size: 10px; display: grid; place-items: center; }
+    .unmapped { background: #eee; color: #999; } .zero { background: #cde; } .cpu { background: #6a6; color: #fff; }
+    .shared { background: #59c; color: #fff; } .gpu { background: #c63; color: #fff; }
+    #legend span { padding: 0 .4rem; margin-right: .4rem; border-radius: 3px; }
+    #log { background: #f6f6f6; padding: .5rem; max-height: 12rem; overflow: auto; }
+  </style>`;
+
+const element = (id: string): HTMLElement => {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`#${id} missing`);
+  return found;
+};
+element('isolation').textContent = `crossOriginIsolated: ${String(crossOriginIsolated)}`;
+element('legend').innerHTML = ['unmapped', 'zero', 'cpu', 'shared', 'gpu']
+  .map((state) => `<span class="${state}">${state}</span>`)
+  .join('');
+
+function log(line: string): void {
+  const out = element('log');
+  out.textContent = `${line}\n${out.textContent ?? ''}`;
+}
+
+function render(): void {
+  const pages: PageSnapshot[] = space.snapshot(0, space.size);
+  element('map').replaceChildren(
+    ...pages.map((page, index) => {
+      const cell = document.createElement('div');
+      cell.className = page.state;
+      cell.title = `page ${index} at 0x${(index * PAGE).toString(16)}: ${page.state}, prot ${page.prot}`;
+      cell.textContent = page.state === 'unmapped' ? '' : page.prot;
+      return cell;
+    }),
+  );
+}
+
+space.onInvalidate(0, space.size, (event) =>
+  log(`notice: ${event.cause} [0x${event.va.toString(16)}, +${event.len >> 10} KiB)`),
+);
+
+const newest = (): { va: number; len: number } => {
+  const last = allocations[allocations.length - 1];
+  if (!last) throw new Error('allocate first');
+  return last;
+};
+
+const actions: Record<string, () => Promise<void> | void> = {
+  alloc() {
+    const len = 256 << 10;
+    const va = space.alloc(len);
+    allocations.push({ va, len });
+    log(`alloc -> 0x${va.toString(16)}`);
+  },
+  write() {
+    const { va } = newest();
+    space.write(va + 100, new TextEncoder().encode('hello from the main thread'));
+    log(`main thread wrote 26 bytes at 0x${(va + 100).toString(16)}`);
+  },
+  async worker() {
+    const { va, len } = newest();
+    await workerReady;
+    const sum = await worker.stamp(va, len, 7);
+    log(
+      `worker wrote 7 into each page of 0x${va.toString(16)} and read back ${sum}; main reads ${space.getU32(va)}`,
+    );
+  },
+  protect() {
+    const { va, len } = newest();
+    space.protect(va, len, 'r');
+    log(`protect 0x${va.toString(16)} 'r'`);
+  },
+  free() {
+    const { va } = newest();
+    space.free(va);
+    allocations.pop();
+    log(`free 0x${va.toString(16)}`);
+  },
+};
+
+element('controls').addEventListener('click', (event) => {
+  const action = (event.target as HTMLElement).dataset['action'];
+  const run = action ? actions[action] : undefined;
+  if (!run) return;
+  Promise.resolve()
+    .then(run)
+    .catch((error: unknown) =>
+      log(
+        error instanceof WebHmmError
+          ? `${error.name} (${error.reason}): ${error.message}`
+          : String(error),
+      ),
+    )
+    .finally(render);
+});
+
+render();

@@ -47,6 +47,33 @@ describe('the webhmm package', { timeout: 60_000 }, () => {
     expect(loaded.names).toEqual(await sourceExportNames());
   });
 
+  it('works by name in Node: allocate, write, read, snapshot, free, notices, typed errors', async () => {
+    requireBuild();
+    const script = `
+      import { AddressSpace, AccessError } from 'webhmm';
+      const space = AddressSpace.create({ size: 1 << 20, pageSize: 4096 });
+      const va = space.alloc(8192);
+      const events = [];
+      space.onInvalidate(va, 8192, (event) => events.push(event));
+      space.write(va, new Uint32Array([41]));
+      space.atomicAddU32(va, 1);
+      const value = space.getU32(va);
+      const states = space.snapshot(va, 8192).map((page) => page.state);
+      space.free(va);
+      let error;
+      try { space.getU32(va); } catch (caught) { error = { isAccess: caught instanceof AccessError, code: caught.code, reason: caught.reason }; }
+      console.log(JSON.stringify({ value, states, events, error }));`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: root,
+    });
+    expect(JSON.parse(stdout)).toEqual({
+      value: 42,
+      states: ['cpu', 'zero'],
+      events: [{ va: 4096, len: 8192, cause: 'free' }],
+      error: { isAccess: true, code: 'ACCESS', reason: 'freed' },
+    });
+  });
+
   it('resolves by name through Vite too, to the same exports', async () => {
     requireBuild();
     // A non-literal specifier keeps tsc from needing dist/ while type-checking.
