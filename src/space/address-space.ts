@@ -18,15 +18,10 @@
  *   exactly the written byte ranges (up to STALE_CAPACITY per page, then the
  *   whole page) and reports the page to `onInvalidate` listeners.
  */
-import {
-  AccessError,
-  InvalidArgumentError,
-  OutOfMemoryError,
-  WouldBlockError,
-  invariant,
-} from '../errors.ts';
+import { AccessError, InvalidArgumentError, OutOfMemoryError, WouldBlockError } from '../errors.ts';
 import { PageAllocator } from './allocator.ts';
-import { clearIntervals, insertInterval } from './interval-set.ts';
+import { FaultChannel, unservedFault } from './fault-channel.ts';
+import { registerInternals } from './internals.ts';
 import { Lease, type LeaseMode } from './lease.ts';
 import { lockMutex, unlockMutex } from './mutex.ts';
 import {
@@ -35,7 +30,14 @@ import {
   type InvalidateEvent,
   type InvalidateListener,
 } from './notifier.ts';
-import { announceWaiter, blockerIsLong, release, tryHold, type HoldKind } from './page-lock.ts';
+import {
+  PageTable,
+  describePte,
+  type Hold,
+  type Need,
+  type PageSnapshot,
+  type Protection,
+} from './page-table.ts';
 import {
   HEADER_ALLOC_MUTEX,
   HEADER_THREAD_IDS,
@@ -43,38 +45,19 @@ import {
   PROT_NONE,
   PROT_R,
   PROT_RW,
-  PTE_CPU,
-  PTE_FRAME,
   PTE_FREED,
-  PTE_GPU,
-  PTE_GPU_DIRTY,
   PTE_PROT_MASK,
   PTE_PROT_SHIFT,
-  PTE_SHARED,
-  PTE_STALE_RANGES,
-  PTE_STALE_WHOLE,
   PTE_STATE_MASK,
   PTE_UNMAPPED,
   PTE_ZERO,
-  STALE_CAPACITY,
-  STALE_MUTEX,
-  STALE_WORDS,
   type SpaceHandle,
 } from './shared-layout.ts';
 import { createSharedState, openSharedState, type SharedState } from './shared-state.ts';
 import { WaitBudget, defaultMayBlock, type WaitLimits } from './waiting.ts';
 
-export type Protection = 'none' | 'r' | 'rw';
-export type PageState = 'unmapped' | 'zero' | 'cpu' | 'shared' | 'gpu' | 'gpu-remote';
+export type { PageSnapshot, PageState, Protection } from './page-table.ts';
 export type AccessMode = LeaseMode;
-
-/** One page as `snapshot` reports it. */
-export interface PageSnapshot {
-  readonly state: PageState;
-  readonly prot: Protection;
-  /** 'cpu': the CPU copy is newer than an existing GPU frame; 'gpu': the GPU copy is newer than the CPU copy. */
-  readonly dirty: 'none' | 'cpu' | 'gpu';
-}
 
 export interface AddressSpaceOptions {
   /** Bytes of address space: a multiple of pageSize, at most 4 GiB minus one page. */
@@ -93,30 +76,18 @@ export interface AttachOptions {
   readonly mayBlock?: () => boolean;
 }
 
-const STATE_NAMES: readonly PageState[] = [
-  'unmapped',
-  'zero',
-  'cpu',
-  'shared',
-  'gpu',
-  'gpu-remote',
-];
-const PROT_NAMES: readonly Protection[] = ['none', 'r', 'rw'];
 const PROT_CODES: Record<Protection, number> = { none: PROT_NONE, r: PROT_R, rw: PROT_RW };
 
 const MIN_PAGE_SIZE = 4 << 10;
 const MAX_PAGE_SIZE = 2 << 20;
 const MAX_SPACE = 2 ** 32;
 
-/** A run of pages held with one kind of hold. */
-interface Hold {
-  readonly first: number;
-  readonly count: number;
-  readonly kind: HoldKind;
+/** A held run of pages with what the CPU access needs of them. */
+interface Access extends Hold {
+  readonly va: number;
+  readonly len: number;
+  readonly need: Need;
 }
-
-/** What a held range must allow. */
-type Need = 'read' | 'write';
 
 export class AddressSpace {
   /** Bytes in the space. */
@@ -131,8 +102,12 @@ export class AddressSpace {
   private readonly shared: SharedState;
   private readonly allocator: PageAllocator;
   private readonly notifier: InvalidationNotifier;
+  private readonly table: PageTable;
+  private readonly faults: FaultChannel;
   private readonly limits: WaitLimits;
+  /** Whether this call may block: the policy, unless this thread owns a GPUDevice. */
   private readonly mayBlock: () => boolean;
+  private devicesOwned = 0;
   /** Ranges held by this thread's scopes (access/acquire), for the re-entrancy check. */
   private readonly scopes = new Set<{ readonly first: number; readonly count: number }>();
   /** Invalidations of the call in progress, announced once its holds are released. */
@@ -147,7 +122,7 @@ export class AddressSpace {
     this.memory = memory;
     this.shared = shared;
     this.limits = limits;
-    this.mayBlock = mayBlock;
+    this.mayBlock = () => this.devicesOwned === 0 && mayBlock();
     this.pageShift = shared.pageShift;
     this.pageSize = 2 ** shared.pageShift;
     this.size = memory.byteLength;
@@ -155,8 +130,22 @@ export class AddressSpace {
     this.words = new Uint32Array(memory, 0, this.size >>> 2);
     this.floats = new Float32Array(memory, 0, this.size >>> 2);
     this.allocator = new PageAllocator(shared);
+    this.table = new PageTable(shared, memory, limits);
+    this.faults = new FaultChannel(shared);
     const threadId = Atomics.add(shared.header, HEADER_THREAD_IDS, 1) + 1;
     this.notifier = new InvalidationNotifier(shared, threadId, this.size);
+    registerInternals(this, {
+      table: this.table,
+      memory,
+      faults: this.faults,
+      threadId,
+      limits,
+      announce: (events) => this.notifier.announce(coalesce(events)),
+      ownDevice: (owned) => {
+        this.devicesOwned += owned ? 1 : -1;
+      },
+      pageSpan: (va, len) => this.pageSpan(va, len),
+    });
   }
 
   /**
@@ -317,10 +306,10 @@ export class AddressSpace {
     }
     const hold: Hold = { first, count, kind: 'exclusive' };
     this.assertNotInScope(first, count, va);
-    this.holdSync([hold], va);
+    this.table.holdSync([hold], va, this.mayBlock);
     try {
       for (let page = first; page < first + count; page++) {
-        const pte = Atomics.load(this.shared.pte, page);
+        const pte = this.table.pte(page);
         const stale =
           generations !== undefined &&
           generations[page - first] !== Atomics.load(this.shared.gen, page);
@@ -334,10 +323,10 @@ export class AddressSpace {
           );
         }
       }
-      for (let page = first; page < first + count; page++) this.discardPage(page);
+      for (let page = first; page < first + count; page++) this.table.discardPage(page);
       this.outbox.push({ va, len: count * this.pageSize, cause: 'free' });
     } finally {
-      this.releaseHolds([hold]);
+      this.table.releaseHolds([hold]);
     }
     this.withAllocator(va, () => this.allocator.give(first, count));
     this.announce();
@@ -362,14 +351,16 @@ export class AddressSpace {
       );
     }
     this.assertNotInScope(span.first, span.count, va);
-    for (let page = span.first; page < span.first + span.count; page++) this.assertMapped(page, va);
     for (let page = span.first; page < span.first + span.count; page++) {
-      this.updatePte(page, (pte) =>
+      this.table.assertMapped(page, va);
+    }
+    for (let page = span.first; page < span.first + span.count; page++) {
+      this.table.updatePte(page, (pte) =>
         (pte & PTE_STATE_MASK) === PTE_UNMAPPED
           ? pte
           : (pte & ~PTE_PROT_MASK) | (code << PTE_PROT_SHIFT),
       );
-      Atomics.add(this.shared.seq, page, 1);
+      this.table.invalidate(page);
     }
     this.outbox.push({ va, len: span.count * this.pageSize, cause: 'protect' });
     this.announce();
@@ -382,14 +373,14 @@ export class AddressSpace {
    * @throws AccessError at the first unmapped, freed, out-of-range or unreadable byte; WouldBlockError
    */
   read(va: number, len: number): Uint8Array {
-    const span = this.pageSpan(va, len);
-    return this.accessSync(span, 'read', 'read', va, len, () => this.bytes.slice(va, va + len));
+    const access = this.cpuAccess(va, len, 'read');
+    return this.accessSync([access], () => this.bytes.slice(va, va + len));
   }
 
-  /** `read` that waits asynchronously, on any thread. */
+  /** `read` that waits asynchronously, on any thread (and brings GPU-dirty pages back). */
   async readAsync(va: number, len: number): Promise<Uint8Array> {
-    const span = this.pageSpan(va, len);
-    return this.accessAsync(span, 'read', 'read', va, len, () => this.bytes.slice(va, va + len));
+    const access = this.cpuAccess(va, len, 'read');
+    return this.accessAsync([access], () => this.bytes.slice(va, va + len));
   }
 
   /**
@@ -398,27 +389,24 @@ export class AddressSpace {
    */
   write(va: number, data: ArrayBufferView): void {
     const source = viewBytes(data);
-    const span = this.pageSpan(va, source.byteLength);
-    this.accessSync(span, 'write', 'write', va, source.byteLength, () =>
-      this.bytes.set(source, va),
-    );
+    const access = this.cpuAccess(va, source.byteLength, 'write');
+    this.accessSync([access], () => this.bytes.set(source, va));
   }
 
   /** `write` that waits asynchronously, on any thread. */
   async writeAsync(va: number, data: ArrayBufferView): Promise<void> {
     const source = viewBytes(data);
-    const span = this.pageSpan(va, source.byteLength);
-    return this.accessAsync(span, 'write', 'write', va, source.byteLength, () =>
-      this.bytes.set(source, va),
-    );
+    const access = this.cpuAccess(va, source.byteLength, 'write');
+    return this.accessAsync([access], () => this.bytes.set(source, va));
   }
 
   /** Sets every byte of [va, va + len) to `byte` (0-255). Throws as `write`. */
   fill(va: number, len: number, byte: number): void {
-    if (!Number.isInteger(byte) || byte < 0 || byte > 255)
+    if (!Number.isInteger(byte) || byte < 0 || byte > 255) {
       throw new InvalidArgumentError('byte', byte, 'bad-value', 'an integer 0-255');
-    const span = this.pageSpan(va, len);
-    this.accessSync(span, 'write', 'write', va, len, () => this.bytes.fill(byte, va, va + len));
+    }
+    const access = this.cpuAccess(va, len, 'write');
+    this.accessSync([access], () => this.bytes.fill(byte, va, va + len));
   }
 
   /**
@@ -426,24 +414,8 @@ export class AddressSpace {
    * @throws AccessError for an unreadable source or unwritable destination byte; WouldBlockError
    */
   copy(dstVa: number, srcVa: number, len: number): void {
-    const src = this.pageSpan(srcVa, len);
-    const dst = this.pageSpan(dstVa, len);
-    const holds: Hold[] = [
-      { ...src, kind: 'read' },
-      { ...dst, kind: 'write' },
-    ];
-    this.assertNotInScope(src.first, src.count, srcVa);
-    this.assertNotInScope(dst.first, dst.count, dstVa);
-    this.holdSync(holds, dstVa);
-    try {
-      this.checkHeld(src.first, src.count, srcVa, 'read');
-      this.checkHeld(dst.first, dst.count, dstVa, 'write');
-      this.markWritten(dstVa, len);
-      this.bytes.copyWithin(dstVa, srcVa, srcVa + len);
-    } finally {
-      this.releaseHolds(holds);
-    }
-    this.announce();
+    const accesses = [this.cpuAccess(srcVa, len, 'read'), this.cpuAccess(dstVa, len, 'write')];
+    this.accessSync(accesses, () => this.bytes.copyWithin(dstVa, srcVa, srcVa + len));
   }
 
   // ---------------------------------------------------------------- scopes
@@ -457,11 +429,10 @@ export class AddressSpace {
    * @throws AccessError as `read`/`write`; WouldBlockError
    */
   access<T>(va: number, len: number, mode: AccessMode, fn: (lease: Lease) => T): T {
-    const span = this.pageSpan(va, len);
-    const hold = scopeHold(span, mode);
-    this.assertNotInScope(span.first, span.count, va);
-    this.holdSync([hold], va);
-    const lease = this.openScope(hold, va, len, mode);
+    const access = this.scopeAccess(va, len, mode);
+    this.assertNotInScope(access.first, access.count, va);
+    this.holdForCpuSync([access]);
+    const lease = this.openScope(access, mode);
     try {
       return fn(lease);
     } finally {
@@ -474,38 +445,33 @@ export class AddressSpace {
    * any thread. Same rules as `access`.
    */
   async acquire(va: number, len: number, mode: AccessMode): Promise<Lease> {
-    const span = this.pageSpan(va, len);
-    const hold = scopeHold(span, mode);
-    await this.holdAsync([hold], va);
-    return this.openScope(hold, va, len, mode);
+    const access = this.scopeAccess(va, len, mode);
+    await this.holdForCpuAsync([access]);
+    return this.openScope(access, mode);
   }
 
   // ---------------------------------------------------------------- scalars
 
   /** The u32 at `va` (4-byte aligned). Throws as `read`, and InvalidArgumentError 'misaligned'. */
   getU32(va: number): number {
-    const span = this.wordSpan(va);
-    return this.accessSync(span, 'read', 'read', va, 4, () => Atomics.load(this.words, va >>> 2));
+    return this.accessSync([this.wordAccess(va, 'read')], () => Atomics.load(this.words, va >>> 2));
   }
 
   /** Stores the u32 `value` at `va` (4-byte aligned). Throws as `write`. */
   setU32(va: number, value: number): void {
-    const span = this.wordSpan(va);
-    this.accessSync(span, 'write', 'write', va, 4, () =>
+    this.accessSync([this.wordAccess(va, 'write')], () =>
       Atomics.store(this.words, va >>> 2, value),
     );
   }
 
   /** The f32 at `va` (4-byte aligned). Throws as `read`. */
   getF32(va: number): number {
-    const span = this.wordSpan(va);
-    return this.accessSync(span, 'read', 'read', va, 4, () => this.floats[va >>> 2] ?? 0);
+    return this.accessSync([this.wordAccess(va, 'read')], () => this.floats[va >>> 2] ?? 0);
   }
 
   /** Stores the f32 `value` at `va` (4-byte aligned). Throws as `write`. */
   setF32(va: number, value: number): void {
-    const span = this.wordSpan(va);
-    this.accessSync(span, 'write', 'write', va, 4, () => {
+    this.accessSync([this.wordAccess(va, 'write')], () => {
       this.floats[va >>> 2] = value;
     });
   }
@@ -516,16 +482,14 @@ export class AddressSpace {
    * to the CPU first).
    */
   atomicAddU32(va: number, value: number): number {
-    const span = this.wordSpan(va);
-    return this.accessSync(span, 'write', 'write', va, 4, () =>
+    return this.accessSync([this.wordAccess(va, 'write')], () =>
       Atomics.add(this.words, va >>> 2, value),
     );
   }
 
   /** Atomically replaces the u32 at `va` with `value` if it equals `expected`; returns the old value. */
   atomicCasU32(va: number, expected: number, value: number): number {
-    const span = this.wordSpan(va);
-    return this.accessSync(span, 'write', 'write', va, 4, () =>
+    return this.accessSync([this.wordAccess(va, 'write')], () =>
       Atomics.compareExchange(this.words, va >>> 2, expected, value),
     );
   }
@@ -548,7 +512,7 @@ export class AddressSpace {
     const span = this.pageSpan(va, len);
     const out: PageSnapshot[] = [];
     for (let page = span.first; page < span.first + span.count; page++) {
-      out.push(describePte(Atomics.load(this.shared.pte, page)));
+      out.push(describePte(this.table.pte(page)));
     }
     return out;
   }
@@ -570,9 +534,15 @@ export class AddressSpace {
     return { first, count: Math.floor((va + len - 1) / this.pageSize) - first + 1 };
   }
 
-  private wordSpan(va: number): { first: number; count: number } {
+  /** A plain CPU access of [va, va + len), validated. */
+  private cpuAccess(va: number, len: number, need: Need): Access {
+    return { ...this.pageSpan(va, len), kind: need, va, len, need };
+  }
+
+  /** A scalar access at `va`, which must be 4-byte aligned. */
+  private wordAccess(va: number, need: Need): Access {
     nonNegativeInteger('va', va);
-    if (va % 4 !== 0)
+    if (va % 4 !== 0) {
       throw new InvalidArgumentError(
         'va',
         va,
@@ -580,7 +550,17 @@ export class AddressSpace {
         'scalar accesses are 4-byte aligned',
         va,
       );
-    return this.pageSpan(va, 4);
+    }
+    return this.cpuAccess(va, 4, need);
+  }
+
+  /** A scope's access: read scopes keep writers out, write scopes everyone. */
+  private scopeAccess(va: number, len: number, mode: AccessMode): Access {
+    if (mode !== 'read' && mode !== 'write') {
+      throw new InvalidArgumentError('mode', mode, 'bad-value', "'read' or 'write'");
+    }
+    const kind = mode === 'read' ? 'scope-read' : 'exclusive-long';
+    return { ...this.pageSpan(va, len), kind, va, len, need: mode };
   }
 
   /** Pages in the allocation that starts at `first`, read under the allocator mutex. */
@@ -592,7 +572,7 @@ export class AddressSpace {
       const run = this.allocator.runAt(first);
       if (run.allocated && run.first === first) count = run.count;
       inside = run.allocated;
-      pageIsFreed = (Atomics.load(this.shared.pte, first) & PTE_FREED) !== 0;
+      pageIsFreed = (this.table.pte(first) & PTE_FREED) !== 0;
     });
     if (count > 0) return count;
     if (inside && !pageIsFreed) {
@@ -627,67 +607,117 @@ export class AddressSpace {
     }
   }
 
-  /** Hold, check, mark written if writing, run `body`, release, announce. */
-  private accessSync<T>(
-    span: { first: number; count: number },
-    kind: HoldKind,
-    need: Need,
-    va: number,
-    len: number,
-    body: () => T,
-  ): T {
-    const holds: Hold[] = [{ first: span.first, count: span.count, kind }];
-    this.assertNotInScope(span.first, span.count, va);
-    this.holdSync(holds, va);
+  /** A CPU access: hold, check (faulting GPU-dirty pages back), mark written, run `body`, release, announce. */
+  private accessSync<T>(accesses: readonly Access[], body: () => T): T {
+    for (const access of accesses) this.assertNotInScope(access.first, access.count, access.va);
+    this.holdForCpuSync(accesses);
     let result: T;
     try {
-      this.checkHeld(span.first, span.count, va, need);
-      if (need === 'write') this.markWritten(va, len);
+      this.markAccessesWritten(accesses);
       result = body();
     } finally {
-      this.releaseHolds(holds);
+      this.table.releaseHolds(accesses);
     }
     this.announce();
     return result;
   }
 
-  private async accessAsync<T>(
-    span: { first: number; count: number },
-    kind: HoldKind,
-    need: Need,
-    va: number,
-    len: number,
-    body: () => T,
-  ): Promise<T> {
-    const holds: Hold[] = [{ first: span.first, count: span.count, kind }];
-    await this.holdAsync(holds, va);
+  private async accessAsync<T>(accesses: readonly Access[], body: () => T): Promise<T> {
+    await this.holdForCpuAsync(accesses);
     let result: T;
     try {
-      this.checkHeld(span.first, span.count, va, need);
-      if (need === 'write') this.markWritten(va, len);
+      this.markAccessesWritten(accesses);
       result = body();
     } finally {
-      this.releaseHolds(holds);
+      this.table.releaseHolds(accesses);
     }
     this.announce();
     return result;
   }
 
-  /** Checks and prepares a scope's pages, then registers the scope; returns its lease. */
-  private openScope(hold: Hold, va: number, len: number, mode: AccessMode): Lease {
+  /**
+   * Holds `accesses` with every page checked and CPU-accessible, bringing
+   * GPU-dirty pages back through the fault channel first (waiting as the
+   * thread may). On return the holds are taken.
+   */
+  private holdForCpuSync(accesses: readonly Access[]): void {
+    for (;;) {
+      this.table.holdSync(accesses, accesses[0]?.va ?? 0, this.mayBlock);
+      const fault = this.checkOrRelease(accesses);
+      if (!fault) return;
+      const address = Math.max(fault.va, this.table.address(fault.first));
+      if (!this.mayBlock()) {
+        throw new WouldBlockError(
+          address,
+          'may-not-block',
+          'the page is dirty on the GPU and needs a readback; use the async variant',
+        );
+      }
+      if (!this.faults.served) throw unservedFault(address);
+      this.faults.requestSync(fault.first, fault.count, new WaitBudget(this.limits, address));
+    }
+  }
+
+  private async holdForCpuAsync(accesses: readonly Access[]): Promise<void> {
+    for (;;) {
+      await this.table.holdAsync(accesses, accesses[0]?.va ?? 0);
+      const fault = this.checkOrRelease(accesses);
+      if (!fault) return;
+      const address = Math.max(fault.va, this.table.address(fault.first));
+      if (!this.faults.served) throw unservedFault(address);
+      await this.faults.requestAsync(
+        fault.first,
+        fault.count,
+        new WaitBudget(this.limits, address),
+      );
+    }
+  }
+
+  /**
+   * Checks held accesses. Returns the pages to fault back (from the first
+   * GPU-dirty page to the end of its access), having released the holds, or
+   * undefined with the holds kept. On an AccessError, releases and throws.
+   */
+  private checkOrRelease(
+    accesses: readonly Access[],
+  ): { first: number; count: number; va: number } | undefined {
     try {
-      this.checkHeld(hold.first, hold.count, va, mode);
-      if (mode === 'write') this.markWritten(va, len);
+      for (const access of accesses) {
+        const faulted = this.table.checkHeld(access.first, access.count, access.va, access.need);
+        if (faulted >= 0) {
+          this.table.releaseHolds(accesses);
+          return { first: faulted, count: access.first + access.count - faulted, va: access.va };
+        }
+      }
+      return undefined;
     } catch (error) {
-      this.outbox = [];
-      this.releaseHolds([hold]);
+      this.table.releaseHolds(accesses);
       throw error;
     }
-    const scope = { first: hold.first, count: hold.count };
+  }
+
+  private markAccessesWritten(accesses: readonly Access[]): void {
+    for (const access of accesses) {
+      if (access.need === 'write') {
+        this.table.markWritten(access.va, access.len, this.mayBlock, this.outbox);
+      }
+    }
+  }
+
+  /** Registers a scope over held, checked pages; returns its lease. */
+  private openScope(access: Access, mode: AccessMode): Lease {
+    try {
+      this.markAccessesWritten([access]);
+    } catch (error) {
+      this.outbox = [];
+      this.table.releaseHolds([access]);
+      throw error;
+    }
+    const scope = { first: access.first, count: access.count };
     this.scopes.add(scope);
-    return new Lease(this.memory, va, len, mode, () => {
+    return new Lease(this.memory, access.va, access.len, mode, () => {
       this.scopes.delete(scope);
-      this.releaseHolds([hold]);
+      this.table.releaseHolds([access]);
       this.announce();
     });
   }
@@ -704,181 +734,6 @@ export class AddressSpace {
     }
   }
 
-  /** Takes every hold or none; on a conflict returns the page and kind that blocked. */
-  private tryHoldAll(holds: readonly Hold[]): { page: number; kind: HoldKind } | undefined {
-    const lock = this.shared.lock;
-    for (let h = 0; h < holds.length; h++) {
-      const hold = holds[h];
-      invariant(hold, 'hold list');
-      for (let page = hold.first; page < hold.first + hold.count; page++) {
-        if (tryHold(lock, page, hold.kind)) continue;
-        for (let back = page - 1; back >= hold.first; back--) release(lock, back, hold.kind);
-        this.releaseHolds(holds.slice(0, h));
-        return { page, kind: hold.kind };
-      }
-    }
-    return undefined;
-  }
-
-  private holdSync(holds: readonly Hold[], va: number): void {
-    let budget: WaitBudget | undefined;
-    let mayBlock = false;
-    for (;;) {
-      const blocked = this.tryHoldAll(holds);
-      if (!blocked) return;
-      if (!budget) {
-        budget = new WaitBudget(this.limits, Math.max(va, blocked.page * this.pageSize));
-        mayBlock = this.mayBlock();
-      }
-      const observed = announceWaiter(this.shared.lock, blocked.page, blocked.kind);
-      if (observed !== undefined) {
-        budget.waitSync(
-          mayBlock,
-          this.shared.lock,
-          blocked.page,
-          observed,
-          blockerIsLong(observed, blocked.kind),
-        );
-      }
-    }
-  }
-
-  private async holdAsync(holds: readonly Hold[], va: number): Promise<void> {
-    let budget: WaitBudget | undefined;
-    for (;;) {
-      const blocked = this.tryHoldAll(holds);
-      if (!blocked) return;
-      budget ??= new WaitBudget(this.limits, Math.max(va, blocked.page * this.pageSize));
-      const observed = announceWaiter(this.shared.lock, blocked.page, blocked.kind);
-      if (observed !== undefined) await budget.waitAsync(this.shared.lock, blocked.page, observed);
-    }
-  }
-
-  private releaseHolds(holds: readonly Hold[]): void {
-    for (const hold of holds) {
-      for (let page = hold.first; page < hold.first + hold.count; page++)
-        release(this.shared.lock, page, hold.kind);
-    }
-  }
-
-  /**
-   * Checks held pages for an access of `need`, and brings clean GPU-owned
-   * pages back to the CPU (no transfer: the CPU copy is valid).
-   * @throws AccessError at the first page that refuses the access
-   */
-  private checkHeld(first: number, count: number, va: number, need: Need): void {
-    for (let page = first; page < first + count; page++) {
-      const pte = this.assertMapped(page, va);
-      const prot = (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT;
-      if (prot === PROT_NONE || (need === 'write' && prot !== PROT_RW)) {
-        throw new AccessError(
-          Math.max(va, page * this.pageSize),
-          'protection',
-          `${need} of a page protected '${PROT_NAMES[prot] ?? prot}'`,
-        );
-      }
-      if ((pte & PTE_STATE_MASK) === PTE_GPU) {
-        invariant(!(pte & PTE_GPU_DIRTY), 'a GPU-dirty page reached the CPU without a fault');
-        this.updatePte(page, (word) =>
-          (word & PTE_STATE_MASK) === PTE_GPU ? (word & ~PTE_STATE_MASK) | PTE_SHARED : word,
-        );
-      }
-    }
-  }
-
-  /** The page's pte if mapped; else AccessError 'unmapped' or 'freed'. */
-  private assertMapped(page: number, va: number): number {
-    const pte = Atomics.load(this.shared.pte, page);
-    if ((pte & PTE_STATE_MASK) === PTE_UNMAPPED) {
-      throw new AccessError(
-        Math.max(va, page * this.pageSize),
-        pte & PTE_FREED ? 'freed' : 'unmapped',
-      );
-    }
-    return pte;
-  }
-
-  /** Moves the written pages of [va, va + len) to `cpu`, recording what their GPU frames now lack. */
-  private markWritten(va: number, len: number): void {
-    const end = va + len;
-    for (let page = Math.floor(va / this.pageSize); page * this.pageSize < end; page++) {
-      const base = page * this.pageSize;
-      const lo = Math.max(va, base) - base;
-      const hi = Math.min(end, base + this.pageSize) - base;
-      let before = 0;
-      const after = this.updatePte(page, (pte) => {
-        before = pte;
-        return (pte & ~PTE_STATE_MASK) | PTE_CPU;
-      });
-      if (!(after & PTE_FRAME)) continue;
-      this.recordStale(page, lo, hi);
-      if ((before & PTE_STATE_MASK) !== PTE_CPU) {
-        // The GPU copy was valid until now: the page's mapping is invalidated.
-        Atomics.add(this.shared.seq, page, 1);
-        this.outbox.push({ va: base, len: this.pageSize, cause: 'write' });
-      }
-    }
-  }
-
-  /** Adds [lo, hi) (page-relative) to the page's stale ranges, or marks it stale whole. */
-  private recordStale(page: number, lo: number, hi: number): void {
-    const stale = this.shared.stale;
-    const base = page * STALE_WORDS;
-    this.lockStale(base);
-    try {
-      const pte = Atomics.load(this.shared.pte, page);
-      if (pte & PTE_STALE_WHOLE) return;
-      const whole =
-        (lo === 0 && hi === this.pageSize) || !insertInterval(stale, base, STALE_CAPACITY, lo, hi);
-      if (whole) clearIntervals(stale, base);
-      this.updatePte(page, (word) =>
-        whole ? (word & ~PTE_STALE_RANGES) | PTE_STALE_WHOLE : word | PTE_STALE_RANGES,
-      );
-    } finally {
-      Atomics.and(stale, base, ~STALE_MUTEX);
-      Atomics.notify(stale, base);
-    }
-  }
-
-  private lockStale(base: number): void {
-    const stale = this.shared.stale;
-    let budget: WaitBudget | undefined;
-    for (;;) {
-      const word = Atomics.load(stale, base);
-      if (
-        !(word & STALE_MUTEX) &&
-        Atomics.compareExchange(stale, base, word, word | STALE_MUTEX) === word
-      )
-        return;
-      budget ??= new WaitBudget(this.limits, (base / STALE_WORDS) * this.pageSize);
-      if (word & STALE_MUTEX) budget.waitSync(this.mayBlock(), stale, base, word, false);
-    }
-  }
-
-  /** Discards a page's contents under an exclusive hold: zeroes it, unmaps it, bumps its generation. */
-  private discardPage(page: number): void {
-    const pte = Atomics.load(this.shared.pte, page);
-    if ((pte & PTE_STATE_MASK) !== PTE_ZERO)
-      this.bytes.fill(0, page * this.pageSize, (page + 1) * this.pageSize);
-    clearIntervals(this.shared.stale, page * STALE_WORDS);
-    Atomics.store(this.shared.pte, page, PTE_UNMAPPED | PTE_FREED);
-    Atomics.add(this.shared.gen, page, 1);
-    Atomics.add(this.shared.seq, page, 1);
-  }
-
-  /** Applies `change` to the page's pte with a compare-exchange loop; returns the new value. */
-  private updatePte(page: number, change: (pte: number) => number): number {
-    const pte = this.shared.pte;
-    let word = Atomics.load(pte, page);
-    for (;;) {
-      const next = change(word);
-      if (next === word) return word;
-      const seen = Atomics.compareExchange(pte, page, word, next);
-      if (seen === word) return next;
-      word = seen;
-    }
-  }
-
   /** Announces the call's invalidations: to other threads through the log, to this thread's listeners now. */
   private announce(): void {
     if (this.outbox.length === 0) return;
@@ -886,27 +741,6 @@ export class AddressSpace {
     this.outbox = [];
     this.notifier.announce(events);
   }
-}
-
-function describePte(pte: number): PageSnapshot {
-  const stateCode = pte & PTE_STATE_MASK;
-  const state = STATE_NAMES[stateCode] ?? 'unmapped';
-  const prot = PROT_NAMES[(pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT] ?? 'none';
-  let dirty: PageSnapshot['dirty'] = 'none';
-  if (stateCode === PTE_GPU && pte & PTE_GPU_DIRTY) dirty = 'gpu';
-  else if (stateCode === PTE_CPU && pte & PTE_FRAME && pte & (PTE_STALE_WHOLE | PTE_STALE_RANGES))
-    dirty = 'cpu';
-  return { state, prot, dirty };
-}
-
-function scopeHold(span: { first: number; count: number }, mode: AccessMode): Hold {
-  if (mode !== 'read' && mode !== 'write')
-    throw new InvalidArgumentError('mode', mode, 'bad-value', "'read' or 'write'");
-  return {
-    first: span.first,
-    count: span.count,
-    kind: mode === 'read' ? 'scope-read' : 'exclusive-long',
-  };
 }
 
 function protCode(prot: Protection): number {

@@ -19,6 +19,7 @@
  * | runTail    | 1               | allocator tag at a run's last page, else 0         |
  * | stale      | STALE_WORDS     | the page's stale byte ranges, see `STALE_*`       |
  * | log        | LOG_WORDS × LOG_CAPACITY | the invalidation log, see `LOG_*`        |
+ * | faults     | FAULT_WORDS × FAULT_SLOTS | the CPU fault channel, see `FAULT_*`    |
  */
 
 /** Version of this layout; `attach` refuses a handle of another version. */
@@ -39,6 +40,12 @@ export const HEADER_ALLOC_MUTEX = 5;
 export const HEADER_FREE_PAGES = 6;
 /** Invalidation log tickets handed out (int32, wraps); waiters wait on this word. */
 export const HEADER_LOG_HEAD = 7;
+/** Fault requests posted (int32, wraps); the servicing thread waits on this word. */
+export const HEADER_FAULT_DOORBELL = 8;
+/** Thread id of the thread that services CPU faults (the GpuMirror's), 0 if none. */
+export const HEADER_FAULT_SERVER = 9;
+/** Fault slots freed (int32, wraps); a requester that found no free slot waits on this word. */
+export const HEADER_FAULT_SLOTS_FREED = 10;
 export const HEADER_WORDS = 16;
 
 // ---- page table entry (pte) ----
@@ -111,6 +118,29 @@ export const LOG_ORIGIN_SHIFT = 8;
 /** Log cause codes, index into INVALIDATE_CAUSES. */
 export const INVALIDATE_CAUSES = ['write', 'free', 'protect', 'migrate'] as const;
 export type InvalidateCause = (typeof INVALIDATE_CAUSES)[number];
+
+// ---- CPU fault channel ----
+// A thread that meets a GPU-dirty page claims a slot, posts the page range,
+// rings the doorbell and waits on the slot's state word; the GpuMirror's thread
+// takes every posted slot in one batch, brings the pages back and completes them.
+/** Slots; a requester that finds none free waits for one (back-pressure, nothing dropped). */
+export const FAULT_SLOTS = 256;
+/** state, first page, page count, result. */
+export const FAULT_WORDS = 4;
+export const FAULT_STATE = 0;
+export const FAULT_FIRST = 1;
+export const FAULT_COUNT = 2;
+export const FAULT_RESULT = 3;
+export const FAULT_FREE = 0;
+/** A requester is filling the slot. */
+export const FAULT_CLAIMED = 1;
+export const FAULT_POSTED = 2;
+export const FAULT_SERVICING = 3;
+export const FAULT_DONE = 4;
+/** The requester gave up (timeout) while the slot was in service; the server frees it. */
+export const FAULT_ABANDONED = 5;
+export const FAULT_RESULT_OK = 0;
+export const FAULT_RESULT_DEVICE_LOST = 1;
 
 /** What `space.handle` carries to another thread (structured-cloneable). */
 export interface SpaceHandle {

@@ -5,6 +5,8 @@
  */
 import { InvalidArgumentError } from '../errors.ts';
 import {
+  FAULT_SLOTS,
+  FAULT_WORDS,
   HEADER_MAGIC,
   HEADER_PAGE_COUNT,
   HEADER_PAGE_SHIFT,
@@ -28,6 +30,7 @@ export interface SharedState {
   readonly runTail: Int32Array;
   readonly stale: Int32Array;
   readonly log: Int32Array;
+  readonly faults: Int32Array;
   readonly pageCount: number;
   readonly pageShift: number;
 }
@@ -37,7 +40,11 @@ const PAGE_SECTIONS = 6;
 
 function metaWords(pageCount: number): number {
   return (
-    HEADER_WORDS + PAGE_SECTIONS * pageCount + STALE_WORDS * pageCount + LOG_WORDS * LOG_CAPACITY
+    HEADER_WORDS +
+    PAGE_SECTIONS * pageCount +
+    STALE_WORDS * pageCount +
+    LOG_WORDS * LOG_CAPACITY +
+    FAULT_WORDS * FAULT_SLOTS
   );
 }
 
@@ -56,6 +63,7 @@ function views(meta: SharedArrayBuffer, pageCount: number, pageShift: number): S
     runTail: take(pageCount),
     stale: take(STALE_WORDS * pageCount),
     log: take(LOG_WORDS * LOG_CAPACITY),
+    faults: take(FAULT_WORDS * FAULT_SLOTS),
     pageCount,
     pageShift,
   };

@@ -1,0 +1,37 @@
+/**
+ * What the device side (GpuMirror) needs of an AddressSpace, kept off the
+ * space's public surface: a registry from each space to its internals.
+ */
+import { InvalidArgumentError } from '../errors.ts';
+import type { FaultChannel } from './fault-channel.ts';
+import type { InvalidateEvent } from './notifier.ts';
+import type { PageTable } from './page-table.ts';
+import type { WaitLimits } from './waiting.ts';
+
+export interface SpaceInternals {
+  readonly table: PageTable;
+  readonly memory: SharedArrayBuffer;
+  readonly faults: FaultChannel;
+  /** This instance's thread id (unique among the space's attached instances). */
+  readonly threadId: number;
+  readonly limits: WaitLimits;
+  /** Announces invalidations: to other threads through the log, to this thread's listeners now. Call with no page held. */
+  announce(events: readonly InvalidateEvent[]): void;
+  /** Marks this thread as owning (or no longer owning) a GPUDevice: while it does, it may not block. */
+  ownDevice(owned: boolean): void;
+  /** Validates [va, va + len) as `read` would and returns its pages. */
+  pageSpan(va: number, len: number): { first: number; count: number };
+}
+
+const registry = new WeakMap<object, SpaceInternals>();
+
+export function registerInternals(space: object, internals: SpaceInternals): void {
+  registry.set(space, internals);
+}
+
+/** @throws InvalidArgumentError if `space` is not an AddressSpace */
+export function internalsOf(space: object): SpaceInternals {
+  const internals = registry.get(space);
+  if (!internals) throw new InvalidArgumentError('space', space, 'bad-value', 'an AddressSpace');
+  return internals;
+}

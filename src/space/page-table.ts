@@ -1,0 +1,335 @@
+/**
+ * The page table: every page's state word (pte), hold word, sequence number,
+ * generation and stale byte ranges, with the operations that keep them
+ * consistent. AddressSpace (the CPU side) and GpuMirror (the device side)
+ * both work through it.
+ *
+ * Rules:
+ * - A page's state changes only while the page is held: CPU-side transitions
+ *   under any hold that admits the access (several CPU writers may move a page
+ *   to `cpu` at once: each transition is a compare-exchange, idempotent);
+ *   migrations under an exclusive hold.
+ * - A page's newest bytes are in exactly one place unless both copies are
+ *   clean: `cpu` (CPU newer, frame stale in the recorded ranges), `gpu` with
+ *   GPU_DIRTY (GPU newer), otherwise both valid.
+ * - Every invalidation (a CPU write that makes a valid GPU copy stale, a free,
+ *   a protection change, a migration off the CPU) bumps the page's sequence
+ *   number, so a device-side update that raced one can tell and retry.
+ * - A free bumps the generation, so late device-side work on the old page can
+ *   never be mistaken for work on a reused VA.
+ */
+import { AccessError, invariant } from '../errors.ts';
+import { clearIntervals, insertInterval, intervalsAt, type ByteRange } from './interval-set.ts';
+import type { InvalidateEvent } from './notifier.ts';
+import { announceWaiter, blockerIsLong, release, tryHold, type HoldKind } from './page-lock.ts';
+import {
+  PROT_NONE,
+  PROT_RW,
+  PTE_CPU,
+  PTE_FRAME,
+  PTE_FREED,
+  PTE_GPU,
+  PTE_GPU_DIRTY,
+  PTE_PROT_MASK,
+  PTE_PROT_SHIFT,
+  PTE_SHARED,
+  PTE_STALE_RANGES,
+  PTE_STALE_WHOLE,
+  PTE_STATE_MASK,
+  PTE_UNMAPPED,
+  PTE_ZERO,
+  STALE_CAPACITY,
+  STALE_MUTEX,
+  STALE_WORDS,
+} from './shared-layout.ts';
+import type { SharedState } from './shared-state.ts';
+import { WaitBudget, type WaitLimits } from './waiting.ts';
+
+export type PageState = 'unmapped' | 'zero' | 'cpu' | 'shared' | 'gpu' | 'gpu-remote';
+export type Protection = 'none' | 'r' | 'rw';
+
+/** One page as `snapshot` reports it. */
+export interface PageSnapshot {
+  readonly state: PageState;
+  readonly prot: Protection;
+  /** 'cpu': the CPU copy is newer than an existing GPU frame; 'gpu': the GPU copy is newer than the CPU copy. */
+  readonly dirty: 'none' | 'cpu' | 'gpu';
+}
+
+export const STATE_NAMES: readonly PageState[] = [
+  'unmapped',
+  'zero',
+  'cpu',
+  'shared',
+  'gpu',
+  'gpu-remote',
+];
+export const PROT_NAMES: readonly Protection[] = ['none', 'r', 'rw'];
+
+/** A run of pages held with one kind of hold. */
+export interface Hold {
+  readonly first: number;
+  readonly count: number;
+  readonly kind: HoldKind;
+}
+
+/** What a held range must allow. */
+export type Need = 'read' | 'write';
+
+/** The stale bytes of a page's frame: none, the whole page, or ranges (page-relative). */
+export type Staleness = 'none' | 'whole' | readonly ByteRange[];
+
+export class PageTable {
+  readonly pageSize: number;
+  readonly pageShift: number;
+  readonly pageCount: number;
+  private readonly bytes: Uint8Array;
+
+  constructor(
+    readonly shared: SharedState,
+    memory: SharedArrayBuffer,
+    private readonly limits: WaitLimits,
+  ) {
+    this.pageShift = shared.pageShift;
+    this.pageSize = 2 ** shared.pageShift;
+    this.pageCount = shared.pageCount;
+    this.bytes = new Uint8Array(memory);
+  }
+
+  pte(page: number): number {
+    return Atomics.load(this.shared.pte, page);
+  }
+
+  /** The first byte of `page`. */
+  address(page: number): number {
+    return page * this.pageSize;
+  }
+
+  /** Applies `change` to the page's pte with a compare-exchange loop; returns the new value. */
+  updatePte(page: number, change: (pte: number) => number): number {
+    const pte = this.shared.pte;
+    let word = Atomics.load(pte, page);
+    for (;;) {
+      const next = change(word);
+      if (next === word) return word;
+      const seen = Atomics.compareExchange(pte, page, word, next);
+      if (seen === word) return next;
+      word = seen;
+    }
+  }
+
+  // ---------------------------------------------------------------- holds
+
+  /** Takes every hold or none; on a conflict returns the page and kind that blocked. */
+  tryHoldAll(holds: readonly Hold[]): { page: number; kind: HoldKind } | undefined {
+    const lock = this.shared.lock;
+    for (let h = 0; h < holds.length; h++) {
+      const hold = holds[h];
+      invariant(hold, 'hold list');
+      for (let page = hold.first; page < hold.first + hold.count; page++) {
+        if (tryHold(lock, page, hold.kind)) continue;
+        for (let back = page - 1; back >= hold.first; back--) release(lock, back, hold.kind);
+        this.releaseHolds(holds.slice(0, h));
+        return { page, kind: hold.kind };
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Takes every hold, waiting as the thread may (waiting.ts).
+   * @throws WouldBlockError 'may-not-block' or 'timeout', holding nothing
+   */
+  holdSync(holds: readonly Hold[], va: number, mayBlock: () => boolean): void {
+    let budget: WaitBudget | undefined;
+    let blocking = false;
+    for (;;) {
+      const blocked = this.tryHoldAll(holds);
+      if (!blocked) return;
+      if (!budget) {
+        budget = new WaitBudget(this.limits, Math.max(va, this.address(blocked.page)));
+        blocking = mayBlock();
+      }
+      const lock = this.shared.lock;
+      const observed = announceWaiter(lock, blocked.page, blocked.kind);
+      if (observed !== undefined) {
+        const long = blockerIsLong(observed, blocked.kind);
+        budget.waitSync(blocking, lock, blocked.page, observed, long);
+      }
+    }
+  }
+
+  /** Takes every hold, waiting asynchronously (any thread). @throws WouldBlockError 'timeout' */
+  async holdAsync(holds: readonly Hold[], va: number): Promise<void> {
+    let budget: WaitBudget | undefined;
+    for (;;) {
+      const blocked = this.tryHoldAll(holds);
+      if (!blocked) return;
+      budget ??= new WaitBudget(this.limits, Math.max(va, this.address(blocked.page)));
+      const observed = announceWaiter(this.shared.lock, blocked.page, blocked.kind);
+      if (observed !== undefined) await budget.waitAsync(this.shared.lock, blocked.page, observed);
+    }
+  }
+
+  releaseHolds(holds: readonly Hold[]): void {
+    for (const hold of holds) {
+      for (let page = hold.first; page < hold.first + hold.count; page++) {
+        release(this.shared.lock, page, hold.kind);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- CPU-side checks and transitions
+
+  /**
+   * Checks held pages for a CPU access of `need`, and brings clean GPU-owned
+   * pages back to the CPU (no transfer: the CPU copy is valid). Returns the
+   * first GPU-dirty page, which needs a CPU fault, or -1.
+   * @throws AccessError at the first page that refuses the access
+   */
+  checkHeld(first: number, count: number, va: number, need: Need): number {
+    for (let page = first; page < first + count; page++) {
+      const pte = this.assertMapped(page, va);
+      const prot = (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT;
+      if (prot === PROT_NONE || (need === 'write' && prot !== PROT_RW)) {
+        throw new AccessError(
+          Math.max(va, this.address(page)),
+          'protection',
+          `${need} of a page protected '${PROT_NAMES[prot] ?? prot}'`,
+        );
+      }
+    }
+    for (let page = first; page < first + count; page++) {
+      const pte = this.pte(page);
+      if ((pte & PTE_STATE_MASK) !== PTE_GPU) continue;
+      if (pte & PTE_GPU_DIRTY) return page;
+      this.updatePte(page, (word) =>
+        (word & PTE_STATE_MASK) === PTE_GPU ? (word & ~PTE_STATE_MASK) | PTE_SHARED : word,
+      );
+    }
+    return -1;
+  }
+
+  /** The page's pte if mapped; else AccessError 'unmapped' or 'freed'. */
+  assertMapped(page: number, va: number): number {
+    const pte = this.pte(page);
+    if ((pte & PTE_STATE_MASK) === PTE_UNMAPPED) {
+      throw new AccessError(
+        Math.max(va, this.address(page)),
+        pte & PTE_FREED ? 'freed' : 'unmapped',
+      );
+    }
+    return pte;
+  }
+
+  /**
+   * Moves the written pages of [va, va + len) to `cpu`, recording the bytes
+   * their GPU frames now lack; a page whose GPU copy was valid until now gets
+   * an invalidation notice in `outbox`.
+   */
+  markWritten(va: number, len: number, mayBlock: () => boolean, outbox: InvalidateEvent[]): void {
+    const end = va + len;
+    for (let page = Math.floor(va / this.pageSize); this.address(page) < end; page++) {
+      const base = this.address(page);
+      let before = 0;
+      const after = this.updatePte(page, (pte) => {
+        before = pte;
+        return (pte & ~PTE_STATE_MASK) | PTE_CPU;
+      });
+      if (!(after & PTE_FRAME)) continue;
+      const lo = Math.max(va, base) - base;
+      const hi = Math.min(end, base + this.pageSize) - base;
+      this.recordStale(page, lo, hi, mayBlock);
+      if ((before & PTE_STATE_MASK) !== PTE_CPU) {
+        Atomics.add(this.shared.seq, page, 1);
+        outbox.push({ va: base, len: this.pageSize, cause: 'write' });
+      }
+    }
+  }
+
+  /** Adds [lo, hi) (page-relative) to the page's stale ranges, or marks it stale whole. */
+  private recordStale(page: number, lo: number, hi: number, mayBlock: () => boolean): void {
+    const stale = this.shared.stale;
+    const base = page * STALE_WORDS;
+    this.lockStale(base, mayBlock);
+    try {
+      if (this.pte(page) & PTE_STALE_WHOLE) return;
+      const whole =
+        (lo === 0 && hi === this.pageSize) || !insertInterval(stale, base, STALE_CAPACITY, lo, hi);
+      if (whole) clearIntervals(stale, base);
+      this.updatePte(page, (word) =>
+        whole ? (word & ~PTE_STALE_RANGES) | PTE_STALE_WHOLE : word | PTE_STALE_RANGES,
+      );
+    } finally {
+      Atomics.and(stale, base, ~STALE_MUTEX);
+      Atomics.notify(stale, base);
+    }
+  }
+
+  private lockStale(base: number, mayBlock: () => boolean): void {
+    const stale = this.shared.stale;
+    let budget: WaitBudget | undefined;
+    for (;;) {
+      const word = Atomics.load(stale, base);
+      if (!(word & STALE_MUTEX)) {
+        if (Atomics.compareExchange(stale, base, word, word | STALE_MUTEX) === word) return;
+        continue;
+      }
+      budget ??= new WaitBudget(this.limits, (base / STALE_WORDS) * this.pageSize);
+      budget.waitSync(mayBlock(), stale, base, word, false);
+    }
+  }
+
+  // ---------------------------------------------------------------- device-side helpers
+
+  /** What the page's frame lacks. Read under an exclusive hold (no writer can add to it). */
+  staleness(page: number): Staleness {
+    const pte = this.pte(page);
+    if (pte & PTE_STALE_WHOLE) return 'whole';
+    if (pte & PTE_STALE_RANGES) return intervalsAt(this.shared.stale, page * STALE_WORDS);
+    return 'none';
+  }
+
+  /** Forgets the page's stale ranges (its frame was brought up to date). Under an exclusive hold. */
+  clearStaleness(page: number): void {
+    clearIntervals(this.shared.stale, page * STALE_WORDS);
+    this.updatePte(page, (pte) => pte & ~(PTE_STALE_WHOLE | PTE_STALE_RANGES));
+  }
+
+  /** Records an invalidation of the page (its sequence number moves on). */
+  invalidate(page: number): void {
+    Atomics.add(this.shared.seq, page, 1);
+  }
+
+  /** Wakes threads waiting for the page's pte to change (CPU faults wait on it). */
+  notifyPte(page: number): void {
+    Atomics.notify(this.shared.pte, page);
+  }
+
+  generation(page: number): number {
+    return Atomics.load(this.shared.gen, page);
+  }
+
+  /** Discards a page's contents under an exclusive hold: zeroes it, unmaps it, bumps its generation. */
+  discardPage(page: number): void {
+    if ((this.pte(page) & PTE_STATE_MASK) !== PTE_ZERO) {
+      this.bytes.fill(0, this.address(page), this.address(page + 1));
+    }
+    clearIntervals(this.shared.stale, page * STALE_WORDS);
+    Atomics.store(this.shared.pte, page, PTE_UNMAPPED | PTE_FREED);
+    Atomics.add(this.shared.gen, page, 1);
+    Atomics.add(this.shared.seq, page, 1);
+  }
+}
+
+export function describePte(pte: number): PageSnapshot {
+  const stateCode = pte & PTE_STATE_MASK;
+  const state = STATE_NAMES[stateCode] ?? 'unmapped';
+  const prot = PROT_NAMES[(pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT] ?? 'none';
+  let dirty: PageSnapshot['dirty'] = 'none';
+  if (stateCode === PTE_GPU && pte & PTE_GPU_DIRTY) dirty = 'gpu';
+  else if (stateCode === PTE_CPU && pte & PTE_FRAME && pte & (PTE_STALE_WHOLE | PTE_STALE_RANGES)) {
+    dirty = 'cpu';
+  }
+  return { state, prot, dirty };
+}
