@@ -36,6 +36,13 @@ export interface CopyEngine {
    * the bytes are there. The caller keeps the CPU pages held meanwhile.
    */
   download(segments: readonly Segment[]): Promise<void>;
+  /**
+   * Reads each segment from the frames buffer into a new array, packed in
+   * segment order (segment i at the sum of the lengths before it), leaving
+   * CPU memory alone (`gpu.read` returns the device's bytes this way).
+   * The segments' `va` is ignored.
+   */
+  read(segments: readonly Segment[]): Promise<Uint8Array>;
   /** Frees the engine's GPU objects (not the frames buffer). Idempotent. */
   destroy(): void;
 }
