@@ -80,12 +80,15 @@ export class OutOfMemoryError extends WebHmmError {
 /** The GPU device was lost. `unsaved` lists GPU-dirty byte ranges that could not be written back. */
 export class DeviceLostError extends WebHmmError {
   readonly code = 'DEVICE_LOST';
-  readonly reason = 'device-lost';
   constructor(
     readonly unsaved: readonly { va: number; len: number }[],
     detail = '',
+    /** 'device-lost': the device went away; 'detached': the mirror was detached (use after detach). */
+    readonly reason: 'device-lost' | 'detached' = 'device-lost',
   ) {
-    super(`GPU device lost${detail ? `: ${detail}` : ''}`);
+    super(
+      `${reason === 'detached' ? 'GpuMirror detached' : 'GPU device lost'}${detail ? `: ${detail}` : ''}`,
+    );
     this.name = 'DeviceLostError';
   }
 }

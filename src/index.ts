@@ -24,3 +24,14 @@ export {
 export { Lease, type LeaseMode } from './space/lease.ts';
 export type { InvalidateEvent, InvalidateListener } from './space/notifier.ts';
 export type { InvalidateCause, SpaceHandle } from './space/shared-layout.ts';
+export { GpuMirror, type GpuMirrorOptions } from './gpu/gpu-mirror.ts';
+export type { CopyMode } from './gpu/copy-engines.ts';
+export type { CopyEngineKind } from './gpu/copy-engine.ts';
+export type { MigrationResult } from './gpu/migration.ts';
+export type {
+  CopyEngineChoice,
+  MigrationCause,
+  MirrorStats,
+  TraceEvent,
+  TraceListener,
+} from './gpu/mirror-stats.ts';

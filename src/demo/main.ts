@@ -1,9 +1,9 @@
-// The demo: one address space, shown page by page, that this page's main thread
-// and a worker both use. Buttons allocate, write, protect and free; the map
-// shows each page's state and protection, and the log shows the invalidation
-// notices the main thread receives.
+// The demo: one address space, shown page by page, that this page's main thread,
+// a worker and the GPU (through a GpuMirror) all use. Buttons allocate, write,
+// protect, free and migrate; the map shows each page's state and protection,
+// and the log shows invalidation notices and the mirror's trace.
 import { wrap } from 'comlink';
-import { AddressSpace, WebHmmError, type PageSnapshot } from '../index.ts';
+import { AddressSpace, GpuMirror, WebHmmError, type PageSnapshot } from '../index.ts';
 import type { DemoWorkerApi } from './demo.worker.ts';
 
 const PAGE = 64 << 10;
@@ -14,6 +14,7 @@ const worker = wrap<DemoWorkerApi>(
   new Worker(new URL('./demo.worker.ts', import.meta.url), { type: 'module' }),
 );
 const workerReady = worker.attach(space.handle);
+const mirror = GpuMirror.attach(space);
 const allocations: { va: number; len: number }[] = [];
 
 const app = document.querySelector('#app') ?? document.body;
@@ -28,6 +29,13 @@ app.innerHTML = `
     <button data-action="protect">make it read-only</button>
     <button data-action="free">free it</button>
   </div>
+  <div id="gpu-controls">
+    <button data-action="toGpu">migrate it to the GPU</button>
+    <button data-action="gpuWrite">GPU writes its first page</button>
+    <button data-action="toCpu">migrate it to the CPU</button>
+    <button data-action="sync">sync</button>
+  </div>
+  <p id="gpu-status">GPU: attaching...</p>
   <div id="map" role="img" aria-label="page map"></div>
   <p id="legend"></p>
   <pre id="log" aria-live="polite"></pre>
@@ -38,6 +46,7 @@ app.innerHTML = `
     .unmapped { background: #eee; color: #999; } .zero { background: #cde; } .cpu { background: #6a6; color: #fff; }
     .shared { background: #59c; color: #fff; } .gpu { background: #c63; color: #fff; }
     #legend span { padding: 0 .4rem; margin-right: .4rem; border-radius: 3px; }
+    #gpu-controls { margin-top: .5rem; }
     #log { background: #f6f6f6; padding: .5rem; max-height: 12rem; overflow: auto; }
   </style>`;
 
@@ -57,6 +66,13 @@ function log(line: string): void {
 }
 
 function render(): void {
+  void mirror.then((gpu) => {
+    const stats = gpu.stats();
+    element('gpu-status').textContent =
+      `GPU: ${stats.framesInUse} of ${stats.budget / PAGE} frames in use; ` +
+      `${stats.bytesToGpu} bytes up, ${stats.bytesToCpu} down, ${stats.cpuFaults} CPU faults; ` +
+      `copy engine ${JSON.stringify(stats.copyEngine)}`;
+  });
   const pages: PageSnapshot[] = space.snapshot(0, space.size);
   element('map').replaceChildren(
     ...pages.map((page, index) => {
@@ -68,6 +84,20 @@ function render(): void {
     }),
   );
 }
+
+mirror.then(
+  (gpu) => {
+    gpu.trace((event) =>
+      log(
+        `${event.kind}: ${event.cause} to ${event.to}, ${event.pages} pages, ${event.bytes} bytes, ${event.ms.toFixed(2)} ms`,
+      ),
+    );
+    render();
+  },
+  (error: unknown) => {
+    element('gpu-status').textContent = `GPU unavailable: ${String(error)}`;
+  },
+);
 
 space.onInvalidate(0, space.size, (event) =>
   log(`notice: ${event.cause} [0x${event.va.toString(16)}, +${event.len >> 10} KiB)`),
@@ -110,9 +140,30 @@ const actions: Record<string, () => Promise<void> | void> = {
     allocations.pop();
     log(`free 0x${va.toString(16)}`);
   },
+  async toGpu() {
+    const { va, len } = newest();
+    const moved = await (await mirror).migrate(va, len, 'gpu');
+    log(`migrate to the GPU: ${moved.pages} pages, ${moved.bytes} bytes moved`);
+  },
+  async gpuWrite() {
+    const { va } = newest();
+    await (await mirror).write(va, new Uint32Array([0xc0ffee]));
+    log(
+      `the GPU wrote 0xc0ffee at 0x${va.toString(16)}: the page is GPU-dirty; a CPU read faults it back`,
+    );
+  },
+  async toCpu() {
+    const { va, len } = newest();
+    const moved = await (await mirror).migrate(va, len, 'cpu');
+    log(`migrate to the CPU: ${moved.pages} pages, ${moved.bytes} bytes moved`);
+  },
+  async sync() {
+    const moved = await (await mirror).sync();
+    log(`sync: ${moved.pages} GPU-dirty pages written back`);
+  },
 };
 
-element('controls').addEventListener('click', (event) => {
+app.addEventListener('click', (event) => {
   const action = (event.target as HTMLElement).dataset['action'];
   const run = action ? actions[action] : undefined;
   if (!run) return;

@@ -141,6 +141,7 @@ export class AddressSpace {
       threadId,
       limits,
       announce: (events) => this.notifier.announce(coalesce(events)),
+      pollNotices: () => this.notifier.poll(),
       ownDevice: (owned) => {
         this.devicesOwned += owned ? 1 : -1;
       },

@@ -17,6 +17,8 @@ export interface SpaceInternals {
   readonly limits: WaitLimits;
   /** Announces invalidations: to other threads through the log, to this thread's listeners now. Call with no page held. */
   announce(events: readonly InvalidateEvent[]): void;
+  /** Delivers to this thread's listeners, now, the notices other threads have published. */
+  pollNotices(): void;
   /** Marks this thread as owning (or no longer owning) a GPUDevice: while it does, it may not block. */
   ownDevice(owned: boolean): void;
   /** Validates [va, va + len) as `read` would and returns its pages. */

@@ -106,6 +106,17 @@ export class InvalidationNotifier {
     Atomics.store(this.log, at + LOG_STAMP, (ticket + 1) | 0);
   }
 
+  /**
+   * Delivers now, synchronously, every notice other threads have published
+   * since this thread last read the log (the device side applies them before
+   * each GPU use rather than waiting for its event loop).
+   */
+  poll(): void {
+    if (this.registrations.size === 0) return;
+    const events = this.drain(Atomics.load(this.header, HEADER_LOG_HEAD));
+    if (events.length > 0) this.deliver(coalesce(events));
+  }
+
   private async pump(): Promise<void> {
     this.pumping = true;
     try {

@@ -41,3 +41,10 @@ export function testRandom(label: string): Random {
   console.log(`[seed] ${label}: ${seed} (replay with VITE_WEBHMM_SEED=${seed})`);
   return seededRandom(seed);
 }
+
+/** The index of the first byte where `a` and `b` differ (or their lengths do), -1 if equal. Fast on large arrays, unlike a deep equality. */
+export function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : n;
+}

@@ -1,0 +1,400 @@
+/**
+ * GpuMirror: one GPUDevice's view of an AddressSpace (HMM's device with its
+ * own MMU). It owns GPU page frames (one storage buffer of `budget` bytes), a
+ * device page table (VA page -> frame and flags), the copy engine, and the
+ * service of CPU faults: the thread that attaches it owns the device and
+ * never blocks.
+ *
+ * Guarantees:
+ * - Pages follow the state table of SPEC §2; `migrate` moves only what
+ *   changed (migration.ts).
+ * - Frames in use never exceed the budget; until eviction exists, a
+ *   migration that would exceed it fails with OutOfMemoryError and moves
+ *   nothing.
+ * - Changes other threads make (frees, protections, writes) reach the device
+ *   page table in batches before each GPU use, never by re-uploading it whole.
+ * - `detach()` writes every GPU-dirty page back, so waiting CPU faults
+ *   complete normally, then destroys every GPU buffer the mirror made.
+ *   It is idempotent; any other call after it throws DeviceLostError 'detached'.
+ */
+import { DeviceLostError, InvalidArgumentError, OutOfMemoryError } from '../errors.ts';
+import { internalsOf, type SpaceInternals } from '../space/internals.ts';
+import type { PageSnapshot } from '../space/page-table.ts';
+import { describePte } from '../space/page-table.ts';
+import type { AddressSpace } from '../space/address-space.ts';
+import type { CopyEngine } from './copy-engine.ts';
+import { createCopyEngine, type CopyMode } from './copy-engines.ts';
+import { DPTE_MAX_FRAMES } from './device-layout.ts';
+import { DevicePageTable } from './device-page-table.ts';
+import { FramePool } from './frame-pool.ts';
+import { Migrator, type MigrationResult, type PageRun } from './migration.ts';
+import {
+  emptyCounters,
+  type MirrorStats,
+  type TraceEvent,
+  type TraceListener,
+} from './mirror-stats.ts';
+
+export interface GpuMirrorOptions {
+  /** The device to use; default: the default adapter's, with its largest storage binding. */
+  readonly device?: GPUDevice;
+  /** Bytes of GPU frames; default min(maxStorageBufferBindingSize / 4, 256 MiB), rounded down to pages. */
+  readonly budget?: number;
+  /** Which copy engine moves pages; default 'auto' (calibrated per device). */
+  readonly copy?: CopyMode;
+}
+
+const DEFAULT_BUDGET_CAP = 256 << 20;
+
+export class GpuMirror {
+  private detached = false;
+  private detaching: Promise<void> | undefined;
+  private readonly counters = emptyCounters();
+  private readonly listeners = new Set<TraceListener>();
+  private readonly stopNotices: () => void;
+  private readonly faultService: Promise<void>;
+
+  private constructor(
+    private readonly space: AddressSpace,
+    private readonly internals: SpaceInternals,
+    /** The device the mirror uses. */
+    readonly device: GPUDevice,
+    private readonly ownsDevice: boolean,
+    private readonly frames: GPUBuffer,
+    private readonly pool: FramePool,
+    private readonly dpt: DevicePageTable,
+    private readonly engine: CopyEngine & { choice(): MirrorStats['copyEngine'] },
+    /** Bytes of GPU frames. */
+    readonly budget: number,
+  ) {
+    this.migrator = new Migrator({
+      space: internals,
+      device,
+      frames,
+      pool,
+      dpt,
+      engine,
+      counters: this.counters,
+      emit: (event) => this.emit(event),
+    });
+    this.stopNotices = space.onInvalidate(0, space.size, (event) =>
+      this.migrator.applyNotice(event),
+    );
+    internals.ownDevice(true);
+    this.faultService = this.serveFaults();
+  }
+
+  private readonly migrator: Migrator;
+
+  /**
+   * Mirrors `space` onto a GPU device. Only one mirror per space.
+   * @throws InvalidArgumentError (a budget out of bounds, or the space is mirrored already)
+   * @throws OutOfMemoryError when the device refuses the frames buffer
+   * @throws DeviceLostError when no WebGPU adapter is available
+   */
+  static async attach(space: AddressSpace, options: GpuMirrorOptions = {}): Promise<GpuMirror> {
+    const internals = internalsOf(space);
+    const { pageSize } = space;
+    const ownsDevice = options.device === undefined;
+    const device = options.device ?? (await requestDevice());
+    try {
+      const limit = Math.min(
+        device.limits.maxStorageBufferBindingSize,
+        device.limits.maxBufferSize,
+      );
+      const budget = chooseBudget(options.budget, limit, pageSize);
+      if (!internals.faults.serve(internals.threadId)) {
+        throw new InvalidArgumentError(
+          'space',
+          'mirrored',
+          'bad-value',
+          'the space has a GpuMirror already; detach it first',
+        );
+      }
+      try {
+        const frames = await createGpuBuffer(device, {
+          label: 'webhmm frames',
+          size: budget,
+          usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+        });
+        const dpt = new DevicePageTable(device, internals.table.pageCount);
+        const engine = await createCopyEngine(options.copy ?? 'auto', {
+          device,
+          frames,
+          memory: internals.memory,
+        });
+        return new GpuMirror(
+          space,
+          internals,
+          device,
+          ownsDevice,
+          frames,
+          new FramePool(budget / pageSize),
+          dpt,
+          engine,
+          budget,
+        );
+      } catch (error) {
+        internals.faults.stopServing(internals.threadId);
+        throw error;
+      }
+    } catch (error) {
+      if (ownsDevice) device.destroy();
+      throw error;
+    }
+  }
+
+  // ---------------------------------------------------------------- migration
+
+  /**
+   * Migrates the pages of [va, va + len): to 'gpu' makes them GPU-owned
+   * (uploading only stale bytes), to 'cpu' makes GPU-owned pages `shared`
+   * (reading back only dirty ones). Resolves when the transfer is complete.
+   * @returns the pages and bytes actually moved
+   * @throws AccessError (an unmapped, freed or `prot: 'none'` page: nothing moves)
+   * @throws OutOfMemoryError (the budget cannot hold the pages: nothing moves)
+   */
+  async migrate(va: number, len: number, to: 'gpu' | 'cpu'): Promise<MigrationResult> {
+    this.assertAttached();
+    if (to !== 'gpu' && to !== 'cpu')
+      throw new InvalidArgumentError('to', to, 'bad-value', "'gpu' or 'cpu'");
+    const run = this.internals.pageSpan(va, len);
+    return to === 'gpu'
+      ? this.migrator.toGpu([run], 'explicit', true)
+      : this.migrator.toCpu([run], 'explicit', true);
+  }
+
+  /** The state of each page of [va, va + len), changing nothing. */
+  snapshot(va: number, len: number): Promise<PageSnapshot[]> {
+    this.assertAttached();
+    this.internals.pollNotices();
+    const { first, count } = this.internals.pageSpan(va, len);
+    const out: PageSnapshot[] = [];
+    for (let page = first; page < first + count; page++)
+      out.push(describePte(this.internals.table.pte(page)));
+    return Promise.resolve(out);
+  }
+
+  // ---------------------------------------------------------------- device-side access
+
+  /**
+   * The device's bytes of [va, va + len): non-resident pages are fetched
+   * first (`zero` and `cpu` become `shared`; counted in `gpuFaults`).
+   * @throws AccessError for unmapped, freed or `prot: 'none'` pages
+   */
+  async read(va: number, len: number): Promise<Uint8Array> {
+    this.assertAttached();
+    return this.migrator.deviceRead(va, len);
+  }
+
+  /**
+   * Writes `data` at `va` on the device (4-byte aligned start and length):
+   * the pages become `gpu` and dirty.
+   * @throws AccessError for unmapped, freed or non-writable pages; OutOfMemoryError (budget)
+   */
+  async write(va: number, data: ArrayBufferView): Promise<void> {
+    this.assertAttached();
+    if (!ArrayBuffer.isView(data) || data.byteLength === 0) {
+      throw new InvalidArgumentError('data', data, 'bad-value', 'a non-empty ArrayBufferView');
+    }
+    if (va % 4 !== 0 || data.byteLength % 4 !== 0) {
+      throw new InvalidArgumentError(
+        'va',
+        va,
+        'misaligned',
+        'device writes are 4-byte aligned in start and length',
+        va,
+      );
+    }
+    return this.migrator.deviceWrite(
+      va,
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    );
+  }
+
+  /** Writes every GPU-dirty page back to the CPU (only those); they become `shared`. */
+  async sync(): Promise<MigrationResult> {
+    this.assertAttached();
+    return this.writeBack();
+  }
+
+  // ---------------------------------------------------------------- observation
+
+  stats(): MirrorStats {
+    return {
+      ...this.counters,
+      bytesByCause: { ...this.counters.bytesByCause },
+      framesInUse: this.pool.inUse,
+      budget: this.budget,
+      copyEngine: this.engine.choice(),
+    };
+  }
+
+  /** Calls `listener` with one event per migration batch and per fault; returns the unsubscribe function. */
+  trace(listener: TraceListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * Writes back every GPU-dirty page, lets waiting CPU faults complete from
+   * them, and destroys every GPU buffer the mirror made (and the device, if
+   * the mirror requested it). Idempotent.
+   */
+  detach(): Promise<void> {
+    this.detaching ??= this.teardown();
+    return this.detaching;
+  }
+
+  private async teardown(): Promise<void> {
+    this.detached = true;
+    try {
+      await this.writeBack();
+      await this.migrator.releaseAllFrames();
+    } finally {
+      this.internals.faults.wakeServer();
+      await this.faultService;
+      // Requests that arrived after the last service: their pages are on the CPU now.
+      for (const request of this.internals.faults.take()) this.internals.faults.complete(request);
+      this.internals.faults.stopServing(this.internals.threadId);
+      this.stopNotices();
+      this.internals.ownDevice(false);
+      this.engine.destroy();
+      this.dpt.destroy();
+      this.frames.destroy();
+      if (this.ownsDevice) this.device.destroy();
+    }
+  }
+
+  private async writeBack(): Promise<MigrationResult> {
+    const runs = this.migrator.dirtyRuns();
+    if (runs.length === 0) return { pages: 0, bytes: 0 };
+    return this.migrator.toCpu(runs, 'sync', false);
+  }
+
+  /** Services CPU faults until detach: every request pending at a wake-up in one batch. */
+  private async serveFaults(): Promise<void> {
+    const faults = this.internals.faults;
+    while (!this.detached) {
+      const seen = faults.doorbell();
+      const requests = faults.take();
+      if (requests.length === 0) {
+        await faults.ring(seen, 60_000);
+        continue;
+      }
+      const started = performance.now();
+      const runs: PageRun[] = requests.map(({ first, count }) => ({ first, count }));
+      let lost = false;
+      try {
+        const moved = await this.migrator.toCpu(mergeRuns(runs), 'fault-cpu', false);
+        this.counters.cpuFaults += requests.length;
+        this.emit({
+          t: started,
+          kind: 'fault',
+          cause: 'fault-cpu',
+          to: 'cpu',
+          va: (runs[0]?.first ?? 0) * this.space.pageSize,
+          len: runs.reduce((sum, run) => sum + run.count, 0) * this.space.pageSize,
+          pages: moved.pages,
+          bytes: moved.bytes,
+          ms: performance.now() - started,
+        });
+      } catch (error) {
+        lost = error instanceof DeviceLostError;
+        // Anything else (a page freed meanwhile): the requester retries and sees the truth.
+      }
+      for (const request of requests) faults.complete(request, lost);
+    }
+  }
+
+  private emit(event: TraceEvent): void {
+    for (const listener of [...this.listeners]) listener(event);
+  }
+
+  private assertAttached(): void {
+    if (this.detached) throw new DeviceLostError([], 'the mirror was detached', 'detached');
+  }
+}
+
+/** Sorted, merged runs: overlapping or touching runs become one. */
+function mergeRuns(runs: readonly PageRun[]): PageRun[] {
+  const sorted = [...runs].sort((a, b) => a.first - b.first);
+  const out: { first: number; count: number }[] = [];
+  for (const run of sorted) {
+    const last = out[out.length - 1];
+    if (last && run.first <= last.first + last.count) {
+      last.count = Math.max(last.count, run.first + run.count - last.first);
+    } else {
+      out.push({ ...run });
+    }
+  }
+  return out;
+}
+
+function chooseBudget(requested: number | undefined, limit: number, pageSize: number): number {
+  const maxFrames = Math.min(Math.floor(limit / pageSize), DPTE_MAX_FRAMES);
+  if (requested === undefined) {
+    return (
+      Math.max(
+        1,
+        Math.min(Math.floor(limit / 4 / pageSize), DEFAULT_BUDGET_CAP / pageSize, maxFrames),
+      ) * pageSize
+    );
+  }
+  if (!Number.isInteger(requested) || requested < pageSize) {
+    throw new InvalidArgumentError(
+      'budget',
+      requested,
+      'bad-value',
+      `an integer of at least one page (${pageSize} bytes)`,
+    );
+  }
+  if (requested > maxFrames * pageSize) {
+    throw new InvalidArgumentError(
+      'budget',
+      requested,
+      'too-large',
+      `at most the device's storage binding limit, ${maxFrames * pageSize} bytes`,
+    );
+  }
+  return Math.floor(requested / pageSize) * pageSize;
+}
+
+async function requestDevice(): Promise<GPUDevice> {
+  const gpu = typeof navigator !== 'undefined' ? navigator.gpu : undefined;
+  const adapter = await gpu?.requestAdapter();
+  if (!adapter)
+    throw new DeviceLostError([], 'no WebGPU adapter: navigator.gpu is missing or found none');
+  return adapter.requestDevice({
+    label: 'webhmm device',
+    requiredLimits: {
+      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+      maxBufferSize: adapter.limits.maxBufferSize,
+    },
+  });
+}
+
+/** createBuffer, with a refusal by the device turned into OutOfMemoryError. */
+async function createGpuBuffer(
+  device: GPUDevice,
+  descriptor: GPUBufferDescriptor,
+): Promise<GPUBuffer> {
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('internal');
+  const buffer = device.createBuffer(descriptor);
+  const internal = await device.popErrorScope();
+  const oom = await device.popErrorScope();
+  const error = oom ?? internal;
+  if (error) {
+    buffer.destroy();
+    throw new OutOfMemoryError(
+      'device',
+      descriptor.size,
+      0,
+      `the device refused ${descriptor.label ?? 'a buffer'}: ${error.message}`,
+    );
+  }
+  return buffer;
+}

@@ -1,0 +1,97 @@
+/**
+ * What a GpuMirror reports about itself: counters (monotonic unless noted)
+ * and trace events, one per migration batch and per fault, so users can see
+ * why memory moved.
+ */
+import type { CopyEngineKind } from './copy-engine.ts';
+
+/** Why memory moved. */
+export type MigrationCause =
+  'fault-cpu' | 'fault-gpu' | 'prefetch' | 'speculative' | 'eviction' | 'sync' | 'explicit';
+
+export const MIGRATION_CAUSES: readonly MigrationCause[] = [
+  'fault-cpu',
+  'fault-gpu',
+  'prefetch',
+  'speculative',
+  'eviction',
+  'sync',
+  'explicit',
+];
+
+/** Which engine carries each transfer shape, per direction. */
+export interface CopyEngineChoice {
+  readonly h2d: { readonly contiguous: CopyEngineKind; readonly scattered: CopyEngineKind };
+  readonly d2h: { readonly contiguous: CopyEngineKind; readonly scattered: CopyEngineKind };
+}
+
+export interface MirrorStats {
+  /** Pages whose bytes were uploaded (a zero page's cleared frame moves no bytes and is not counted). */
+  pagesToGpu: number;
+  /** Pages whose bytes were read back. */
+  pagesToCpu: number;
+  bytesToGpu: number;
+  bytesToCpu: number;
+  /** GPU -> CPU round trips (each waits for a mapAsync). */
+  readbacks: number;
+  /** CPU fault requests serviced. */
+  cpuFaults: number;
+  /** Pages the device side had to fetch (for kernels or gpu.read/gpu.write). */
+  gpuFaults: number;
+  /** Kernel fault-collecting passes that found faults. */
+  replays: number;
+  evictions: number;
+  /** Pages written back to the CPU by sync, eviction or detach. */
+  writebacks: number;
+  /** Pages whose GPU copy another thread's notice invalidated. */
+  invalidations: number;
+  thrashPins: number;
+  ignoredHints: number;
+  /** Bytes moved (both directions) by cause. */
+  bytesByCause: Record<MigrationCause, number>;
+  /** Not a counter: frames holding pages now. */
+  framesInUse: number;
+  /** Not a counter: the frame budget, bytes. */
+  budget: number;
+  /** Not a counter: the current engine per transfer shape. */
+  copyEngine: CopyEngineChoice;
+}
+
+export interface TraceEvent {
+  /** performance.now() at the start. */
+  readonly t: number;
+  readonly kind: 'migration' | 'fault';
+  readonly cause: MigrationCause;
+  readonly va: number;
+  readonly len: number;
+  /** Pages whose bytes moved. */
+  readonly pages: number;
+  readonly bytes: number;
+  readonly ms: number;
+  /** Direction of a migration: 'gpu' (to the device) or 'cpu'. */
+  readonly to: 'gpu' | 'cpu';
+}
+
+export type TraceListener = (event: TraceEvent) => void;
+
+export function emptyCounters(): Omit<MirrorStats, 'framesInUse' | 'budget' | 'copyEngine'> {
+  return {
+    pagesToGpu: 0,
+    pagesToCpu: 0,
+    bytesToGpu: 0,
+    bytesToCpu: 0,
+    readbacks: 0,
+    cpuFaults: 0,
+    gpuFaults: 0,
+    replays: 0,
+    evictions: 0,
+    writebacks: 0,
+    invalidations: 0,
+    thrashPins: 0,
+    ignoredHints: 0,
+    bytesByCause: Object.fromEntries(MIGRATION_CAUSES.map((cause) => [cause, 0])) as Record<
+      MigrationCause,
+      number
+    >,
+  };
+}
