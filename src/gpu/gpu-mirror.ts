@@ -48,6 +48,9 @@ const DEFAULT_BUDGET_CAP = 256 << 20;
 
 export class GpuMirror {
   private detached = false;
+  /** Set when the device was lost: the GPU-dirty ranges that could not be saved. */
+  private lost:
+    { readonly unsaved: { va: number; len: number }[]; readonly message: string } | undefined;
   private detaching: Promise<void> | undefined;
   private readonly counters = emptyCounters();
   private readonly listeners = new Set<TraceListener>();
@@ -82,6 +85,7 @@ export class GpuMirror {
     );
     internals.ownDevice(true);
     this.faultService = this.serveFaults();
+    void device.lost.then((info) => this.onDeviceLost(info));
   }
 
   private readonly migrator: Migrator;
@@ -250,22 +254,69 @@ export class GpuMirror {
 
   private async teardown(): Promise<void> {
     this.detached = true;
+    const dirty = this.unsavedRanges();
+    let failure: unknown;
     try {
       await this.writeBack();
+    } catch (error) {
+      failure = error;
+    }
+    try {
+      // Frames go whatever happened: the CPU copies are all that is left.
       await this.migrator.releaseAllFrames();
     } finally {
-      this.internals.faults.wakeServer();
-      await this.faultService;
-      // Requests that arrived after the last service: their pages are on the CPU now.
-      for (const request of this.internals.faults.take()) this.internals.faults.complete(request);
-      this.internals.faults.stopServing(this.internals.threadId);
-      this.stopNotices();
-      this.internals.ownDevice(false);
-      this.engine.destroy();
-      this.dpt.destroy();
-      this.frames.destroy();
+      await this.stopServices();
       if (this.ownsDevice) this.device.destroy();
     }
+    if (failure !== undefined) {
+      throw new DeviceLostError(
+        dirty,
+        `writing back GPU-dirty pages failed: ${failure instanceof Error ? failure.message : typeof failure}`,
+      );
+    }
+  }
+
+  /** The GPU-dirty ranges now, as DeviceLostError reports them. */
+  private unsavedRanges(): { va: number; len: number }[] {
+    const pageSize = this.space.pageSize;
+    return this.migrator
+      .dirtyRuns()
+      .map((run) => ({ va: run.first * pageSize, len: run.count * pageSize }));
+  }
+
+  /**
+   * The device is gone (not by detach): the GPU-dirty bytes are lost with it.
+   * Pages fall back to their CPU copies, waiting faults fail with
+   * DeviceLostError, and every later call throws it, listing what could not
+   * be saved. Writes acknowledged on the CPU side are all kept.
+   */
+  private async onDeviceLost(info: GPUDeviceLostInfo): Promise<void> {
+    if (this.detached) return;
+    this.detached = true;
+    this.lost = { unsaved: this.unsavedRanges(), message: `${info.reason}: ${info.message}` };
+    this.detaching = (async () => {
+      try {
+        await this.migrator.releaseAllFrames();
+      } finally {
+        await this.stopServices();
+      }
+    })();
+    await this.detaching;
+  }
+
+  /** Ends fault service (completing what is left) and frees the mirror's GPU objects. */
+  private async stopServices(): Promise<void> {
+    const faults = this.internals.faults;
+    faults.wakeServer();
+    await this.faultService;
+    // Requests that arrived after the last service: their pages are on the CPU now.
+    for (const request of faults.take()) faults.complete(request, this.lost !== undefined);
+    faults.stopServing(this.internals.threadId);
+    this.stopNotices();
+    this.internals.ownDevice(false);
+    this.engine.destroy();
+    this.dpt.destroy();
+    this.frames.destroy();
   }
 
   private async writeBack(): Promise<MigrationResult> {
@@ -301,9 +352,9 @@ export class GpuMirror {
           bytes: moved.bytes,
           ms: performance.now() - started,
         });
-      } catch (error) {
-        lost = error instanceof DeviceLostError;
-        // Anything else (a page freed meanwhile): the requester retries and sees the truth.
+      } catch {
+        // A page freed meanwhile: the requester retries and sees the truth. A lost device: it is told.
+        lost = this.lost !== undefined;
       }
       for (const request of requests) faults.complete(request, lost);
     }
@@ -314,6 +365,7 @@ export class GpuMirror {
   }
 
   private assertAttached(): void {
+    if (this.lost) throw new DeviceLostError(this.lost.unsaved, this.lost.message);
     if (this.detached) throw new DeviceLostError([], 'the mirror was detached', 'detached');
   }
 }

@@ -326,6 +326,31 @@ describe('GpuMirror', () => {
     test.destroy();
   });
 
+  it('on device loss, keeps every CPU write and reports the GPU-dirty bytes it could not save', async () => {
+    const test = await testDevice();
+    const space = AddressSpace.create({ size: 4 * MiB, pageSize: 4 * KiB });
+    const gpu = await GpuMirror.attach(space, { device: test.device, budget: 1 * MiB });
+    const va = space.alloc(3 * 4 * KiB);
+    space.fill(va, 3 * 4 * KiB, 1);
+    await gpu.migrate(va, 3 * 4 * KiB, 'gpu');
+    space.setU32(va + 2 * 4 * KiB, 77); // acknowledged on the CPU side
+    await gpu.write(va + 4 * KiB, new Uint32Array([5])); // only on the GPU
+    const lost = new Promise((resolve) => void test.device.lost.then(resolve));
+    test.device.destroy();
+    await lost;
+    const error = await gpu.migrate(va, 4, 'gpu').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(DeviceLostError);
+    expect(error).toMatchObject({
+      reason: 'device-lost',
+      unsaved: [{ va: va + 4 * KiB, len: 4 * KiB }],
+    });
+    await gpu.detach();
+    expect(space.getU32(va + 2 * 4 * KiB)).toBe(77);
+    expect(space.getU32(va + 4 * KiB)).toBe(0x01010101); // the CPU copy: the GPU's write is lost
+    expect(space.snapshot(va, 3 * 4 * KiB).map((p) => p.state)).toEqual(['cpu', 'cpu', 'cpu']);
+    expect(test.liveBuffers()).toBe(0);
+  });
+
   it('attach and detach 50 times leave no GPU buffer alive', async () => {
     const test = await testDevice();
     const space = AddressSpace.create({ size: 4 * MiB, pageSize: 4 * KiB });
