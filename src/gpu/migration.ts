@@ -165,27 +165,57 @@ export class Migrator {
     checkProt: boolean,
   ): Promise<MigrationResult> {
     const started = performance.now();
-    const holds = await this.hold(runs, checkProt);
-    const events: InvalidateEvent[] = [];
+    const holds = await this.holdChecked(runs, checkProt);
     let result: MigrationResult;
+    const events: InvalidateEvent[] = [];
     try {
-      const plans = this.plan(runs);
-      result = await this.fetch(plans);
-      for (const run of runs) {
-        for (let page = run.first; page < run.first + run.count; page++) {
-          const before = this.ctx.space.table.pte(page) & PTE_STATE_MASK;
-          if (before === PTE_GPU) continue;
-          this.settle(page, PTE_GPU, false);
-          this.ctx.space.table.invalidate(page);
-          events.push({ va: page * this.pageSize, len: this.pageSize, cause: 'migrate' });
-        }
-      }
+      result = await this.makeResident(runs, 'gpu', events);
     } finally {
       this.ctx.space.table.releaseHolds(holds);
     }
     this.ctx.space.announce(events);
     this.account('gpu', cause, runs, result, started);
     return result;
+  }
+
+  /**
+   * Brings held pages' frames up to date and sets their state: 'shared'
+   * leaves `shared` and `gpu` pages as they are and makes `zero` and `cpu`
+   * pages `shared`; 'gpu' makes every page GPU-owned (clean), announcing the
+   * pages taken from the CPU in `events` (to announce once the holds are
+   * released). Pages must be held exclusively.
+   * @throws OutOfMemoryError (budget), having moved nothing
+   */
+  async makeResident(
+    runs: readonly PageRun[],
+    target: 'shared' | 'gpu',
+    events: InvalidateEvent[],
+  ): Promise<MigrationResult> {
+    const plans = this.plan(runs);
+    const fetched = await this.fetch(plans);
+    if (target === 'shared') {
+      for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
+      return fetched;
+    }
+    for (const run of runs) {
+      for (let page = run.first; page < run.first + run.count; page++) {
+        if ((this.ctx.space.table.pte(page) & PTE_STATE_MASK) === PTE_GPU) continue;
+        this.settle(page, PTE_GPU, false);
+        this.ctx.space.table.invalidate(page);
+        events.push({ va: page * this.pageSize, len: this.pageSize, cause: 'migrate' });
+      }
+    }
+    return fetched;
+  }
+
+  /** Marks held `gpu` pages GPU-dirty (a kernel stored to them). */
+  markDirty(pages: readonly number[]): void {
+    const { table } = this.ctx.space;
+    for (const page of pages) {
+      table.updatePte(page, (pte) =>
+        (pte & PTE_STATE_MASK) === PTE_GPU ? pte | PTE_GPU_DIRTY : pte,
+      );
+    }
   }
 
   /**
@@ -198,7 +228,7 @@ export class Migrator {
     checkProt: boolean,
   ): Promise<MigrationResult> {
     const started = performance.now();
-    const holds = await this.hold(runs, checkProt);
+    const holds = await this.holdChecked(runs, checkProt);
     let result: MigrationResult = { pages: 0, bytes: 0 };
     try {
       const { table } = this.ctx.space;
@@ -235,10 +265,10 @@ export class Migrator {
    */
   async deviceRead(va: number, len: number): Promise<Uint8Array> {
     const run = this.runOf(va, len);
-    const holds = await this.hold([run], true);
+    const holds = await this.holdChecked([run], true);
     try {
       const plans = this.plan([run]);
-      this.countFetch(plans, await this.fetch(plans));
+      this.countFetch(plans.length, await this.fetch(plans));
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       const end = va + len;
       const segments: Segment[] = [];
@@ -264,11 +294,11 @@ export class Migrator {
    */
   async deviceWrite(va: number, data: Uint8Array): Promise<void> {
     const run = this.runOf(va, data.byteLength);
-    const holds = await this.hold([run], true, 'write');
+    const holds = await this.holdChecked([run], true, 'write');
     const events: InvalidateEvent[] = [];
     try {
       const plans = this.plan([run], { lo: va, hi: va + data.byteLength });
-      this.countFetch(plans, await this.fetch(plans));
+      this.countFetch(plans.length, await this.fetch(plans));
       const end = va + data.byteLength;
       for (let page = run.first; page < run.first + run.count; page++) {
         const base = page * this.pageSize;
@@ -348,7 +378,7 @@ export class Migrator {
    * Holds `runs` exclusively, having checked them before and after the hold
    * (a page's state may change while we wait).
    */
-  private async hold(
+  async holdChecked(
     runs: readonly PageRun[],
     checkProt: boolean,
     need: 'read' | 'write' = 'read',
@@ -535,9 +565,9 @@ export class Migrator {
   }
 
   /** Counts what device-side access had to fetch: GPU faults, in pages and bytes. */
-  private countFetch(plans: readonly PagePlan[], fetched: MigrationResult): void {
+  countFetch(faultedPages: number, fetched: MigrationResult): void {
     const counters = this.ctx.counters;
-    counters.gpuFaults += plans.length;
+    counters.gpuFaults += faultedPages;
     counters.pagesToGpu += fetched.pages;
     counters.bytesToGpu += fetched.bytes;
     counters.bytesByCause['fault-gpu'] += fetched.bytes;
