@@ -22,7 +22,11 @@ export type AccessReason =
   | 'protection' // the page's protection forbids this access
   | 'undeclared'; // a kernel touched a page outside its declared `uses`
 
-/** An access to an address that may not be accessed that way. The failed call changed nothing. */
+/**
+ * An access to an address that may not be accessed that way. The failed call
+ * changed nothing, except a failed kernel run: its offending stores were
+ * suppressed, its other stores landed, in the pages `touched` lists.
+ */
 export class AccessError extends WebHmmError {
   readonly code = 'ACCESS';
   constructor(
@@ -30,6 +34,8 @@ export class AccessError extends WebHmmError {
     readonly address: number,
     readonly reason: AccessReason,
     detail = '',
+    /** A failed kernel run: the VAs of the pages its landed stores may have touched. */
+    readonly touched: readonly number[] = [],
   ) {
     super(`${reason} access at 0x${address.toString(16)}${detail ? `: ${detail}` : ''}`);
     this.name = 'AccessError';
@@ -103,7 +109,8 @@ export type ArgumentReason =
   | 'not-allocated' // free of a VA that is not allocated: a double free, or never allocated
   | 'not-allocation-start' // free(va) without len, of a VA inside an allocation
   | 'bad-value' // an option or enum outside its allowed values
-  | 'released'; // a lease used after release()
+  | 'released' // a lease used after release()
+  | 'wgsl'; // kernel code that does not compile (the message names the user's line)
 
 /** An argument is not of the form the call takes. The failed call changed nothing. */
 export class InvalidArgumentError extends WebHmmError {

@@ -35,3 +35,5 @@ export type {
   TraceEvent,
   TraceListener,
 } from './gpu/mirror-stats.ts';
+export type { Kernel, KernelOptions, KernelUse, RunOptions, RunResult } from './kernels/kernel.ts';
+export type { ParamType } from './kernels/prelude.ts';

@@ -28,6 +28,8 @@ import { DPTE_MAX_FRAMES } from './device-layout.ts';
 import { DevicePageTable } from './device-page-table.ts';
 import { FramePool } from './frame-pool.ts';
 import { Migrator, type MigrationResult, type PageRun } from './migration.ts';
+import { Kernel, type KernelOptions } from '../kernels/kernel.ts';
+import { KernelRuntime } from '../kernels/kernel-runtime.ts';
 import {
   emptyCounters,
   type MirrorStats,
@@ -45,6 +47,8 @@ export interface GpuMirrorOptions {
 }
 
 const DEFAULT_BUDGET_CAP = 256 << 20;
+/** Frames past the budget: the zero frame faulted loads read, and the sink suppressed stores go to. */
+const SPECIAL_FRAMES = 2;
 
 export class GpuMirror {
   private detached = false;
@@ -56,6 +60,8 @@ export class GpuMirror {
   private readonly listeners = new Set<TraceListener>();
   private readonly stopNotices: () => void;
   private readonly faultService: Promise<void>;
+  private kernels: KernelRuntime | undefined;
+  private readonly compiled = new Set<Kernel>();
 
   private constructor(
     private readonly space: AddressSpace,
@@ -106,7 +112,7 @@ export class GpuMirror {
         device.limits.maxStorageBufferBindingSize,
         device.limits.maxBufferSize,
       );
-      const budget = chooseBudget(options.budget, limit, pageSize);
+      const budget = chooseBudget(options.budget, limit - SPECIAL_FRAMES * pageSize, pageSize);
       if (!internals.faults.serve(internals.threadId)) {
         throw new InvalidArgumentError(
           'space',
@@ -118,7 +124,7 @@ export class GpuMirror {
       try {
         const frames = await createGpuBuffer(device, {
           label: 'webhmm frames',
-          size: budget,
+          size: budget + SPECIAL_FRAMES * pageSize,
           usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
         });
         const dpt = new DevicePageTable(device, internals.table.pageCount);
@@ -177,6 +183,40 @@ export class GpuMirror {
     for (let page = first; page < first + count; page++)
       out.push(describePte(this.internals.table.pte(page)));
     return Promise.resolve(out);
+  }
+
+  // ---------------------------------------------------------------- kernels
+
+  /**
+   * A kernel over the shared address space: `code` is WGSL using the prelude
+   * (`hmm_load_u32`, `hmm_store_u32`, `hmm_translate`, ...; see
+   * docs/kernels.md). Compilation starts now; `kernel.ready` and every
+   * `run` report WGSL errors with the user's line numbers.
+   */
+  kernel(options: KernelOptions): Kernel {
+    this.assertAttached();
+    const kernel = Kernel.compile(this.kernelRuntime(), options);
+    this.compiled.add(kernel);
+    return kernel;
+  }
+
+  private kernelRuntime(): KernelRuntime {
+    this.kernels ??= new KernelRuntime({
+      device: this.device,
+      space: this.internals,
+      frames: this.frames,
+      zeroFrame: this.pool.capacity,
+      sinkFrame: this.pool.capacity + 1,
+      pageTable: this.dpt.buffer,
+      migrator: this.migrator,
+      counters: this.counters,
+      beforeGpuUse: () => {
+        this.internals.pollNotices();
+        this.dpt.flush();
+      },
+      assertAttached: () => this.assertAttached(),
+    });
+    return this.kernels;
   }
 
   // ---------------------------------------------------------------- device-side access
@@ -315,6 +355,8 @@ export class GpuMirror {
     this.stopNotices();
     this.internals.ownDevice(false);
     this.engine.destroy();
+    for (const kernel of this.compiled) kernel.destroy();
+    this.kernels?.destroy();
     this.dpt.destroy();
     this.frames.destroy();
   }

@@ -179,6 +179,24 @@ export class Migrator {
   }
 
   /**
+   * Makes every page of `runs` resident for the device to read: `zero` and
+   * `cpu` pages become `shared` (uploading what their frames lack); `shared`
+   * and `gpu` pages stay as they are.
+   */
+  async toShared(runs: readonly PageRun[], cause: MigrationCause): Promise<MigrationResult> {
+    const started = performance.now();
+    const holds = await this.holdChecked(runs, true);
+    let result: MigrationResult;
+    try {
+      result = await this.makeResident(runs, 'shared', []);
+    } finally {
+      this.ctx.space.table.releaseHolds(holds);
+    }
+    this.account('gpu', cause, runs, result, started);
+    return result;
+  }
+
+  /**
    * Brings held pages' frames up to date and sets their state: 'shared'
    * leaves `shared` and `gpu` pages as they are and makes `zero` and `cpu`
    * pages `shared`; 'gpu' makes every page GPU-owned (clean), announcing the

@@ -146,6 +146,11 @@ export class AddressSpace {
         this.devicesOwned += owned ? 1 : -1;
       },
       pageSpan: (va, len) => this.pageSpan(va, len),
+      allocationRun: (page) => {
+        let run: { first: number; count: number; allocated: boolean } | undefined;
+        this.withAllocator(page * this.pageSize, () => (run = this.allocator.runAt(page)));
+        return run?.allocated ? { first: run.first, count: run.count } : undefined;
+      },
     });
   }
 

@@ -21,6 +21,8 @@ export interface SpaceInternals {
   pollNotices(): void;
   /** Marks this thread as owning (or no longer owning) a GPUDevice: while it does, it may not block. */
   ownDevice(owned: boolean): void;
+  /** The allocation (run of allocated pages) that contains `page`, or undefined if it is free. */
+  allocationRun(page: number): { first: number; count: number } | undefined;
   /** Validates [va, va + len) as `read` would and returns its pages. */
   pageSpan(va: number, len: number): { first: number; count: number };
 }

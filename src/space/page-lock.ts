@@ -110,6 +110,23 @@ export function release(locks: Int32Array, page: number, kind: HoldKind): void {
 }
 
 /**
+ * Turns an exclusive hold on `locks[page]` into a read-scope hold, with no
+ * moment in between when another holder could get in (a kernel's pages are
+ * migrated under an exclusive hold, then only read). Wakes waiters: plain
+ * readers may join now.
+ */
+export function downgrade(locks: Int32Array, page: number): void {
+  let word = Atomics.load(locks, page);
+  for (;;) {
+    const next = (word & ~(LOCK_EXCLUSIVE | LOCK_LONG | LOCK_WAITERS)) + (1 << LOCK_SCOPES_SHIFT);
+    const seen = Atomics.compareExchange(locks, page, word, next);
+    if (seen === word) break;
+    word = seen;
+  }
+  if (word & LOCK_WAITERS) Atomics.notify(locks, page);
+}
+
+/**
  * Prepares to wait for `page` to admit `kind`: sets LOCK_WAITERS and returns
  * the word value to wait on, or `undefined` if the page admits `kind` now.
  */

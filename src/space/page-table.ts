@@ -21,7 +21,14 @@
 import { AccessError, invariant } from '../errors.ts';
 import { clearIntervals, insertInterval, intervalsAt, type ByteRange } from './interval-set.ts';
 import type { InvalidateEvent } from './notifier.ts';
-import { announceWaiter, blockerIsLong, release, tryHold, type HoldKind } from './page-lock.ts';
+import {
+  announceWaiter,
+  blockerIsLong,
+  downgrade,
+  release,
+  tryHold,
+  type HoldKind,
+} from './page-lock.ts';
 import {
   PROT_NONE,
   PROT_RW,
@@ -169,6 +176,16 @@ export class PageTable {
       const observed = announceWaiter(this.shared.lock, blocked.page, blocked.kind);
       if (observed !== undefined) await budget.waitAsync(this.shared.lock, blocked.page, observed);
     }
+  }
+
+  /** Turns exclusive holds into read-scope holds (see page-lock.ts `downgrade`); returns the new holds. */
+  downgradeHolds(holds: readonly Hold[]): Hold[] {
+    for (const hold of holds) {
+      for (let page = hold.first; page < hold.first + hold.count; page++) {
+        downgrade(this.shared.lock, page);
+      }
+    }
+    return holds.map((hold) => ({ ...hold, kind: 'scope-read' }));
   }
 
   releaseHolds(holds: readonly Hold[]): void {

@@ -1,0 +1,58 @@
+/**
+ * What a kernel run and the runtime exchange through GPU buffers, with no
+ * logic: the status block, the control uniform, the fault bitmap and the
+ * declared-uses table. The WGSL prelude (prelude.ts) declares the same.
+ */
+
+// ---- status block: STATUS_WORDS u32, reset before each pass ----
+export const STATUS_WORDS = 8;
+/** Non-zero once any invocation recorded a fault (a page that needs a change of state). */
+export const STATUS_FAULTED = 0;
+/** Non-zero once any invocation stored to (or marked for write) a page. */
+export const STATUS_STORED = 1;
+/** The lowest VA of an access error (atomicMin; 0xffffffff: none). */
+export const STATUS_ERROR_VA = 2;
+/** ERROR_* bits of the access errors seen. */
+export const STATUS_ERROR_KINDS = 3;
+/** Initial value of STATUS_ERROR_VA. */
+export const NO_ERROR_VA = 0xffff_ffff;
+
+/** An access to a page outside the run's declared `uses`. */
+export const ERROR_UNDECLARED = 1 << 0;
+/** A store to a declared page that is declared for reading only. */
+export const ERROR_STORE_READ_ONLY = 1 << 1;
+/** An address beyond the end of the address space. */
+export const ERROR_OUT_OF_RANGE = 1 << 2;
+
+// ---- control uniform (hmm_ctl): CONTROL_WORDS u32 ----
+export const CONTROL_WORDS = 4;
+/** MODE_* of this pass. */
+export const CONTROL_MODE = 0;
+/** Entries in the uses table, or USES_ALL (fault mode: every page may be touched). */
+export const CONTROL_USES = 1;
+/** A fault-collecting pass: stores and atomics are suppressed, faults recorded. */
+export const MODE_COLLECT = 0;
+/** The real pass: stores land. */
+export const MODE_RUN = 1;
+export const USES_ALL = 0xffff_ffff;
+
+// ---- fault bitmap: four bits per VA page, 8 pages per u32 ----
+/** A load found the page not resident. */
+export const FAULT_READ = 1;
+/** A store or atomic found the page not GPU-owned and writable. */
+export const FAULT_WRITE = 2;
+/** A collecting pass loaded from the page (faulted or not). */
+export const ACCESSED_READ = 4;
+/** A collecting pass stored to the page (faulted or not). */
+export const ACCESSED_WRITE = 8;
+export const FAULT_BITS_PER_PAGE = 4;
+export const FAULT_PAGES_PER_WORD = 8;
+
+// ---- dirty bitmap: one bit per VA page, 32 pages per u32 ----
+export const DIRTY_PAGES_PER_WORD = 32;
+
+// ---- uses table: one vec4<u32> per declared range ----
+/** [first page, end page (exclusive), USE_* , 0] */
+export const USE_WORDS = 4;
+export const USE_READ = 1;
+export const USE_WRITE = 2;

@@ -1,0 +1,193 @@
+/**
+ * The WGSL prelude: what every user kernel is compiled with. It owns bind
+ * group 0 and gives kernels the shared address space through functions of a
+ * u32 VA:
+ *
+ * - `hmm_load_u32/f32(va)`, `hmm_store_u32/f32(va, v)`, `hmm_atomic_add_u32(va, v)`;
+ * - `hmm_translate(va, forWrite)`: the frame word index of `va`, valid to the
+ *   end of its page, for `hmm_frame_load(w)` / `hmm_frame_store(w, v)`;
+ * - `hmm_faulted()`: true once this invocation touched a page it could not
+ *   use as it is (loads of such pages return 0, stores to them are dropped).
+ *
+ * Guarantees, whatever the kernel does through these functions:
+ * - a store lands only in a page that is GPU-owned, writable and declared for
+ *   writing, and marks that page dirty; otherwise it goes to a sink frame;
+ * - a collecting pass (MODE_COLLECT) changes no page: every store goes to the
+ *   sink, and every page that needs a change of state is recorded;
+ * - a load of a page that is not resident reads the zero frame.
+ *
+ * Layouts: kernel-layout.ts (status, control, bitmaps, uses) and
+ * gpu/device-layout.ts (device page table entries).
+ */
+import {
+  DPTE_FRAME_MASK,
+  DPTE_READABLE,
+  DPTE_RESIDENT,
+  DPTE_WRITABLE,
+} from '../gpu/device-layout.ts';
+import {
+  ERROR_OUT_OF_RANGE,
+  ERROR_STORE_READ_ONLY,
+  ERROR_UNDECLARED,
+  ACCESSED_READ,
+  ACCESSED_WRITE,
+  FAULT_READ,
+  FAULT_WRITE,
+  MODE_COLLECT,
+  STATUS_ERROR_KINDS,
+  STATUS_ERROR_VA,
+  STATUS_FAULTED,
+  STATUS_STORED,
+  STATUS_WORDS,
+  USE_WRITE,
+  USES_ALL,
+} from './kernel-layout.ts';
+
+/** The WGSL scalar types a kernel parameter may have. */
+export type ParamType = 'u32' | 'i32' | 'f32';
+
+export interface PreludeConfig {
+  readonly pageShift: number;
+  readonly pageCount: number;
+  /** Frame index of the frame of zeros faulted loads read. */
+  readonly zeroFrame: number;
+  /** Frame index of the frame suppressed stores go to. */
+  readonly sinkFrame: number;
+  /** Kernel parameters in declaration order. */
+  readonly params: readonly (readonly [name: string, type: ParamType])[];
+  /** Becomes `HMM_WORKGROUP_SIZE` when given. */
+  readonly workgroupSize?: number | undefined;
+}
+
+const u = (value: number): string => `${value >>> 0}u`;
+
+export function prelude(config: PreludeConfig): string {
+  const pageWords = 2 ** config.pageShift / 4;
+  const params =
+    config.params.length > 0
+      ? config.params.map(([name, type]) => `  ${name}: ${type},`).join('\n')
+      : '  _none: u32,';
+  return `// ---- webhmm prelude: bind group 0 belongs to the runtime ----
+struct HmmControl { mode: u32, uses: u32, _pad0: u32, _pad1: u32 }
+struct HmmParams {
+${params}
+}
+@group(0) @binding(0) var<storage, read_write> hmm_frames: array<atomic<u32>>;
+@group(0) @binding(1) var<storage, read> hmm_page_table: array<u32>;
+@group(0) @binding(2) var<storage, read_write> hmm_dirty: array<atomic<u32>>;
+@group(0) @binding(3) var<storage, read_write> hmm_fault_bits: array<atomic<u32>>;
+@group(0) @binding(4) var<storage, read_write> hmm_status: array<atomic<u32>, ${STATUS_WORDS}>;
+@group(0) @binding(5) var<uniform> hmm_ctl: HmmControl;
+@group(0) @binding(6) var<storage, read> hmm_uses: array<vec4<u32>>;
+@group(0) @binding(7) var<uniform> hmm_params: HmmParams;
+${config.workgroupSize === undefined ? '' : `const HMM_WORKGROUP_SIZE: u32 = ${u(config.workgroupSize)};`}
+const HMM_PAGE_SHIFT: u32 = ${u(config.pageShift)};
+const HMM_PAGE_WORDS: u32 = ${u(pageWords)};
+const HMM_PAGE_COUNT: u32 = ${u(config.pageCount)};
+const HMM_ZERO_WORDS: u32 = ${u(config.zeroFrame * pageWords)};
+const HMM_SINK_WORDS: u32 = ${u(config.sinkFrame * pageWords)};
+var<private> hmm_faulted_flag: bool = false;
+
+fn hmm_faulted() -> bool { return hmm_faulted_flag; }
+
+fn hmm_fail(va: u32, kind: u32) {
+  atomicMin(&hmm_status[${STATUS_ERROR_VA}], va);
+  atomicOr(&hmm_status[${STATUS_ERROR_KINDS}], kind);
+  hmm_faulted_flag = true;
+}
+
+// Sets \`bits\` of the page's nibble in the fault bitmap (once: loads first).
+fn hmm_note(page: u32, bits: u32) {
+  let word = page >> 3u;
+  let mask = bits << ((page & 7u) * 4u);
+  if ((atomicLoad(&hmm_fault_bits[word]) & mask) != mask) { atomicOr(&hmm_fault_bits[word], mask); }
+}
+
+fn hmm_record_fault(page: u32, bit: u32) {
+  hmm_note(page, bit);
+  atomicStore(&hmm_status[${STATUS_FAULTED}], 1u);
+  hmm_faulted_flag = true;
+}
+
+fn hmm_mark_dirty(page: u32) {
+  let word = page >> 5u;
+  let mask = 1u << (page & 31u);
+  if ((atomicLoad(&hmm_dirty[word]) & mask) == 0u) {
+    atomicOr(&hmm_dirty[word], mask);
+    atomicStore(&hmm_status[${STATUS_STORED}], 1u);
+  }
+}
+
+// USE_* bits the run declared for \`page\` (all in fault mode), 0 if undeclared.
+fn hmm_declared(page: u32) -> u32 {
+  if (hmm_ctl.uses == ${u(USES_ALL)}) { return 3u; }
+  for (var i = 0u; i < hmm_ctl.uses; i++) {
+    let use_ = hmm_uses[i];
+    if (page >= use_.x && page < use_.y) { return use_.z; }
+  }
+  return 0u;
+}
+
+// The frame word of \`va\`, valid to the end of its page. For writing, it marks
+// the page dirty; a page that cannot be used as it is gives the zero frame
+// (reads) or the sink frame (writes) and sets hmm_faulted().
+fn hmm_translate(va: u32, forWrite: bool) -> u32 {
+  let page = va >> HMM_PAGE_SHIFT;
+  let offset = (va >> 2u) & (HMM_PAGE_WORDS - 1u);
+  let fallback = select(HMM_ZERO_WORDS, HMM_SINK_WORDS, forWrite) + offset;
+  if (page >= HMM_PAGE_COUNT) {
+    hmm_fail(va, ${u(ERROR_OUT_OF_RANGE)});
+    return fallback;
+  }
+  let declared = hmm_declared(page);
+  if (declared == 0u) {
+    hmm_fail(va, ${u(ERROR_UNDECLARED)});
+    return fallback;
+  }
+  let entry = hmm_page_table[page];
+  let frame_words = (entry & ${u(DPTE_FRAME_MASK)}) * HMM_PAGE_WORDS + offset;
+  if (hmm_ctl.mode == ${u(MODE_COLLECT)}) {
+    hmm_note(page, select(${u(ACCESSED_READ)}, ${u(ACCESSED_WRITE)}, forWrite));
+  }
+  if (forWrite) {
+    if ((declared & ${u(USE_WRITE)}) == 0u) {
+      hmm_fail(va, ${u(ERROR_STORE_READ_ONLY)});
+      return fallback;
+    }
+    if ((entry & ${u(DPTE_WRITABLE)}) == 0u) {
+      hmm_record_fault(page, ${u(FAULT_WRITE)});
+      return fallback;
+    }
+    if (hmm_ctl.mode == ${u(MODE_COLLECT)}) { return fallback; }
+    hmm_mark_dirty(page);
+    return frame_words;
+  }
+  if ((entry & ${u(DPTE_RESIDENT | DPTE_READABLE)}) != ${u(DPTE_RESIDENT | DPTE_READABLE)}) {
+    hmm_record_fault(page, ${u(FAULT_READ)});
+    return fallback;
+  }
+  return frame_words;
+}
+
+fn hmm_frame_load(w: u32) -> u32 { return atomicLoad(&hmm_frames[w]); }
+
+// Stores through a read translation into the zero frame are dropped: it stays zero.
+fn hmm_frame_store(w: u32, value: u32) {
+  if (w - HMM_ZERO_WORDS >= HMM_PAGE_WORDS) { atomicStore(&hmm_frames[w], value); }
+}
+
+fn hmm_load_u32(va: u32) -> u32 { return hmm_frame_load(hmm_translate(va, false)); }
+fn hmm_load_f32(va: u32) -> f32 { return bitcast<f32>(hmm_load_u32(va)); }
+fn hmm_store_u32(va: u32, value: u32) { atomicStore(&hmm_frames[hmm_translate(va, true)], value); }
+fn hmm_store_f32(va: u32, value: f32) { hmm_store_u32(va, bitcast<u32>(value)); }
+fn hmm_atomic_add_u32(va: u32, value: u32) -> u32 {
+  return atomicAdd(&hmm_frames[hmm_translate(va, true)], value);
+}
+// ---- end of the webhmm prelude ----
+`;
+}
+
+/** Lines the prelude adds before user code (for mapping compiler messages to user lines). */
+export function preludeLines(source: string): number {
+  return source.split('\n').length - 1;
+}

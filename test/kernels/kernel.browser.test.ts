@@ -1,0 +1,232 @@
+// Kernels over the shared address space on real WebGPU: the prelude, uses,
+// fault mode with replay, atomics shared with the CPU, protection, compile errors.
+import { releaseProxy, wrap, type Remote } from 'comlink';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AccessError, InvalidArgumentError } from '../../src/errors.ts';
+import { GpuMirror } from '../../src/gpu/gpu-mirror.ts';
+import { AddressSpace } from '../../src/space/address-space.ts';
+import { testDevice } from '../support/gpu.ts';
+import { testRandom } from '../support/random.ts';
+import type { ListWorkerApi } from './list.worker.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const cleanups: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function setup(
+  size: number,
+  pageSize = 64 * KiB,
+): Promise<{ space: AddressSpace; gpu: GpuMirror }> {
+  const test = await testDevice();
+  const space = AddressSpace.create({ size, pageSize });
+  const gpu = await GpuMirror.attach(space, { device: test.device, copy: 'buffer' });
+  cleanups.push(async () => {
+    await gpu.detach();
+    expect(await test.validationError()).toBeUndefined();
+    expect(test.liveBuffers()).toBe(0);
+    test.destroy();
+  });
+  return { space, gpu };
+}
+
+async function worker(space: AddressSpace): Promise<Remote<ListWorkerApi>> {
+  const thread = new Worker(new URL('./list.worker.ts', import.meta.url), { type: 'module' });
+  const api = wrap<ListWorkerApi>(thread);
+  cleanups.push(() => {
+    api[releaseProxy]();
+    thread.terminate();
+  });
+  await api.attach(space.handle);
+  return api;
+}
+
+const SAXPY = /* wgsl */ `
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let i = id.x + id.y * groups.x * 64u;
+  if (i >= hmm_params.n) { return; }
+  let x = hmm_load_f32(hmm_params.x + i * 4u);
+  let y = hmm_load_f32(hmm_params.y + i * 4u);
+  hmm_store_f32(hmm_params.z + i * 4u, hmm_params.a * x + y);
+}`;
+
+describe('kernels over the shared address space', () => {
+  it('computes z = a*x + y over 16 M floats with uses; z ends GPU-dirty, x and y shared', async () => {
+    const n = 16 * MiB;
+    const { space, gpu } = await setup(200 * MiB);
+    const [x, y, z] = [space.alloc(n * 4), space.alloc(n * 4), space.alloc(n * 4)];
+    space.access(x, n * 4, 'write', (lease) => lease.f32.forEach((_, i, a) => (a[i] = i % 1000)));
+    space.access(y, n * 4, 'write', (lease) => lease.f32.fill(0.5));
+    const kernel = gpu.kernel({
+      code: SAXPY,
+      params: { n: 'u32', a: 'f32', x: 'u32', y: 'u32', z: 'u32' },
+    });
+    const result = await kernel.run({
+      workgroups: [4096, n / 64 / 4096],
+      params: { n, a: 2, x, y, z },
+      uses: [
+        { va: x, len: n * 4, access: 'read' },
+        { va: y, len: n * 4, access: 'read' },
+        { va: z, len: n * 4, access: 'write' },
+      ],
+    });
+    expect(result).toMatchObject({
+      replays: 0,
+      pagesWritten: (n * 4) / (64 * KiB),
+      bytesToGpu: 2 * n * 4,
+    });
+    const states = async (va: number) =>
+      new Set((await gpu.snapshot(va, n * 4)).map((page) => `${page.state}/${page.dirty}`));
+    expect(await states(z)).toEqual(new Set(['gpu/gpu']));
+    expect(await states(x)).toEqual(new Set(['shared/none']));
+    expect(await states(y)).toEqual(new Set(['shared/none']));
+    const out = new Float32Array((await space.readAsync(z, n * 4)).buffer);
+    const wrong = out.findIndex((value, i) => value !== 2 * (i % 1000) + 0.5);
+    expect(wrong).toBe(-1);
+  });
+
+  it('follows a worker-built linked list of 100 000 nodes over 64 MiB in fault mode', async () => {
+    const { space, gpu } = await setup(80 * MiB);
+    const random = testRandom('linked list');
+    const list = space.alloc(64 * MiB);
+    const out = space.alloc(8);
+    const builder = await worker(space);
+    const { head, sum } = await builder.buildList(list, 64 * MiB, 100_000, random.int(2 ** 31));
+    const walk = gpu.kernel({
+      code: /* wgsl */ `
+@compute @workgroup_size(1)
+fn main() {
+  var node = hmm_params.head;
+  var sum = 0u;
+  var count = 0u;
+  loop {
+    if (node == 0u) { break; }
+    let next = hmm_load_u32(node);
+    let value = hmm_load_u32(node + 4u);
+    if (hmm_faulted()) { break; }
+    sum += value;
+    count += 1u;
+    node = next;
+  }
+  hmm_store_u32(hmm_params.out, sum);
+  hmm_store_u32(hmm_params.out + 4u, count);
+}`,
+      params: { head: 'u32', out: 'u32' },
+    });
+    const result = await walk.run({ workgroups: 1, params: { head, out } });
+    expect(new Uint32Array((await space.readAsync(out, 8)).buffer)).toEqual(
+      new Uint32Array([sum, 100_000]),
+    );
+    expect(result.replays).toBeGreaterThan(0);
+    expect(result.replays).toBeLessThanOrEqual(40);
+    expect(result.bytesToGpu).toBeGreaterThan(0);
+    console.log(`linked list: ${JSON.stringify(result)}`);
+  });
+
+  it('adds GPU and CPU atomic increments of the same counters up exactly', async () => {
+    const { space, gpu } = await setup(16 * MiB, 4 * KiB);
+    const random = testRandom('histogram');
+    const bins = 1500;
+    const n = 1 << 18;
+    const data = space.alloc(n * 4);
+    const hist = space.alloc(bins * 4);
+    const values = Uint32Array.from({ length: n }, () => random.int(bins));
+    space.write(data, values);
+    const histogram = gpu.kernel({
+      code: /* wgsl */ `
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u) {
+  if (id.x >= hmm_params.n) { return; }
+  let bin = hmm_load_u32(hmm_params.data + id.x * 4u);
+  hmm_atomic_add_u32(hmm_params.hist + bin * 4u, 1u);
+}`,
+      params: { n: 'u32', data: 'u32', hist: 'u32' },
+    });
+    const uses = [
+      { va: data, len: n * 4, access: 'read' as const },
+      { va: hist, len: bins * 4, access: 'readwrite' as const },
+    ];
+    const expected = new Uint32Array(bins);
+    for (const value of values) expected[value]!++;
+    await histogram.run({ workgroups: n / 64, params: { n, data, hist }, uses });
+    expect(new Uint32Array((await space.readAsync(hist, bins * 4)).buffer)).toEqual(expected);
+    // A worker adds 3 to every counter: its atomics fault the GPU-owned pages back.
+    await histogram.run({ workgroups: n / 64, params: { n, data, hist }, uses });
+    await (await worker(space)).addToCounters(hist, bins, 3);
+    await histogram.run({ workgroups: n / 64, params: { n, data, hist } }); // fault mode
+    const total = expected.map((count) => 3 * count + 3);
+    expect(new Uint32Array((await space.readAsync(hist, bins * 4)).buffer)).toEqual(total);
+  });
+
+  it('fails a store to a read-only page with its address, in both modes, leaving the page unchanged', async () => {
+    const { space, gpu } = await setup(4 * MiB, 4 * KiB);
+    const va = space.alloc(2 * 4 * KiB);
+    space.fill(va, 2 * 4 * KiB, 1);
+    space.protect(va + 4 * KiB, 4 * KiB, 'r');
+    const store = gpu.kernel({
+      code: /* wgsl */ `
+@compute @workgroup_size(1)
+fn main() {
+  hmm_store_u32(hmm_params.ok, 7u);
+  hmm_store_u32(hmm_params.bad, 9u);
+}`,
+      params: { ok: 'u32', bad: 'u32' },
+    });
+    const params = { ok: va + 8, bad: va + 4 * KiB + 16 };
+    const declared = await store
+      .run({
+        workgroups: 1,
+        params,
+        uses: [
+          { va, len: 4 * KiB, access: 'write' },
+          { va: va + 4 * KiB, len: 4 * KiB, access: 'read' },
+        ],
+      })
+      .catch((error: unknown) => error);
+    expect(declared).toBeInstanceOf(AccessError);
+    expect(declared).toMatchObject({
+      reason: 'protection',
+      address: va + 4 * KiB + 16,
+      touched: [va],
+    });
+    // Its other store landed.
+    expect(new Uint32Array((await space.readAsync(va + 8, 4)).buffer)[0]).toBe(7);
+    const faulting = await store.run({ workgroups: 1, params }).catch((error: unknown) => error);
+    expect(faulting).toBeInstanceOf(AccessError);
+    expect(faulting).toMatchObject({ reason: 'protection', address: va + 4 * KiB });
+    expect(await space.readAsync(va + 4 * KiB, 4 * KiB)).toEqual(new Uint8Array(4 * KiB).fill(1));
+  });
+
+  it('fails an access outside the declared uses as undeclared', async () => {
+    const { space, gpu } = await setup(4 * MiB, 4 * KiB);
+    const [a, b] = [space.alloc(4 * KiB), space.alloc(4 * KiB)];
+    const copy = gpu.kernel({
+      code: `@compute @workgroup_size(1) fn main() { hmm_store_u32(hmm_params.dst, hmm_load_u32(hmm_params.src)); }`,
+      params: { src: 'u32', dst: 'u32' },
+    });
+    const error = await copy
+      .run({
+        workgroups: 1,
+        params: { src: b, dst: a },
+        uses: [{ va: a, len: 4, access: 'write' }],
+      })
+      .catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'ACCESS', reason: 'undeclared', address: b });
+  });
+
+  it('reports a WGSL error with the user’s own line number', async () => {
+    const { gpu } = await setup(4 * MiB);
+    const broken = gpu.kernel({
+      code: '@compute @workgroup_size(1)\nfn main() {\n  let x: u32 = ;\n}',
+    });
+    const error = await broken.ready.catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect(error).toMatchObject({ reason: 'wgsl' });
+    expect((error as Error).message).toMatch(/line 3:/);
+    await expect(broken.run({ workgroups: 1 })).rejects.toMatchObject({ reason: 'wgsl' });
+  });
+});
