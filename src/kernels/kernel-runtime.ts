@@ -58,12 +58,13 @@ export class KernelRuntime {
   private readonly control: GPUBuffer;
   private uses: GPUBuffer;
   private usesCapacity = 16;
-  private readback: GPUBuffer;
+  private readonly readback: GPUBuffer;
   private readonly dirtyWords: number;
   private readonly faultWords: number;
   /** Bumped when a shared buffer is replaced, so kernels rebuild their bind groups. */
   generation = 0;
   private tail: Promise<unknown> = Promise.resolve();
+  private pending = 0;
 
   constructor(readonly host: KernelHost) {
     const { device } = host;
@@ -119,9 +120,15 @@ export class KernelRuntime {
     });
   }
 
+  /** True when no run is in flight or queued. */
+  get idle(): boolean {
+    return this.pending === 0;
+  }
+
   /** Runs `work` after every run queued before it: one run at a time. */
   serialize<T>(work: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(work);
+    this.pending++;
+    const result = this.tail.then(work).finally(() => this.pending--);
     this.tail = result.catch(() => undefined);
     return result;
   }

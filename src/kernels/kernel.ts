@@ -171,20 +171,47 @@ export class Kernel {
   }
 
   /** Runs the kernel; resolves once it has completed. See the module doc for the two modes. */
-  async run(options: RunOptions): Promise<RunResult> {
-    this.runtime.host.assertAttached();
-    await this.ready;
-    const workgroups = workgroupDims(options.workgroups);
-    const values = this.encodeParams(options.params ?? {});
-    const uses = options.uses;
+  run(options: RunOptions): Promise<RunResult> {
     const started = performance.now();
-    return this.runtime.serialize(async () => {
+    let workgroups: Workgroups;
+    let values: ArrayBuffer;
+    let declared: { runs: UseRun[]; holds: Hold[] | undefined } | undefined;
+    try {
       this.runtime.host.assertAttached();
-      this.runtime.host.device.queue.writeBuffer(this.params, 0, values);
-      const result = uses
-        ? await this.runDeclared(workgroups, uses)
-        : await this.runFaulting(workgroups);
-      return { ...result, ms: performance.now() - started };
+      workgroups = workgroupDims(options.workgroups);
+      values = this.encodeParams(options.params ?? {});
+      if (options.uses) {
+        // The run holds its pages from the call on, when it can take them at once
+        // and no earlier run is queued (which might need them first): a CPU
+        // write made after run() was called then waits for the kernel.
+        const runs = this.declaredRuns(options.uses);
+        const holds: Hold[] = runs.map((run) => ({ ...run, kind: 'exclusive-long' }));
+        const taken =
+          this.runtime.idle && this.runtime.host.space.table.tryHoldAll(holds) === undefined;
+        declared = { runs, holds: taken ? holds : undefined };
+      }
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    return this.runtime.serialize(async () => {
+      // Early holds are ours to release until runDeclared takes them over.
+      let owned = declared?.holds;
+      try {
+        await this.ready;
+        this.runtime.host.assertAttached();
+        this.runtime.host.device.queue.writeBuffer(this.params, 0, values);
+        let result: Omit<RunResult, 'ms'>;
+        if (declared) {
+          owned = undefined;
+          result = await this.runDeclared(workgroups, declared.runs, declared.holds);
+        } else {
+          result = await this.runFaulting(workgroups);
+        }
+        return { ...result, ms: performance.now() - started };
+      } catch (error) {
+        if (owned) this.runtime.host.space.table.releaseHolds(owned);
+        throw error;
+      }
     });
   }
 
@@ -194,22 +221,26 @@ export class Kernel {
 
   // ---------------------------------------------------------------- with uses
 
+  /** @param early the holds run() took at the call, if it could */
   private async runDeclared(
     workgroups: Workgroups,
-    uses: readonly KernelUse[],
+    runs: readonly UseRun[],
+    early: Hold[] | undefined,
   ): Promise<Omit<RunResult, 'ms'>> {
     const { host } = this.runtime;
-    const runs = this.declaredRuns(uses);
     const table = new Uint32Array(runs.length * USE_WORDS);
     runs.forEach((run, i) =>
       table.set([run.first, run.first + run.count, run.access, 0], i * USE_WORDS),
     );
-    const exclusive = await host.migrator.holdChecked(runs, false);
+    const exclusive: Hold[] = early ?? runs.map((run) => ({ ...run, kind: 'exclusive-long' }));
+    if (!early)
+      await host.space.table.holdAsync(exclusive, host.space.table.address(runs[0]?.first ?? 0));
     let holds: Hold[] = exclusive;
     const events: InvalidateEvent[] = [];
     let dirty: number[] = [];
     let fetched: MigrationResult;
     try {
+      host.space.pollNotices();
       this.checkProtections(runs);
       const reads = runs.filter((run) => !(run.access & USE_WRITE));
       const writes = runs.filter((run) => run.access & USE_WRITE);

@@ -7,7 +7,7 @@ import { GpuMirror } from '../../src/gpu/gpu-mirror.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
 import { testDevice } from '../support/gpu.ts';
 import { testRandom } from '../support/random.ts';
-import type { ListWorkerApi } from './list.worker.ts';
+import type { CpuThreadApi } from './cpu-thread.worker.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -33,9 +33,9 @@ async function setup(
   return { space, gpu };
 }
 
-async function worker(space: AddressSpace): Promise<Remote<ListWorkerApi>> {
-  const thread = new Worker(new URL('./list.worker.ts', import.meta.url), { type: 'module' });
-  const api = wrap<ListWorkerApi>(thread);
+async function worker(space: AddressSpace): Promise<Remote<CpuThreadApi>> {
+  const thread = new Worker(new URL('./cpu-thread.worker.ts', import.meta.url), { type: 'module' });
+  const api = wrap<CpuThreadApi>(thread);
   cleanups.push(() => {
     api[releaseProxy]();
     thread.terminate();
@@ -216,6 +216,45 @@ fn main() {
       })
       .catch((caught: unknown) => caught);
     expect(error).toMatchObject({ code: 'ACCESS', reason: 'undeclared', address: b });
+  });
+
+  it('orders a CPU write made after run() was called after the kernel, in 100 random trials', async () => {
+    const { space, gpu } = await setup(4 * MiB, 4 * KiB);
+    const random = testRandom('ordering');
+    const thread = await worker(space);
+    const words = 1024;
+    const va = space.alloc(words * 4);
+    const fill = gpu.kernel({
+      code: /* wgsl */ `
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u) {
+  hmm_store_u32(hmm_params.va + id.x * 4u, hmm_params.tag + id.x);
+}`,
+      params: { va: 'u32', tag: 'u32' },
+    });
+    await fill.ready;
+    for (let trial = 0; trial < 100; trial++) {
+      const tag = (trial + 1) << 16;
+      const lo = random.int(words);
+      const hi = lo + 1 + random.int(words - lo);
+      const mine = Uint32Array.from({ length: hi - lo }, (_, i) => 0xffff0000 - trial * 1000 - i);
+      const flag = new Int32Array(new SharedArrayBuffer(4));
+      const written = thread.writeAfterFlag(flag.buffer, va + lo * 4, mine);
+      const run = fill.run({
+        workgroups: words / 64,
+        params: { va, tag },
+        uses: [{ va, len: words * 4, access: 'write' }],
+      });
+      Atomics.store(flag, 0, 1);
+      Atomics.notify(flag, 0);
+      await Promise.all([run, written]);
+      const expected = Uint32Array.from({ length: words }, (_, i) =>
+        i >= lo && i < hi ? (mine[i - lo] ?? 0) : tag + i,
+      );
+      const seen = new Uint32Array((await space.readAsync(va, words * 4)).buffer);
+      const wrong = seen.findIndex((value, i) => value !== expected[i]);
+      expect(wrong, `trial ${trial}: [${lo}, ${hi})`).toBe(-1);
+    }
   });
 
   it('reports a WGSL error with the user’s own line number', async () => {

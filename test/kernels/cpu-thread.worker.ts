@@ -33,6 +33,17 @@ const api = {
     return { head: va + (order[0] ?? 0) * 8, sum };
   },
 
+  /**
+   * Waits until word 0 of `flag` is non-zero, then writes `values` at `va`
+   * (blocking while a kernel holds the page).
+   */
+  writeAfterFlag(flag: SharedArrayBuffer, va: number, values: Uint32Array): void {
+    if (!space) throw new Error('attach first');
+    const word = new Int32Array(flag);
+    while (Atomics.load(word, 0) === 0) Atomics.wait(word, 0, 0, 1000);
+    space.write(va, values);
+  },
+
   /** `count` CPU atomic increments of each of `counters` u32s at `va`. */
   addToCounters(va: number, counters: number, count: number): void {
     if (!space) throw new Error('attach first');
@@ -40,6 +51,6 @@ const api = {
   },
 };
 
-export type ListWorkerApi = typeof api;
+export type CpuThreadApi = typeof api;
 
 expose(api);
