@@ -3,7 +3,7 @@
 // protect, free and migrate; the map shows each page's state and protection,
 // and the log shows invalidation notices and the mirror's trace.
 import { wrap } from 'comlink';
-import { AddressSpace, GpuMirror, WebHmmError, type PageSnapshot } from '../index.ts';
+import { AddressSpace, GpuMirror, WebHmmError, type Kernel, type PageSnapshot } from '../index.ts';
 import type { DemoWorkerApi } from './demo.worker.ts';
 
 const PAGE = 64 << 10;
@@ -16,12 +16,13 @@ const worker = wrap<DemoWorkerApi>(
 const workerReady = worker.attach(space.handle);
 const mirror = GpuMirror.attach(space);
 const allocations: { va: number; len: number }[] = [];
+let increment: Kernel | undefined;
 
 const app = document.querySelector('#app') ?? document.body;
 app.innerHTML = `
   <h1>webhmm</h1>
   <p id="isolation"></p>
-  <p>One address space of ${PAGES} pages of ${PAGE >> 10} KiB, shared by this page and a worker.</p>
+  <p>One address space of ${PAGES} pages of ${PAGE >> 10} KiB, shared by this page, a worker and the GPU.</p>
   <div id="controls">
     <button data-action="alloc">alloc 256 KiB</button>
     <button data-action="write">main thread writes the newest allocation</button>
@@ -33,6 +34,7 @@ app.innerHTML = `
     <button data-action="toGpu">migrate it to the GPU</button>
     <button data-action="gpuWrite">GPU writes its first page</button>
     <button data-action="toCpu">migrate it to the CPU</button>
+    <button data-action="kernel">a kernel adds 1 to each of its words</button>
     <button data-action="sync">sync</button>
   </div>
   <p id="gpu-status">GPU: attaching...</p>
@@ -156,6 +158,29 @@ const actions: Record<string, () => Promise<void> | void> = {
     const { va, len } = newest();
     const moved = await (await mirror).migrate(va, len, 'cpu');
     log(`migrate to the CPU: ${moved.pages} pages, ${moved.bytes} bytes moved`);
+  },
+  async kernel() {
+    const { va, len } = newest();
+    const gpu = await mirror;
+    increment ??= gpu.kernel({
+      code: /* wgsl */ `
+        @compute @workgroup_size(64)
+        fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
+          let word = id.x + id.y * groups.x * 64u;
+          if (word * 4u >= hmm_params.len) { return; }
+          let va = hmm_params.va + word * 4u;
+          hmm_store_u32(va, hmm_load_u32(va) + 1u);
+        }`,
+      params: { va: 'u32', len: 'u32' },
+    });
+    const result = await increment.run({
+      workgroups: [len / 4 / 64, 1],
+      params: { va, len },
+      uses: [{ va, len, access: 'readwrite' }],
+    });
+    log(
+      `kernel: ${result.pagesWritten} pages written, ${result.bytesToGpu} bytes uploaded first, ${result.ms.toFixed(1)} ms; main reads ${(await space.readAsync(va, 4)).join(',')}`,
+    );
   },
   async sync() {
     const moved = await (await mirror).sync();

@@ -112,7 +112,7 @@ export class GpuMirror {
         device.limits.maxStorageBufferBindingSize,
         device.limits.maxBufferSize,
       );
-      const budget = chooseBudget(options.budget, limit - SPECIAL_FRAMES * pageSize, pageSize);
+      const budget = chooseBudget(options.budget, limit, pageSize);
       if (!internals.faults.serve(internals.threadId)) {
         throw new InvalidArgumentError(
           'space',
@@ -427,8 +427,9 @@ function mergeRuns(runs: readonly PageRun[]): PageRun[] {
   return out;
 }
 
+/** The frame budget: `limit` is the device's binding limit, which must also hold the special frames. */
 function chooseBudget(requested: number | undefined, limit: number, pageSize: number): number {
-  const maxFrames = Math.min(Math.floor(limit / pageSize), DPTE_MAX_FRAMES);
+  const maxFrames = Math.min(Math.floor(limit / pageSize) - SPECIAL_FRAMES, DPTE_MAX_FRAMES);
   if (requested === undefined) {
     return (
       Math.max(
