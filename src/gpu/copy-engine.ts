@@ -23,7 +23,8 @@ export interface Segment {
 export type CopyEngineKind = 'kernel' | 'buffer';
 
 export interface CopyEngine {
-  readonly kind: CopyEngineKind;
+  /** 'auto' delegates per transfer to one of the others. */
+  readonly kind: CopyEngineKind | 'auto';
   /**
    * Enqueues the copy of each segment from CPU memory into the frames buffer.
    * The bytes are captured before this returns (as `writeBuffer` captures its

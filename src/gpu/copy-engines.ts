@@ -1,66 +1,37 @@
 /**
- * Chooses and builds the mirror's copy engine. TEMPORARY single engine until
- * the calibrated engines land.
+ * Builds the mirror's copy engine for a `copy` option: 'buffer' or 'kernel'
+ * as asked, or 'auto' from the device's calibration.
  */
-import { bufferSource } from './buffer-source.ts';
-import type { CopyContext, CopyEngine, CopyEngineKind, Segment } from './copy-engine.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import { AutoCopyEngine } from './auto-copy-engine.ts';
+import { BufferCopyEngine } from './buffer-copy-engine.ts';
+import { calibrate } from './calibration.ts';
+import type { CopyContext, CopyEngine, CopyEngineKind } from './copy-engine.ts';
+import { KernelCopyEngine } from './kernel-copy-engine.ts';
 import type { CopyEngineChoice } from './mirror-stats.ts';
 
 export type CopyMode = 'auto' | CopyEngineKind;
 
-class SimpleEngine implements CopyEngine {
-  readonly kind = 'buffer';
-  constructor(private readonly ctx: CopyContext) {}
-  upload(segments: readonly Segment[]): void {
-    const view = new Uint8Array(this.ctx.memory);
-    for (const s of segments)
-      this.ctx.device.queue.writeBuffer(
-        this.ctx.frames,
-        s.frameOffset,
-        bufferSource(view),
-        s.va,
-        s.len,
-      );
-  }
-  async read(segments: readonly Segment[]): Promise<Uint8Array> {
-    const total = segments.reduce((n, s) => n + s.len, 0);
-    const staging = this.ctx.device.createBuffer({
-      label: 'tmp',
-      size: total,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    const enc = this.ctx.device.createCommandEncoder();
-    let at = 0;
-    for (const s of segments) {
-      enc.copyBufferToBuffer(this.ctx.frames, s.frameOffset, staging, at, s.len);
-      at += s.len;
-    }
-    this.ctx.device.queue.submit([enc.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
-    const out = new Uint8Array(staging.getMappedRange().slice(0));
-    staging.destroy();
-    return out;
-  }
-  async download(segments: readonly Segment[]): Promise<void> {
-    const packed = await this.read(segments);
-    const view = new Uint8Array(this.ctx.memory);
-    let at = 0;
-    for (const s of segments) {
-      view.set(packed.subarray(at, at + s.len), s.va);
-      at += s.len;
-    }
-  }
-  destroy(): void {}
+export type ChosenCopyEngine = CopyEngine & { choice(): CopyEngineChoice };
+
+function everywhere(kind: CopyEngineKind): CopyEngineChoice {
+  return { h2d: { contiguous: kind, scattered: kind }, d2h: { contiguous: kind, scattered: kind } };
 }
 
-export function createCopyEngine(
-  _mode: CopyMode,
-  ctx: CopyContext,
-): Promise<CopyEngine & { choice(): CopyEngineChoice }> {
-  const engine = new SimpleEngine(ctx);
-  const choice: CopyEngineChoice = {
-    h2d: { contiguous: 'buffer', scattered: 'buffer' },
-    d2h: { contiguous: 'buffer', scattered: 'buffer' },
-  };
-  return Promise.resolve(Object.assign(engine, { choice: () => choice }));
+export async function createCopyEngine(
+  mode: CopyMode,
+  context: CopyContext,
+): Promise<ChosenCopyEngine> {
+  if (mode !== 'auto' && mode !== 'buffer' && mode !== 'kernel') {
+    throw new InvalidArgumentError('copy', mode, 'bad-value', "'auto', 'kernel' or 'buffer'");
+  }
+  if (mode === 'buffer' || mode === 'kernel') {
+    const engine =
+      mode === 'buffer' ? new BufferCopyEngine(context) : new KernelCopyEngine(context);
+    const choice = everywhere(mode);
+    return Object.assign(engine, { choice: () => choice });
+  }
+  const { choice } = await calibrate(context.device);
+  const engines = { buffer: new BufferCopyEngine(context), kernel: new KernelCopyEngine(context) };
+  return new AutoCopyEngine(engines, choice);
 }

@@ -1,0 +1,155 @@
+/**
+ * Calibration: which copy engine moves each transfer shape faster on this
+ * device, measured, not guessed. Both engines run the same transfers (few
+ * large runs; many scattered pages; both directions) on scratch buffers, each
+ * timed until its data is usable, interleaved, median of a few trials. The
+ * result is cached per adapter in IndexedDB (idb-keyval), so a second attach
+ * on the same adapter measures nothing.
+ */
+import { get, set } from 'idb-keyval';
+import { BufferCopyEngine } from './buffer-copy-engine.ts';
+import type { CopyEngine, CopyEngineKind, Segment } from './copy-engine.ts';
+import { KernelCopyEngine } from './kernel-copy-engine.ts';
+import type { CopyEngineChoice } from './mirror-stats.ts';
+import type { TransferShape } from './segments.ts';
+
+/** Bump when what is measured changes: older cached calibrations are ignored. */
+const CALIBRATION_VERSION = 1;
+const CONTIGUOUS_BYTES = 8 << 20;
+const SCATTERED_PAGES = 512;
+const SCATTERED_PAGE = 4 << 10;
+const TRIALS = 3;
+
+export interface Calibration {
+  readonly choice: CopyEngineChoice;
+  /** GB/s measured per direction, shape and engine. */
+  readonly gbPerSecond: Record<
+    'h2d' | 'd2h',
+    Record<TransferShape, Record<CopyEngineKind, number>>
+  >;
+  /** True if this came from the cache. */
+  readonly cached: boolean;
+}
+
+/** The cache key: the adapter's identity and what bounds the measurement. */
+export function calibrationKey(info: GPUAdapterInfo, limits: GPUSupportedLimits): string {
+  const { vendor, architecture, device, description } = info;
+  return `webhmm-calibration-v${CALIBRATION_VERSION}:${vendor}|${architecture}|${device}|${description}|${limits.maxBufferSize}`;
+}
+
+/** The cached calibration for this device's adapter, or a fresh measurement (then cached). */
+export async function calibrate(device: GPUDevice): Promise<Calibration> {
+  const key = calibrationKey(device.adapterInfo, device.limits);
+  const stored = await readCache(key);
+  if (stored) return { ...stored, cached: true };
+  const measured = await measure(device);
+  await writeCache(key, measured);
+  return { ...measured, cached: false };
+}
+
+async function measure(device: GPUDevice): Promise<Omit<Calibration, 'cached'>> {
+  const size = CONTIGUOUS_BYTES;
+  const memory = new SharedArrayBuffer(size);
+  new Uint8Array(memory).fill(0x5a);
+  const frames = device.createBuffer({
+    label: 'webhmm calibration frames',
+    size,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  });
+  const engines: Record<CopyEngineKind, CopyEngine> = {
+    buffer: new BufferCopyEngine({ device, frames, memory }),
+    kernel: new KernelCopyEngine({ device, frames, memory }),
+  };
+  try {
+    const shapes: Record<TransferShape, Segment[]> = {
+      contiguous: [{ va: 0, frameOffset: 0, len: size }],
+      scattered: scatteredPages(size),
+    };
+    const result = { h2d: {}, d2h: {} } as Calibration['gbPerSecond'];
+    for (const direction of ['h2d', 'd2h'] as const) {
+      for (const shape of ['contiguous', 'scattered'] as const) {
+        const segments = shapes[shape];
+        const bytes = segments.reduce((sum, segment) => sum + segment.len, 0);
+        const times: Record<CopyEngineKind, number[]> = { buffer: [], kernel: [] };
+        for (let trial = -1; trial < TRIALS; trial++) {
+          for (const kind of ['buffer', 'kernel'] as const) {
+            const ms = await timeTransfer(device, engines[kind], direction, segments);
+            if (trial >= 0) times[kind].push(ms);
+          }
+        }
+        result[direction][shape] = {
+          buffer: bytes / 1e6 / median(times.buffer),
+          kernel: bytes / 1e6 / median(times.kernel),
+        };
+      }
+    }
+    const pick = (rates: Record<CopyEngineKind, number>): CopyEngineKind =>
+      rates.kernel > rates.buffer ? 'kernel' : 'buffer';
+    const choice: CopyEngineChoice = {
+      h2d: { contiguous: pick(result.h2d.contiguous), scattered: pick(result.h2d.scattered) },
+      d2h: { contiguous: pick(result.d2h.contiguous), scattered: pick(result.d2h.scattered) },
+    };
+    return { choice, gbPerSecond: result };
+  } finally {
+    engines.buffer.destroy();
+    engines.kernel.destroy();
+    frames.destroy();
+  }
+}
+
+/** SCATTERED_PAGES pages at spread-out places of `size` bytes, in a shuffled order. */
+function scatteredPages(size: number): Segment[] {
+  const slots = size / SCATTERED_PAGE;
+  const stride = Math.max(1, Math.floor(slots / SCATTERED_PAGES));
+  const segments: Segment[] = [];
+  for (let i = 0; i < SCATTERED_PAGES && i * stride < slots; i++) {
+    const page = i * stride;
+    // A different frame than VA, as page tables make it.
+    const frame = (page * 7 + 3) % slots;
+    segments.push({
+      va: page * SCATTERED_PAGE,
+      frameOffset: frame * SCATTERED_PAGE,
+      len: SCATTERED_PAGE,
+    });
+  }
+  return segments;
+}
+
+async function timeTransfer(
+  device: GPUDevice,
+  engine: CopyEngine,
+  direction: 'h2d' | 'd2h',
+  segments: readonly Segment[],
+): Promise<number> {
+  const started = performance.now();
+  if (direction === 'h2d') {
+    engine.upload(segments);
+    await device.queue.onSubmittedWorkDone();
+  } else {
+    await engine.download(segments);
+  }
+  return performance.now() - started;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[sorted.length >> 1] ?? Number.NaN;
+}
+
+async function readCache(key: string): Promise<Omit<Calibration, 'cached'> | undefined> {
+  if (typeof indexedDB === 'undefined') return undefined;
+  try {
+    return await get<Omit<Calibration, 'cached'>>(key);
+  } catch {
+    return undefined; // a private window or a blocked store: measure instead
+  }
+}
+
+async function writeCache(key: string, value: Omit<Calibration, 'cached'>): Promise<void> {
+  if (typeof indexedDB === 'undefined') return;
+  try {
+    await set(key, value);
+  } catch {
+    // Not cached: the next attach measures again.
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The `kernel` copy engine: transfers as one packed staging buffer plus one
+ * compute dispatch. Uploads pack the segments' bytes on the CPU into one
+ * contiguous region (one `writeBuffer`), then a WGSL kernel scatters the
+ * words into the frames; downloads gather the frames' words into packed
+ * staging with the same kernel, copy that to a mapped buffer, and unpack.
+ *
+ * Work is cut into chunks of at most CHUNK_WORDS words, one workgroup each,
+ * so one 64 MiB segment and thousands of 4 KiB pages both spread over the
+ * GPU. Real GPUs often move many scattered pages faster this way than with
+ * one writeBuffer per page; software adapters run kernels slowly. Calibration
+ * decides (auto-copy-engine.ts).
+ */
+import type { CopyContext, CopyEngine, Segment } from './copy-engine.ts';
+import { coalesceSegments, totalBytes } from './segments.ts';
+import { StagingPool } from './staging-pool.ts';
+
+/** Words one workgroup copies at most. */
+const CHUNK_WORDS = 16 << 10;
+const WORKGROUP_SIZE = 256;
+const MAX_GROUPS_PER_DIMENSION = 65535;
+
+/** Copies `table[c].count` words from `src[table[c].src]` to `dst[table[c].dst]`, chunk c per workgroup. */
+const COPY_WGSL = /* wgsl */ `
+struct Chunk { dst: u32, src: u32, count: u32, _pad: u32 }
+@group(0) @binding(0) var<storage, read> table: array<Chunk>;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<u32>;
+
+@compute @workgroup_size(${WORKGROUP_SIZE})
+fn main(
+  @builtin(workgroup_id) group: vec3u,
+  @builtin(num_workgroups) groups: vec3u,
+  @builtin(local_invocation_index) lane: u32,
+) {
+  let c = group.x + group.y * groups.x;
+  if (c >= arrayLength(&table)) { return; }
+  let chunk = table[c];
+  for (var i = lane; i < chunk.count; i += ${WORKGROUP_SIZE}u) {
+    dst[chunk.dst + i] = src[chunk.src + i];
+  }
+}`;
+
+const pipelines = new WeakMap<GPUDevice, GPUComputePipeline>();
+
+function copyPipeline(device: GPUDevice): GPUComputePipeline {
+  let pipeline = pipelines.get(device);
+  if (!pipeline) {
+    const module = device.createShaderModule({ label: 'webhmm copy kernel', code: COPY_WGSL });
+    pipeline = device.createComputePipeline({
+      label: 'webhmm copy kernel',
+      layout: 'auto',
+      compute: { module, entryPoint: 'main' },
+    });
+    pipelines.set(device, pipeline);
+  }
+  return pipeline;
+}
+
+export class KernelCopyEngine implements CopyEngine {
+  readonly kind = 'kernel';
+  private readonly memoryBytes: Uint8Array;
+  private readonly pipeline: GPUComputePipeline;
+  /** Packed data on the GPU (scatter source, gather destination). */
+  private readonly packed: StagingPool;
+  private readonly tables: StagingPool;
+  private readonly readbacks: StagingPool;
+  /** CPU-side packing space, grown as needed. */
+  private packing: Uint8Array<ArrayBuffer> = new Uint8Array(0);
+
+  constructor(private readonly context: CopyContext) {
+    const { device } = context;
+    this.memoryBytes = new Uint8Array(context.memory);
+    this.pipeline = copyPipeline(device);
+    const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+    this.packed = new StagingPool(device, storage, 'webhmm kernel-engine packed');
+    this.tables = new StagingPool(
+      device,
+      GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      'webhmm kernel-engine chunks',
+    );
+    this.readbacks = new StagingPool(
+      device,
+      GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      'webhmm kernel-engine readback',
+    );
+  }
+
+  upload(segments: readonly Segment[]): void {
+    const pieces = coalesceSegments(segments);
+    const total = totalBytes(pieces);
+    if (total === 0) return;
+    if (this.packing.length < total)
+      this.packing = new Uint8Array(2 ** Math.ceil(Math.log2(total)));
+    let at = 0;
+    for (const piece of pieces) {
+      this.packing.set(this.memoryBytes.subarray(piece.va, piece.va + piece.len), at);
+      at += piece.len;
+    }
+    const { device, frames } = this.context;
+    const packed = this.packed.acquire(total);
+    device.queue.writeBuffer(packed, 0, this.packing, 0, total);
+    const chunks = chunkTable(pieces, 'scatter');
+    this.dispatch(chunks, packed, frames, undefined);
+    // Queue order keeps later writes to these buffers behind this dispatch.
+    this.packed.release(packed);
+  }
+
+  async download(segments: readonly Segment[]): Promise<void> {
+    const pieces = coalesceSegments(segments);
+    await this.withGathered(pieces, (mapped) => {
+      let at = 0;
+      for (const piece of pieces) {
+        this.memoryBytes.set(mapped.subarray(at, at + piece.len), piece.va);
+        at += piece.len;
+      }
+    });
+  }
+
+  async read(segments: readonly Segment[]): Promise<Uint8Array> {
+    let out = new Uint8Array(0);
+    await this.withGathered(segments, (mapped) => {
+      out = mapped.slice(0, totalBytes(segments));
+    });
+    return out;
+  }
+
+  destroy(): void {
+    this.packed.destroy();
+    this.tables.destroy();
+    this.readbacks.destroy();
+  }
+
+  private async withGathered(
+    segments: readonly Segment[],
+    use: (mapped: Uint8Array) => void,
+  ): Promise<void> {
+    const { frames } = this.context;
+    const total = totalBytes(segments);
+    if (total === 0) return;
+    const packed = this.packed.acquire(total);
+    const readback = this.readbacks.acquire(total);
+    try {
+      this.dispatch(chunkTable(segments, 'gather'), frames, packed, (encoder) =>
+        encoder.copyBufferToBuffer(packed, 0, readback, 0, total),
+      );
+      await readback.mapAsync(GPUMapMode.READ, 0, total);
+      use(new Uint8Array(readback.getMappedRange(0, total)));
+      readback.unmap();
+    } finally {
+      this.packed.release(packed);
+      this.readbacks.release(readback);
+    }
+  }
+
+  /** One dispatch of the copy kernel over `chunks` (4 words each), then `after` in the same submit. */
+  private dispatch(
+    chunks: Uint32Array<ArrayBuffer>,
+    src: GPUBuffer,
+    dst: GPUBuffer,
+    after: ((encoder: GPUCommandEncoder) => void) | undefined,
+  ): void {
+    const { device } = this.context;
+    const count = chunks.length / 4;
+    const table = this.tables.acquire(chunks.byteLength);
+    device.queue.writeBuffer(table, 0, chunks);
+    const group = device.createBindGroup({
+      label: 'webhmm copy kernel',
+      layout: this.pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: table, size: chunks.byteLength } },
+        { binding: 1, resource: { buffer: src } },
+        { binding: 2, resource: { buffer: dst } },
+      ],
+    });
+    const encoder = device.createCommandEncoder({ label: 'webhmm copy kernel' });
+    const pass = encoder.beginComputePass({ label: 'webhmm copy kernel' });
+    pass.setPipeline(this.pipeline);
+    pass.setBindGroup(0, group);
+    const x = Math.min(count, MAX_GROUPS_PER_DIMENSION);
+    pass.dispatchWorkgroups(x, Math.ceil(count / x));
+    pass.end();
+    after?.(encoder);
+    device.queue.submit([encoder.finish()]);
+    this.tables.release(table);
+  }
+}
+
+/**
+ * The chunk table of a transfer: [dst word, src word, words, 0] per chunk.
+ * Scatter: packed -> frames; gather: frames -> packed.
+ */
+export function chunkTable(
+  segments: readonly Segment[],
+  direction: 'scatter' | 'gather',
+): Uint32Array<ArrayBuffer> {
+  const rows: number[] = [];
+  let packedWord = 0;
+  for (const segment of segments) {
+    const frameWord = segment.frameOffset / 4;
+    const words = segment.len / 4;
+    for (let done = 0; done < words; done += CHUNK_WORDS) {
+      const count = Math.min(CHUNK_WORDS, words - done);
+      const [dst, src] =
+        direction === 'scatter'
+          ? [frameWord + done, packedWord + done]
+          : [packedWord + done, frameWord + done];
+      rows.push(dst, src, count, 0);
+    }
+    packedWord += words;
+  }
+  return Uint32Array.from(rows);
+}

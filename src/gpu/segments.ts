@@ -1,0 +1,40 @@
+/** Pure logic over transfer segments: coalescing and shape. */
+import type { Segment } from './copy-engine.ts';
+
+/** Merges segments adjacent in both CPU address and frame offset (in the given order). */
+export function coalesceSegments(segments: readonly Segment[]): Segment[] {
+  const out: Segment[] = [];
+  for (const segment of segments) {
+    const last = out[out.length - 1];
+    if (
+      last &&
+      last.va + last.len === segment.va &&
+      last.frameOffset + last.len === segment.frameOffset
+    ) {
+      out[out.length - 1] = {
+        va: last.va,
+        frameOffset: last.frameOffset,
+        len: last.len + segment.len,
+      };
+    } else {
+      out.push(segment);
+    }
+  }
+  return out;
+}
+
+export type TransferShape = 'contiguous' | 'scattered';
+
+/** Mean segment size at or above which a transfer counts as few large runs. */
+export const CONTIGUOUS_MEAN_BYTES = 256 << 10;
+
+/** 'contiguous' for a few large runs, 'scattered' for many small pieces. */
+export function transferShape(segments: readonly Segment[]): TransferShape {
+  if (segments.length <= 4) return 'contiguous';
+  const total = segments.reduce((sum, segment) => sum + segment.len, 0);
+  return total / segments.length >= CONTIGUOUS_MEAN_BYTES ? 'contiguous' : 'scattered';
+}
+
+export function totalBytes(segments: readonly Segment[]): number {
+  return segments.reduce((sum, segment) => sum + segment.len, 0);
+}

@@ -1,0 +1,194 @@
+// The copy engines on real WebGPU: byte-identical results, nothing outside
+// the segments touched, no GPU buffers created in steady state, calibration
+// cached per adapter.
+import { del } from 'idb-keyval';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BufferCopyEngine } from '../../src/gpu/buffer-copy-engine.ts';
+import { calibrate, calibrationKey } from '../../src/gpu/calibration.ts';
+import type { CopyEngine, Segment } from '../../src/gpu/copy-engine.ts';
+import { KernelCopyEngine } from '../../src/gpu/kernel-copy-engine.ts';
+import { testDevice, type TestDevice } from '../support/gpu.ts';
+import { firstDifference, testRandom, type Random } from '../support/random.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const POISON = 0xee;
+const cleanups: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+interface Rig {
+  readonly test: TestDevice;
+  readonly memory: SharedArrayBuffer;
+  readonly frames: GPUBuffer;
+  readonly engines: Record<'buffer' | 'kernel', CopyEngine>;
+}
+
+async function rig(size: number): Promise<Rig> {
+  const test = await testDevice();
+  const memory = new SharedArrayBuffer(size);
+  const frames = test.device.createBuffer({
+    label: 'test frames',
+    size,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  });
+  const context = { device: test.device, frames, memory };
+  const engines = { buffer: new BufferCopyEngine(context), kernel: new KernelCopyEngine(context) };
+  cleanups.push(async () => {
+    engines.buffer.destroy();
+    engines.kernel.destroy();
+    frames.destroy();
+    expect(await test.validationError()).toBeUndefined();
+    expect(test.liveBuffers()).toBe(0);
+    test.destroy();
+  });
+  return { test, memory, frames, engines };
+}
+
+/** Random segments: whole pages at random frames, and byte ranges (4-byte aligned) inside pages. */
+function randomSegments(random: Random, size: number, page: number, count: number): Segment[] {
+  const slots = size / page;
+  const vaSlots = new Set<number>();
+  const frameSlots = new Set<number>();
+  while (vaSlots.size < count) vaSlots.add(random.int(slots));
+  while (frameSlots.size < count) frameSlots.add(random.int(slots));
+  const frames = [...frameSlots];
+  return [...vaSlots].map((slot, i) => {
+    const whole = random.next() < 0.5;
+    const lo = whole ? 0 : 4 * random.int(page / 8);
+    const len = whole ? page : 4 * (1 + random.int((page - lo) / 4));
+    return { va: slot * page + lo, frameOffset: (frames[i] ?? 0) * page + lo, len };
+  });
+}
+
+async function readFrames(rig: Rig, size: number): Promise<Uint8Array> {
+  const staging = rig.test.device.createBuffer({
+    size,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const encoder = rig.test.device.createCommandEncoder();
+  encoder.copyBufferToBuffer(rig.frames, 0, staging, 0, size);
+  rig.test.device.queue.submit([encoder.finish()]);
+  await staging.mapAsync(GPUMapMode.READ);
+  const bytes = new Uint8Array(staging.getMappedRange().slice(0));
+  staging.destroy();
+  return bytes;
+}
+
+function poisonFrames(rig: Rig, size: number): void {
+  rig.test.device.queue.writeBuffer(rig.frames, 0, new Uint8Array(size).fill(POISON));
+}
+
+describe('copy engines', () => {
+  it('upload the same bytes, and only those, for random pages and byte ranges', async () => {
+    const random = testRandom('engine upload');
+    const size = 4 * MiB;
+    const r = await rig(size);
+    const cpu = new Uint8Array(r.memory);
+    random.fill(cpu);
+    const segments = randomSegments(random, size, 4 * KiB, 300);
+    const results: Uint8Array[] = [];
+    for (const kind of ['buffer', 'kernel'] as const) {
+      poisonFrames(r, size);
+      r.engines[kind].upload(segments);
+      results.push(await readFrames(r, size));
+    }
+    const expected = new Uint8Array(size).fill(POISON);
+    for (const segment of segments)
+      expected.set(cpu.subarray(segment.va, segment.va + segment.len), segment.frameOffset);
+    expect(firstDifference(results[0]!, expected)).toBe(-1);
+    expect(firstDifference(results[1]!, expected)).toBe(-1);
+  });
+
+  it('download and read the same bytes, and only those, for random pages and byte ranges', async () => {
+    const random = testRandom('engine download');
+    const size = 4 * MiB;
+    const r = await rig(size);
+    const gpuBytes = random.fill(new Uint8Array(size));
+    r.test.device.queue.writeBuffer(r.frames, 0, gpuBytes);
+    const segments = randomSegments(random, size, 4 * KiB, 300);
+    const expected = new Uint8Array(size).fill(POISON);
+    for (const segment of segments) {
+      expected.set(
+        gpuBytes.subarray(segment.frameOffset, segment.frameOffset + segment.len),
+        segment.va,
+      );
+    }
+    const packed = new Uint8Array(segments.reduce((sum, s) => sum + s.len, 0));
+    let at = 0;
+    for (const segment of segments) {
+      packed.set(gpuBytes.subarray(segment.frameOffset, segment.frameOffset + segment.len), at);
+      at += segment.len;
+    }
+    for (const kind of ['buffer', 'kernel'] as const) {
+      const cpu = new Uint8Array(r.memory).fill(POISON);
+      await r.engines[kind].download(segments);
+      expect(firstDifference(cpu, expected), kind).toBe(-1);
+      expect(firstDifference(await r.engines[kind].read(segments), packed), kind).toBe(-1);
+    }
+  });
+
+  it('move one 64 MiB segment both ways intact', async () => {
+    const random = testRandom('engine 64 MiB');
+    const size = 64 * MiB;
+    const r = await rig(size);
+    const cpu = new Uint8Array(r.memory);
+    const data = random.fill(new Uint8Array(size));
+    for (const kind of ['buffer', 'kernel'] as const) {
+      cpu.set(data);
+      poisonFrames(r, size);
+      r.engines[kind].upload([{ va: 0, frameOffset: 0, len: size }]);
+      cpu.fill(POISON);
+      await r.engines[kind].download([{ va: 0, frameOffset: 0, len: size }]);
+      expect(firstDifference(cpu, data), kind).toBe(-1);
+    }
+  });
+
+  it('create no GPU buffer in steady state', async () => {
+    const random = testRandom('engine steady state');
+    const size = 2 * MiB;
+    const r = await rig(size);
+    const segments = randomSegments(random, size, 4 * KiB, 64);
+    for (const engine of Object.values(r.engines)) {
+      engine.upload(segments);
+      await engine.download(segments);
+      await engine.read(segments);
+    }
+    const warm = r.test.liveBuffers();
+    for (let round = 0; round < 5; round++) {
+      for (const engine of Object.values(r.engines)) {
+        engine.upload(segments);
+        await engine.download(segments);
+        await engine.read(segments);
+      }
+    }
+    expect(r.test.liveBuffers()).toBe(warm);
+  });
+});
+
+describe('calibration', () => {
+  it('measures both engines per direction and shape, then reuses the cached result', async () => {
+    const test = await testDevice();
+    cleanups.push(() => test.destroy());
+    await del(calibrationKey(test.device.adapterInfo, test.device.limits));
+    const first = await calibrate(test.device);
+    expect(first.cached).toBe(false);
+    for (const direction of ['h2d', 'd2h'] as const) {
+      for (const shape of ['contiguous', 'scattered'] as const) {
+        const rates = first.gbPerSecond[direction][shape];
+        expect(rates.buffer).toBeGreaterThan(0);
+        expect(rates.kernel).toBeGreaterThan(0);
+        expect(first.choice[direction][shape]).toBe(
+          rates.kernel > rates.buffer ? 'kernel' : 'buffer',
+        );
+      }
+    }
+    console.log(`calibration: ${JSON.stringify(first)}`);
+    const second = await calibrate(test.device);
+    expect(second).toEqual({ ...first, cached: true });
+    expect(await test.validationError()).toBeUndefined();
+    expect(test.liveBuffers()).toBe(0);
+  });
+});
