@@ -9,7 +9,7 @@ export interface Random {
   /** An integer in [0, n). */
   int(n: number): number;
   /** Fills `bytes` with random bytes. */
-  fill(bytes: Uint8Array): Uint8Array;
+  fill<Bytes extends Uint8Array>(bytes: Bytes): Bytes;
 }
 
 /** mulberry32: small, fast, good enough for test inputs. */
@@ -26,7 +26,7 @@ export function seededRandom(seed: number): Random {
     seed,
     next,
     int: (n) => Math.floor(next() * n),
-    fill(bytes) {
+    fill<Bytes extends Uint8Array>(bytes: Bytes): Bytes {
       for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(next() * 256);
       return bytes;
     },
