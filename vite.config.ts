@@ -17,6 +17,9 @@ const shared: UserConfig = {
   // Module workers (`new Worker(new URL('./x.ts', import.meta.url), { type: 'module' })`)
   // may import chunks; the default 'iife' worker format cannot.
   worker: { format: 'es' },
+  // Pre-bundled up front: a dependency found mid-run would reload the page
+  // (a test, a benchmark run or the demo).
+  optimizeDeps: { include: ['comlink', 'idb-keyval'] },
 };
 
 export default defineConfig(({ mode }): UserConfig => {

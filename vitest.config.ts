@@ -4,13 +4,10 @@
 //   browser  test/**/*.browser.test.ts in headless system Chromium through Playwright,
 //            with real WebGPU (SwiftShader when there is no GPU) and cross-origin
 //            isolation (the page inherits `server.headers` from vite.config.ts).
-import { existsSync } from 'node:fs';
 import { playwright } from '@vitest/browser-playwright';
 import { defineConfig, mergeConfig } from 'vitest/config';
+import { chromiumArgs, chromiumPath, requireChromium } from './scripts/chromium.mjs';
 import viteConfig from './vite.config.ts';
-
-/** Where Chromium is: CHROMIUM_PATH, else Debian's package. */
-const chromiumPath = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
 
 /**
  * True unless the command line selects only projects other than `browser`
@@ -25,26 +22,7 @@ function browserProjectSelected(argv: readonly string[]): boolean {
   return selected.length === 0 || selected.some((name) => name.includes('browser'));
 }
 
-if (browserProjectSelected(process.argv) && !existsSync(chromiumPath)) {
-  throw new Error(
-    `Chromium not found at ${chromiumPath}: install it with ` +
-      '`apt-get update && apt-get install -y chromium` or set CHROMIUM_PATH',
-  );
-}
-
-const chromiumArgs = [
-  // WebGPU in headless Chromium on Linux; with no GPU, Dawn picks SwiftShader
-  // (a fallback adapter) without further flags.
-  '--enable-unsafe-webgpu',
-  // Chromium refuses to start its sandbox as root.
-  ...(process.getuid?.() === 0 ? ['--no-sandbox'] : []),
-  // No network chatter: tests only talk to the local Vite server.
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
+if (browserProjectSelected(process.argv)) requireChromium();
 
 export default defineConfig((env) =>
   mergeConfig(
@@ -68,8 +46,6 @@ export default defineConfig((env) =>
           },
           {
             extends: true,
-            // Pre-bundle up front so a first import inside a test does not reload the page.
-            optimizeDeps: { include: ['comlink', 'idb-keyval'] },
             test: {
               name: 'browser',
               include: ['test/**/*.browser.test.ts'],

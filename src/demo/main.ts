@@ -4,6 +4,7 @@
 // and the log shows invalidation notices and the mirror's trace.
 import { wrap } from 'comlink';
 import { AddressSpace, GpuMirror, WebHmmError, type Kernel, type PageSnapshot } from '../index.ts';
+import { mountBenchPanel } from './bench-panel.ts';
 import type { DemoWorkerApi } from './demo.worker.ts';
 
 const PAGE = 64 << 10;
@@ -204,4 +205,5 @@ app.addEventListener('click', (event) => {
     .finally(render);
 });
 
+mountBenchPanel(app);
 render();

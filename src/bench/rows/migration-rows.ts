@@ -1,0 +1,202 @@
+/**
+ * Migration rows (SPEC §5): contiguous uploads and readbacks, scattered
+ * pages, bringing a mostly clean GPU copy up to date, and the memcpy ceiling.
+ */
+import type { CopyMode } from '../../gpu/copy-engines.ts';
+import { GpuMirror } from '../../gpu/gpu-mirror.ts';
+import { AddressSpace } from '../../space/address-space.ts';
+import type { BenchContext, BenchRow, RowTrials, Trial } from '../bench-types.ts';
+import {
+  jsCopy,
+  rawReadback,
+  rawWriteBuffer,
+  rawWriteBufferPerPage,
+  scratchBuffer,
+} from '../baselines.ts';
+import { gbPerSecond } from '../statistics.ts';
+
+const MiB = 1 << 20;
+const MODES: readonly CopyMode[] = ['kernel', 'buffer', 'auto'];
+
+/** A space holding `bytes` in one allocation, mirrored with `copy` and a budget that holds it. */
+async function mirrored(context: BenchContext, bytes: number, pageSize: number, copy: CopyMode) {
+  const space = AddressSpace.create({ size: bytes + 2 * MiB, pageSize });
+  const gpu = await GpuMirror.attach(space, { device: context.device, copy, budget: bytes });
+  const va = space.alloc(bytes);
+  return { space, gpu, va };
+}
+
+/** Random distinct integers below `n`, `count` of them, ascending. */
+function randomPages(n: number, count: number): number[] {
+  const picked = new Set<number>();
+  while (picked.size < count) picked.add(Math.floor(Math.random() * n));
+  return [...picked].sort((a, b) => a - b);
+}
+
+function h2d(copy: CopyMode): BenchRow {
+  return {
+    name: `migrate.h2d.${copy}`,
+    unit: 'GB/s',
+    better: 'higher',
+    baselineName: 'writeBuffer of the same bytes',
+    async setup(context): Promise<RowTrials> {
+      const bytes = context.quick ? 16 * MiB : 64 * MiB;
+      const { space, gpu, va } = await mirrored(context, bytes, 64 << 10, copy);
+      const raw = scratchBuffer(context.device, bytes, 'h2d target');
+      const source = new Uint8Array(new SharedArrayBuffer(bytes)).fill(1);
+      let round = 0;
+      return {
+        value: async () => {
+          space.fill(va, bytes, ++round & 0xff); // every page stale on the GPU (untimed)
+          const started = performance.now();
+          await gpu.migrate(va, bytes, 'gpu');
+          return gbPerSecond(bytes, performance.now() - started);
+        },
+        baseline: rawWriteBuffer(context.device, raw, source),
+        notes: () => ({ engine: gpu.stats().copyEngine.h2d.contiguous }),
+        teardown: async () => {
+          await gpu.detach();
+          raw.destroy();
+        },
+      };
+    },
+  };
+}
+
+function d2h(copy: CopyMode): BenchRow {
+  return {
+    name: `migrate.d2h.${copy}`,
+    unit: 'GB/s',
+    better: 'higher',
+    baselineName: 'copyBufferToBuffer + mapAsync + copy out',
+    async setup(context): Promise<RowTrials> {
+      const bytes = context.quick ? 16 * MiB : 64 * MiB;
+      const { gpu, va } = await mirrored(context, bytes, 64 << 10, copy);
+      const raw = scratchBuffer(context.device, bytes, 'd2h source');
+      const target = new Uint8Array(bytes);
+      const dirty = new Uint8Array(bytes);
+      const readback = rawReadback(context.device, raw, target);
+      let round = 0;
+      return {
+        value: async () => {
+          await gpu.write(va, dirty.fill(++round & 0xff)); // every page GPU-dirty (untimed)
+          const started = performance.now();
+          await gpu.migrate(va, bytes, 'cpu');
+          return gbPerSecond(bytes, performance.now() - started);
+        },
+        baseline: readback,
+        notes: () => ({ engine: gpu.stats().copyEngine.d2h.contiguous }),
+        teardown: async () => {
+          await gpu.detach();
+          readback.destroy();
+          raw.destroy();
+        },
+      };
+    },
+  };
+}
+
+function scattered(copy: CopyMode): BenchRow {
+  return {
+    name: `migrate.scattered.${copy}`,
+    unit: 'GB/s',
+    better: 'higher',
+    baselineName: 'writeBuffer per page',
+    async setup(context): Promise<RowTrials> {
+      const page = 4 << 10;
+      const bytes = context.quick ? 16 * MiB : 64 * MiB;
+      const count = context.quick ? 1024 : 4096;
+      const { space, gpu, va } = await mirrored(context, bytes, page, copy);
+      space.fill(va, bytes, 1);
+      await gpu.migrate(va, bytes, 'gpu');
+      const raw = scratchBuffer(context.device, bytes, 'scattered target');
+      const source = new Uint8Array(new SharedArrayBuffer(bytes)).fill(2);
+      const pages = randomPages(bytes / page, count);
+      let round = 0;
+      return {
+        value: async () => {
+          const fill = ++round & 0xff;
+          for (const index of pages) space.fill(va + index * page, page, fill); // untimed
+          const started = performance.now();
+          const moved = await gpu.migrate(va, bytes, 'gpu');
+          return gbPerSecond(moved.bytes, performance.now() - started);
+        },
+        baseline: rawWriteBufferPerPage(context.device, raw, source, pages, page),
+        notes: () => ({ engine: gpu.stats().copyEngine.h2d.scattered, pages: count }),
+        teardown: async () => {
+          await gpu.detach();
+          raw.destroy();
+        },
+      };
+    },
+  };
+}
+
+function updateDirty(label: string, share: number): BenchRow {
+  return {
+    name: `update.dirty.${label}`,
+    unit: 'ms',
+    better: 'lower',
+    baselineName: 'writeBuffer of the whole region',
+    async setup(context): Promise<RowTrials> {
+      const page = 64 << 10;
+      const bytes = context.quick ? 32 * MiB : 256 * MiB;
+      const { space, gpu, va } = await mirrored(context, bytes, page, 'auto');
+      space.fill(va, bytes, 1);
+      await gpu.migrate(va, bytes, 'gpu');
+      const raw = scratchBuffer(context.device, bytes, 'update target');
+      const source = new Uint8Array(new SharedArrayBuffer(bytes)).fill(3);
+      const pageCount = bytes / page;
+      const count = Math.max(1, Math.round(pageCount * share));
+      const whole = rawWriteBuffer(context.device, raw, source);
+      let round = 0;
+      return {
+        value: async () => {
+          const fill = ++round & 0xff;
+          for (const index of randomPages(pageCount, count))
+            space.fill(va + index * page, page, fill);
+          const started = performance.now();
+          await gpu.migrate(va, bytes, 'gpu');
+          return performance.now() - started;
+        },
+        baseline: async () => {
+          const started = performance.now();
+          await whole();
+          return performance.now() - started;
+        },
+        notes: () => ({ pages: count, of: pageCount }),
+        teardown: async () => {
+          await gpu.detach();
+          raw.destroy();
+        },
+      };
+    },
+  };
+}
+
+const memcpyCeiling: BenchRow = {
+  name: 'memcpy.ceiling',
+  unit: 'GB/s',
+  better: 'higher',
+  baselineName: 'JS Uint8Array.set of the same bytes',
+  async setup(context): Promise<RowTrials> {
+    const row = await h2d('auto').setup(context);
+    const bytes = context.quick ? 16 * MiB : 64 * MiB;
+    const copy: Trial = jsCopy(
+      new Uint8Array(new SharedArrayBuffer(bytes)).fill(4),
+      new Uint8Array(bytes),
+    );
+    return { ...row, baseline: copy };
+  },
+};
+
+export const migrationRows: readonly BenchRow[] = [
+  ...MODES.map(h2d),
+  ...MODES.map(d2h),
+  ...MODES.map(scattered),
+  updateDirty('0.1pct', 0.001),
+  updateDirty('1pct', 0.01),
+  updateDirty('10pct', 0.1),
+  updateDirty('100pct', 1),
+  memcpyCeiling,
+];

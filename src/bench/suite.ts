@@ -1,0 +1,51 @@
+/**
+ * The benchmark suite: every row, run on a device of its own, with the
+ * environment it ran in (SPEC §5). The demo's benchmark panel and
+ * `npm run bench` both run it through `runSuite`.
+ */
+import type { BenchEnv, BenchOptions, BenchReport, BenchResult, BenchRow } from './bench-types.ts';
+import { kernelRows } from './rows/kernel-rows.ts';
+import { migrationRows } from './rows/migration-rows.ts';
+import { runRows } from './runner.ts';
+
+export const suiteRows: readonly BenchRow[] = [...migrationRows, ...kernelRows];
+
+/** The limits a report records: those that bound what the rows can move. */
+const REPORTED_LIMITS = [
+  'maxBufferSize',
+  'maxStorageBufferBindingSize',
+  'maxComputeWorkgroupsPerDimension',
+  'maxComputeInvocationsPerWorkgroup',
+] as const;
+
+export async function runSuite(
+  options: BenchOptions,
+  onResult: (result: BenchResult) => void = () => undefined,
+): Promise<BenchReport> {
+  const adapter = await navigator.gpu?.requestAdapter();
+  if (!adapter) throw new Error('no WebGPU adapter: the benchmarks need WebGPU');
+  const device = await adapter.requestDevice({
+    label: 'webhmm bench',
+    requiredLimits: {
+      maxBufferSize: adapter.limits.maxBufferSize,
+      maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
+    },
+  });
+  const env: BenchEnv = {
+    adapter: {
+      vendor: adapter.info.vendor,
+      architecture: adapter.info.architecture,
+      device: adapter.info.device,
+      description: adapter.info.description,
+    },
+    limits: Object.fromEntries(REPORTED_LIMITS.map((name) => [name, device.limits[name]])),
+    userAgent: navigator.userAgent,
+    date: new Date().toISOString(),
+    quick: options.quick,
+  };
+  try {
+    return { env, ...(await runRows(suiteRows, device, options, onResult)) };
+  } finally {
+    device.destroy();
+  }
+}
