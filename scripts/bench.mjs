@@ -42,7 +42,8 @@ const NOISE_HIGH = 1.16;
 requireChromium();
 const server = await createServer({
   logLevel: 'warn',
-  server: { host: '127.0.0.1', port: 5190 },
+  // No watcher and no HMR: an edit made during a run must not reload the page under it.
+  server: { host: '127.0.0.1', port: 5190, watch: null, hmr: false },
 });
 let browser;
 let exitCode = 0;

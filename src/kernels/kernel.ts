@@ -50,7 +50,7 @@ import {
   USES_ALL,
 } from './kernel-layout.ts';
 import type { KernelRuntime, PassStatus, Workgroups } from './kernel-runtime.ts';
-import { prelude, preludeLines, type ParamType } from './prelude.ts';
+import { prelude, preludeLines, usesAtomics, type ParamType } from './prelude.ts';
 
 export interface KernelOptions {
   /** WGSL with an entry point; no bindings in group 0 (the prelude owns it). */
@@ -151,6 +151,7 @@ export class Kernel {
       sinkFrame,
       params: paramNames,
       workgroupSize: options.workgroupSize,
+      atomics: usesAtomics(options.code),
     });
     const code = `${head}${options.code}`;
     const key = `${entryPoint}\n${code}`;

@@ -57,9 +57,35 @@ export interface PreludeConfig {
   readonly params: readonly (readonly [name: string, type: ParamType])[];
   /** Becomes `HMM_WORKGROUP_SIZE` when given. */
   readonly workgroupSize?: number | undefined;
+  /**
+   * Whether the kernel uses `hmm_atomic_add_u32`. Only then are frames bound
+   * as atomics: plain loads and stores are what the hardware does fastest.
+   */
+  readonly atomics: boolean;
+}
+
+/** Whether `code` calls the prelude's atomics (then frames must be `atomic<u32>`). */
+export function usesAtomics(code: string): boolean {
+  return /\bhmm_atomic_add_u32\b/.test(code);
 }
 
 const u = (value: number): string => `${value >>> 0}u`;
+
+// Stores through a read translation into the zero frame are dropped: it stays zero.
+const ATOMIC_FRAMES = `fn hmm_frame_load(w: u32) -> u32 { return atomicLoad(&hmm_frames[w]); }
+fn hmm_frame_store(w: u32, value: u32) {
+  if (w - HMM_ZERO_WORDS >= HMM_PAGE_WORDS) { atomicStore(&hmm_frames[w], value); }
+}
+fn hmm_store_u32(va: u32, value: u32) { atomicStore(&hmm_frames[hmm_translate(va, true)], value); }
+fn hmm_atomic_add_u32(va: u32, value: u32) -> u32 {
+  return atomicAdd(&hmm_frames[hmm_translate(va, true)], value);
+}`;
+
+const PLAIN_FRAMES = `fn hmm_frame_load(w: u32) -> u32 { return hmm_frames[w]; }
+fn hmm_frame_store(w: u32, value: u32) {
+  if (w - HMM_ZERO_WORDS >= HMM_PAGE_WORDS) { hmm_frames[w] = value; }
+}
+fn hmm_store_u32(va: u32, value: u32) { hmm_frames[hmm_translate(va, true)] = value; }`;
 
 export function prelude(config: PreludeConfig): string {
   const pageWords = 2 ** config.pageShift / 4;
@@ -72,7 +98,7 @@ struct HmmControl { mode: u32, uses: u32, _pad0: u32, _pad1: u32 }
 struct HmmParams {
 ${params}
 }
-@group(0) @binding(0) var<storage, read_write> hmm_frames: array<atomic<u32>>;
+@group(0) @binding(0) var<storage, read_write> hmm_frames: array<${config.atomics ? 'atomic<u32>' : 'u32'}>;
 @group(0) @binding(1) var<storage, read> hmm_page_table: array<u32>;
 @group(0) @binding(2) var<storage, read_write> hmm_dirty: array<atomic<u32>>;
 @group(0) @binding(3) var<storage, read_write> hmm_fault_bits: array<atomic<u32>>;
@@ -169,20 +195,10 @@ fn hmm_translate(va: u32, forWrite: bool) -> u32 {
   return frame_words;
 }
 
-fn hmm_frame_load(w: u32) -> u32 { return atomicLoad(&hmm_frames[w]); }
-
-// Stores through a read translation into the zero frame are dropped: it stays zero.
-fn hmm_frame_store(w: u32, value: u32) {
-  if (w - HMM_ZERO_WORDS >= HMM_PAGE_WORDS) { atomicStore(&hmm_frames[w], value); }
-}
-
+${config.atomics ? ATOMIC_FRAMES : PLAIN_FRAMES}
 fn hmm_load_u32(va: u32) -> u32 { return hmm_frame_load(hmm_translate(va, false)); }
 fn hmm_load_f32(va: u32) -> f32 { return bitcast<f32>(hmm_load_u32(va)); }
-fn hmm_store_u32(va: u32, value: u32) { atomicStore(&hmm_frames[hmm_translate(va, true)], value); }
 fn hmm_store_f32(va: u32, value: f32) { hmm_store_u32(va, bitcast<u32>(value)); }
-fn hmm_atomic_add_u32(va: u32, value: u32) -> u32 {
-  return atomicAdd(&hmm_frames[hmm_translate(va, true)], value);
-}
 // ---- end of the webhmm prelude ----
 `;
 }

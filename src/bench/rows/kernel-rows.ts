@@ -70,7 +70,7 @@ function grid(groups: number): [number, number] {
 // ---- SAXPY ----
 
 /** Elements each invocation handles in the translated SAXPY: a workgroup covers 64 * RUN contiguous floats, within one page. */
-const RUN = 16;
+const RUN = 64;
 const TRANSLATED_CHUNK = 64 * RUN;
 
 const SAXPY_TRANSLATED = /* wgsl */ `

@@ -1,0 +1,19 @@
+import { describe, expect, it } from 'vitest';
+import { prelude, usesAtomics } from '../../src/kernels/prelude.ts';
+
+const config = { pageShift: 16, pageCount: 64, zeroFrame: 8, sinkFrame: 9, params: [] } as const;
+
+describe('the prelude', () => {
+  it('binds frames as atomics only for kernels that call hmm_atomic_add_u32', () => {
+    expect(usesAtomics('let old = hmm_atomic_add_u32(va, 1u);')).toBe(true);
+    expect(usesAtomics('hmm_store_u32(va, hmm_load_u32(va) + 1u);')).toBe(false);
+    expect(usesAtomics('my_hmm_atomic_add_u32_wrapper(va)')).toBe(false);
+
+    const plain = prelude({ ...config, atomics: false });
+    expect(plain).toContain('var<storage, read_write> hmm_frames: array<u32>;');
+    expect(plain).not.toContain('fn hmm_atomic_add_u32');
+    const atomic = prelude({ ...config, atomics: true });
+    expect(atomic).toContain('var<storage, read_write> hmm_frames: array<atomic<u32>>;');
+    expect(atomic).toContain('fn hmm_atomic_add_u32');
+  });
+});
