@@ -118,9 +118,18 @@ function autoChoices(results) {
     const winner = kernel.value > buffer.value ? 'kernel' : 'buffer';
     const edge = Math.max(kernel.value, buffer.value) / Math.min(kernel.value, buffer.value);
     const chose = auto.notes?.engine;
+    const best = Math.max(kernel.value, buffer.value);
+    // auto must have chosen the winner and also moved data at the winner's speed.
+    const fast = auto.value * NOISE_HIGH >= best;
     const verdict =
-      chose === winner ? 'chose the winner' : edge < NOISE_HIGH ? 'a tie within noise' : 'MISSED';
-    lines.push(`${shape}.auto chose ${chose}; ${winner} won by ${edge.toFixed(2)}x: ${verdict}`);
+      (chose === winner || edge < NOISE_HIGH) && fast
+        ? chose === winner
+          ? 'chose the winner'
+          : 'a tie within noise'
+        : 'MISSED';
+    lines.push(
+      `${shape}.auto chose ${chose} at ${auto.value.toPrecision(3)} GB/s; ${winner} won by ${edge.toFixed(2)}x: ${verdict}`,
+    );
   }
   return lines;
 }

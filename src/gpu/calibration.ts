@@ -2,7 +2,8 @@
  * Calibration: which copy engine moves each transfer shape faster on this
  * device, measured, not guessed. Both engines run the same transfers (few
  * large runs; many scattered pages; both directions) on scratch buffers, each
- * timed until its data is usable, interleaved, median of a few trials. The
+ * timed until its data is usable, interleaved, best of a few trials (what the
+ * engine can do; a collection pause in one trial must not decide). The
  * result is cached per adapter in IndexedDB (idb-keyval), so a second attach
  * on the same adapter measures nothing.
  */
@@ -14,11 +15,11 @@ import type { CopyEngineChoice } from './mirror-stats.ts';
 import type { TransferShape } from './segments.ts';
 
 /** Bump when what is measured changes: older cached calibrations are ignored. */
-const CALIBRATION_VERSION = 1;
+const CALIBRATION_VERSION = 2;
 const CONTIGUOUS_BYTES = 8 << 20;
 const SCATTERED_PAGES = 512;
 const SCATTERED_PAGE = 4 << 10;
-const TRIALS = 3;
+const TRIALS = 5;
 
 export interface Calibration {
   readonly choice: CopyEngineChoice;
@@ -78,8 +79,8 @@ async function measure(device: GPUDevice): Promise<Omit<Calibration, 'cached'>> 
           }
         }
         result[direction][shape] = {
-          buffer: bytes / 1e6 / median(times.buffer),
-          kernel: bytes / 1e6 / median(times.kernel),
+          buffer: bytes / 1e6 / Math.min(...times.buffer),
+          kernel: bytes / 1e6 / Math.min(...times.kernel),
         };
       }
     }
@@ -129,11 +130,6 @@ async function timeTransfer(
     await engine.download(segments);
   }
   return performance.now() - started;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1] ?? Number.NaN;
 }
 
 async function readCache(key: string): Promise<Omit<Calibration, 'cached'> | undefined> {

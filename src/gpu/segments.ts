@@ -28,11 +28,14 @@ export type TransferShape = 'contiguous' | 'scattered';
 /** Mean segment size at or above which a transfer counts as few large runs. */
 export const CONTIGUOUS_MEAN_BYTES = 256 << 10;
 
-/** 'contiguous' for a few large runs, 'scattered' for many small pieces. */
+/**
+ * 'contiguous' for a few large runs, 'scattered' for many small pieces, after
+ * coalescing: a run of pages with consecutive frames is one large run.
+ */
 export function transferShape(segments: readonly Segment[]): TransferShape {
-  if (segments.length <= 4) return 'contiguous';
-  const total = segments.reduce((sum, segment) => sum + segment.len, 0);
-  return total / segments.length >= CONTIGUOUS_MEAN_BYTES ? 'contiguous' : 'scattered';
+  const pieces = coalesceSegments(segments);
+  if (pieces.length <= 4) return 'contiguous';
+  return totalBytes(pieces) / pieces.length >= CONTIGUOUS_MEAN_BYTES ? 'contiguous' : 'scattered';
 }
 
 export function totalBytes(segments: readonly Segment[]): number {

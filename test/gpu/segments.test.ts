@@ -23,6 +23,9 @@ describe('transfer segments', () => {
     expect(transferShape([{ va: 0, frameOffset: 0, len: 64 << 20 }])).toBe('contiguous');
     expect(transferShape([page(0), page(1)])).toBe('contiguous');
     expect(transferShape(Array.from({ length: 100 }, (_, i) => page(i)))).toBe('scattered');
+    // 1024 pages of 64 KiB with consecutive frames: one 64 MiB run.
+    const adjacent = (i: number) => ({ va: i << 16, frameOffset: (i + 3) << 16, len: 1 << 16 });
+    expect(transferShape(Array.from({ length: 1024 }, (_, i) => adjacent(i)))).toBe('contiguous');
     expect(transferShape(Array.from({ length: 8 }, (_, i) => ({ ...page(i), len: 1 << 20 })))).toBe(
       'contiguous',
     );
