@@ -4,18 +4,36 @@
  * the frames into one pooled mapped staging buffer, unpacked into CPU memory.
  * Software adapters copy buffers fast; on real GPUs many small writeBuffer
  * calls cost more, hence calibration (auto-copy-engine.ts).
+ *
+ * A pipelined readback cuts a large download into batches, all submitted at
+ * once, and unpacks each as soon as it is mapped: the CPU copy of one batch
+ * overlaps the device copy and mapping of the next. Calibration decides
+ * whether this device gains from it.
  */
 import { bufferSource } from './buffer-source.ts';
 import type { CopyContext, CopyEngine, Segment } from './copy-engine.ts';
-import { coalesceSegments, totalBytes } from './segments.ts';
+import { coalesceSegments, splitSegments, totalBytes } from './segments.ts';
 import { StagingPool } from './staging-pool.ts';
+
+/** Bytes per batch of a pipelined readback; a download of two batches or more is cut. */
+export const PIPELINE_BATCH_BYTES = 8 << 20;
+
+export interface BufferCopyOptions {
+  /** Cut downloads into overlapped batches of about PIPELINE_BATCH_BYTES. */
+  readonly pipelinedReadback?: boolean;
+}
 
 export class BufferCopyEngine implements CopyEngine {
   readonly kind = 'buffer';
+  readonly pipelinedReadback: boolean;
   private readonly memoryBytes: Uint8Array;
   private readonly readbacks: StagingPool;
 
-  constructor(private readonly context: CopyContext) {
+  constructor(
+    private readonly context: CopyContext,
+    options: BufferCopyOptions = {},
+  ) {
+    this.pipelinedReadback = options.pipelinedReadback ?? false;
     this.memoryBytes = new Uint8Array(context.memory);
     this.readbacks = new StagingPool(
       context.device,
@@ -34,13 +52,24 @@ export class BufferCopyEngine implements CopyEngine {
 
   async download(segments: readonly Segment[]): Promise<void> {
     const pieces = coalesceSegments(segments);
-    await this.withMapped(pieces, (mapped) => {
+    const total = totalBytes(pieces);
+    const batches =
+      this.pipelinedReadback && total >= 2 * PIPELINE_BATCH_BYTES
+        ? splitSegments(pieces, Math.round(total / PIPELINE_BATCH_BYTES))
+        : [pieces];
+    const unpack = (batch: readonly Segment[]) => (mapped: Uint8Array) => {
       let at = 0;
-      for (const piece of pieces) {
+      for (const piece of batch) {
         this.memoryBytes.set(mapped.subarray(at, at + piece.len), piece.va);
         at += piece.len;
       }
-    });
+    };
+    // Every batch is submitted before the first is unpacked; each unpacks when mapped.
+    const settled = await Promise.allSettled(
+      batches.map((batch) => this.withMapped(batch, unpack(batch))),
+    );
+    const failed = settled.find((outcome) => outcome.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   async read(segments: readonly Segment[]): Promise<Uint8Array> {

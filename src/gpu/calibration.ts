@@ -8,18 +8,22 @@
  * on the same adapter measures nothing.
  */
 import { get, set } from 'idb-keyval';
-import { BufferCopyEngine } from './buffer-copy-engine.ts';
+import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from './buffer-copy-engine.ts';
 import type { CopyEngine, CopyEngineKind, Segment } from './copy-engine.ts';
 import { KernelCopyEngine } from './kernel-copy-engine.ts';
 import type { CopyEngineChoice } from './mirror-stats.ts';
-import type { TransferShape } from './segments.ts';
+import { totalBytes, type TransferShape } from './segments.ts';
 
 /** Bump when what is measured changes: older cached calibrations are ignored. */
-const CALIBRATION_VERSION = 2;
+const CALIBRATION_VERSION = 3;
 const CONTIGUOUS_BYTES = 8 << 20;
 const SCATTERED_PAGES = 512;
 const SCATTERED_PAGE = 4 << 10;
 const TRIALS = 5;
+/** Large enough for several pipelined batches (PIPELINE_BATCH_BYTES). */
+const READBACK_BYTES = 4 * PIPELINE_BATCH_BYTES;
+/** Pipelining is used only when it wins clearly: it costs more mappings. */
+const PIPELINING_MARGIN = 1.1;
 
 export interface Calibration {
   readonly choice: CopyEngineChoice;
@@ -28,6 +32,8 @@ export interface Calibration {
     'h2d' | 'd2h',
     Record<TransferShape, Record<CopyEngineKind, number>>
   >;
+  /** GB/s of the buffer engine's contiguous readback, in one batch and pipelined. */
+  readonly readbackGbPerSecond: { readonly single: number; readonly pipelined: number };
   /** True if this came from the cache. */
   readonly cached: boolean;
 }
@@ -49,7 +55,26 @@ export async function calibrate(device: GPUDevice): Promise<Calibration> {
 }
 
 async function measure(device: GPUDevice): Promise<Omit<Calibration, 'cached'>> {
-  const size = CONTIGUOUS_BYTES;
+  const gbPerSecond = await measureEngines(device);
+  const readback = await measureReadbackPipelining(device);
+  const pick = (rates: Record<CopyEngineKind, number>): CopyEngineKind =>
+    rates.kernel > rates.buffer ? 'kernel' : 'buffer';
+  const choice: CopyEngineChoice = {
+    h2d: {
+      contiguous: pick(gbPerSecond.h2d.contiguous),
+      scattered: pick(gbPerSecond.h2d.scattered),
+    },
+    d2h: {
+      contiguous: pick(gbPerSecond.d2h.contiguous),
+      scattered: pick(gbPerSecond.d2h.scattered),
+    },
+    pipelinedReadback: readback.pipelined > readback.single * PIPELINING_MARGIN,
+  };
+  return { choice, gbPerSecond, readbackGbPerSecond: readback };
+}
+
+/** Scratch for a measurement: CPU memory and a frames buffer of `size` bytes. */
+function scratch(device: GPUDevice, size: number) {
   const memory = new SharedArrayBuffer(size);
   new Uint8Array(memory).fill(0x5a);
   const frames = device.createBuffer({
@@ -57,20 +82,25 @@ async function measure(device: GPUDevice): Promise<Omit<Calibration, 'cached'>> 
     size,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
   });
+  return { device, frames, memory };
+}
+
+/** Both engines, both directions, both shapes, interleaved; GB/s. */
+async function measureEngines(device: GPUDevice): Promise<Calibration['gbPerSecond']> {
+  const context = scratch(device, CONTIGUOUS_BYTES);
   const engines: Record<CopyEngineKind, CopyEngine> = {
-    buffer: new BufferCopyEngine({ device, frames, memory }),
-    kernel: new KernelCopyEngine({ device, frames, memory }),
+    buffer: new BufferCopyEngine(context),
+    kernel: new KernelCopyEngine(context),
   };
   try {
     const shapes: Record<TransferShape, Segment[]> = {
-      contiguous: [{ va: 0, frameOffset: 0, len: size }],
-      scattered: scatteredPages(size),
+      contiguous: [{ va: 0, frameOffset: 0, len: CONTIGUOUS_BYTES }],
+      scattered: scatteredPages(CONTIGUOUS_BYTES),
     };
     const result = { h2d: {}, d2h: {} } as Calibration['gbPerSecond'];
     for (const direction of ['h2d', 'd2h'] as const) {
       for (const shape of ['contiguous', 'scattered'] as const) {
         const segments = shapes[shape];
-        const bytes = segments.reduce((sum, segment) => sum + segment.len, 0);
         const times: Record<CopyEngineKind, number[]> = { buffer: [], kernel: [] };
         for (let trial = -1; trial < TRIALS; trial++) {
           for (const kind of ['buffer', 'kernel'] as const) {
@@ -78,23 +108,47 @@ async function measure(device: GPUDevice): Promise<Omit<Calibration, 'cached'>> 
             if (trial >= 0) times[kind].push(ms);
           }
         }
+        const bytes = totalBytes(segments);
         result[direction][shape] = {
           buffer: bytes / 1e6 / Math.min(...times.buffer),
           kernel: bytes / 1e6 / Math.min(...times.kernel),
         };
       }
     }
-    const pick = (rates: Record<CopyEngineKind, number>): CopyEngineKind =>
-      rates.kernel > rates.buffer ? 'kernel' : 'buffer';
-    const choice: CopyEngineChoice = {
-      h2d: { contiguous: pick(result.h2d.contiguous), scattered: pick(result.h2d.scattered) },
-      d2h: { contiguous: pick(result.d2h.contiguous), scattered: pick(result.d2h.scattered) },
-    };
-    return { choice, gbPerSecond: result };
+    return result;
   } finally {
     engines.buffer.destroy();
     engines.kernel.destroy();
-    frames.destroy();
+    context.frames.destroy();
+  }
+}
+
+/** The buffer engine's readback of READBACK_BYTES in one batch and pipelined, interleaved; GB/s. */
+async function measureReadbackPipelining(
+  device: GPUDevice,
+): Promise<Calibration['readbackGbPerSecond']> {
+  const context = scratch(device, READBACK_BYTES);
+  const single = new BufferCopyEngine(context);
+  const pipelined = new BufferCopyEngine(context, { pipelinedReadback: true });
+  try {
+    const whole = [{ va: 0, frameOffset: 0, len: READBACK_BYTES }];
+    const times = { single: [] as number[], pipelined: [] as number[] };
+    for (let trial = -1; trial < TRIALS; trial++) {
+      const a = await timeTransfer(device, single, 'd2h', whole);
+      const b = await timeTransfer(device, pipelined, 'd2h', whole);
+      if (trial >= 0) {
+        times.single.push(a);
+        times.pipelined.push(b);
+      }
+    }
+    return {
+      single: READBACK_BYTES / 1e6 / Math.min(...times.single),
+      pipelined: READBACK_BYTES / 1e6 / Math.min(...times.pipelined),
+    };
+  } finally {
+    single.destroy();
+    pipelined.destroy();
+    context.frames.destroy();
   }
 }
 

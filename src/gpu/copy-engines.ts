@@ -15,7 +15,11 @@ export type CopyMode = 'auto' | CopyEngineKind;
 export type ChosenCopyEngine = CopyEngine & { choice(): CopyEngineChoice };
 
 function everywhere(kind: CopyEngineKind): CopyEngineChoice {
-  return { h2d: { contiguous: kind, scattered: kind }, d2h: { contiguous: kind, scattered: kind } };
+  return {
+    h2d: { contiguous: kind, scattered: kind },
+    d2h: { contiguous: kind, scattered: kind },
+    pipelinedReadback: false,
+  };
 }
 
 export async function createCopyEngine(
@@ -32,6 +36,9 @@ export async function createCopyEngine(
     return Object.assign(engine, { choice: () => choice });
   }
   const { choice } = await calibrate(context.device);
-  const engines = { buffer: new BufferCopyEngine(context), kernel: new KernelCopyEngine(context) };
+  const engines = {
+    buffer: new BufferCopyEngine(context, { pipelinedReadback: choice.pipelinedReadback }),
+    kernel: new KernelCopyEngine(context),
+  };
   return new AutoCopyEngine(engines, choice);
 }

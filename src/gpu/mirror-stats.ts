@@ -23,6 +23,8 @@ export const MIGRATION_CAUSES: readonly MigrationCause[] = [
 export interface CopyEngineChoice {
   readonly h2d: { readonly contiguous: CopyEngineKind; readonly scattered: CopyEngineKind };
   readonly d2h: { readonly contiguous: CopyEngineKind; readonly scattered: CopyEngineKind };
+  /** Whether the buffer engine cuts large readbacks into overlapped batches. */
+  readonly pipelinedReadback: boolean;
 }
 
 export interface MirrorStats {

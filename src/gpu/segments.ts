@@ -41,3 +41,33 @@ export function transferShape(segments: readonly Segment[]): TransferShape {
 export function totalBytes(segments: readonly Segment[]): number {
   return segments.reduce((sum, segment) => sum + segment.len, 0);
 }
+
+/**
+ * Cuts `segments` (in order) into `parts` batches of about equal bytes,
+ * splitting a segment where a batch ends (at 4-byte boundaries).
+ */
+export function splitSegments(segments: readonly Segment[], parts: number): Segment[][] {
+  const total = totalBytes(segments);
+  const target = Math.ceil(total / parts / 4) * 4;
+  const batches: Segment[][] = [];
+  let batch: Segment[] = [];
+  let room = target;
+  for (const segment of segments) {
+    let { va, frameOffset, len } = segment;
+    while (len > 0) {
+      const take = Math.min(len, room);
+      batch.push({ va, frameOffset, len: take });
+      va += take;
+      frameOffset += take;
+      len -= take;
+      room -= take;
+      if (room === 0) {
+        batches.push(batch);
+        batch = [];
+        room = target;
+      }
+    }
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}

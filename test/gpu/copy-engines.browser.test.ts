@@ -3,10 +3,11 @@
 // cached per adapter.
 import { del } from 'idb-keyval';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BufferCopyEngine } from '../../src/gpu/buffer-copy-engine.ts';
+import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from '../../src/gpu/buffer-copy-engine.ts';
 import { calibrate, calibrationKey } from '../../src/gpu/calibration.ts';
 import type { CopyEngine, Segment } from '../../src/gpu/copy-engine.ts';
 import { KernelCopyEngine } from '../../src/gpu/kernel-copy-engine.ts';
+import { totalBytes } from '../../src/gpu/segments.ts';
 import { testDevice, type TestDevice } from '../support/gpu.ts';
 import { firstDifference, testRandom, type Random } from '../support/random.ts';
 
@@ -23,7 +24,8 @@ interface Rig {
   readonly test: TestDevice;
   readonly memory: SharedArrayBuffer;
   readonly frames: GPUBuffer;
-  readonly engines: Record<'buffer' | 'kernel', CopyEngine>;
+  /** The buffer engine twice: as is, and with pipelined readback. */
+  readonly engines: Record<'buffer' | 'kernel' | 'pipelined', CopyEngine>;
 }
 
 async function rig(size: number): Promise<Rig> {
@@ -35,10 +37,13 @@ async function rig(size: number): Promise<Rig> {
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
   });
   const context = { device: test.device, frames, memory };
-  const engines = { buffer: new BufferCopyEngine(context), kernel: new KernelCopyEngine(context) };
+  const engines = {
+    buffer: new BufferCopyEngine(context),
+    kernel: new KernelCopyEngine(context),
+    pipelined: new BufferCopyEngine(context, { pipelinedReadback: true }),
+  };
   cleanups.push(async () => {
-    engines.buffer.destroy();
-    engines.kernel.destroy();
+    for (const engine of Object.values(engines)) engine.destroy();
     frames.destroy();
     expect(await test.validationError()).toBeUndefined();
     expect(test.liveBuffers()).toBe(0);
@@ -104,11 +109,12 @@ describe('copy engines', () => {
 
   it('download and read the same bytes, and only those, for random pages and byte ranges', async () => {
     const random = testRandom('engine download');
-    const size = 4 * MiB;
+    const size = 32 * MiB; // the pipelined readback cuts what is 16 MiB or more
     const r = await rig(size);
     const gpuBytes = random.fill(new Uint8Array(size));
     r.test.device.queue.writeBuffer(r.frames, 0, gpuBytes);
-    const segments = randomSegments(random, size, 4 * KiB, 300);
+    const segments = randomSegments(random, size, 64 * KiB, 500);
+    expect(totalBytes(segments)).toBeGreaterThanOrEqual(2 * PIPELINE_BATCH_BYTES);
     const expected = new Uint8Array(size).fill(POISON);
     for (const segment of segments) {
       expected.set(
@@ -122,7 +128,7 @@ describe('copy engines', () => {
       packed.set(gpuBytes.subarray(segment.frameOffset, segment.frameOffset + segment.len), at);
       at += segment.len;
     }
-    for (const kind of ['buffer', 'kernel'] as const) {
+    for (const kind of ['buffer', 'kernel', 'pipelined'] as const) {
       const cpu = new Uint8Array(r.memory).fill(POISON);
       await r.engines[kind].download(segments);
       expect(firstDifference(cpu, expected), kind).toBe(-1);
@@ -136,7 +142,7 @@ describe('copy engines', () => {
     const r = await rig(size);
     const cpu = new Uint8Array(r.memory);
     const data = random.fill(new Uint8Array(size));
-    for (const kind of ['buffer', 'kernel'] as const) {
+    for (const kind of ['buffer', 'kernel', 'pipelined'] as const) {
       cpu.set(data);
       poisonFrames(r, size);
       r.engines[kind].upload([{ va: 0, frameOffset: 0, len: size }]);
@@ -185,6 +191,10 @@ describe('calibration', () => {
         );
       }
     }
+    const { single, pipelined } = first.readbackGbPerSecond;
+    expect(single).toBeGreaterThan(0);
+    expect(pipelined).toBeGreaterThan(0);
+    expect(first.choice.pipelinedReadback).toBe(pipelined > single * 1.1);
     console.log(`calibration: ${JSON.stringify(first)}`);
     const second = await calibrate(test.device);
     expect(second).toEqual({ ...first, cached: true });

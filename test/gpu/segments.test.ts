@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { chunkTable } from '../../src/gpu/kernel-copy-engine.ts';
-import { coalesceSegments, transferShape } from '../../src/gpu/segments.ts';
+import { coalesceSegments, splitSegments, transferShape } from '../../src/gpu/segments.ts';
 
 describe('transfer segments', () => {
   it('coalesce only what is adjacent in both CPU address and frame', () => {
@@ -15,6 +15,29 @@ describe('transfer segments', () => {
       { va: 0, frameOffset: 100, len: 12 },
       { va: 12, frameOffset: 200, len: 4 },
       { va: 20, frameOffset: 204, len: 4 },
+    ]);
+  });
+
+  it('split into batches of about equal bytes, cutting segments where a batch ends', () => {
+    const batches = splitSegments(
+      [
+        { va: 0, frameOffset: 1000, len: 40 },
+        { va: 100, frameOffset: 2000, len: 24 },
+      ],
+      4,
+    );
+    expect(batches).toEqual([
+      [{ va: 0, frameOffset: 1000, len: 16 }],
+      [{ va: 16, frameOffset: 1016, len: 16 }],
+      [
+        { va: 32, frameOffset: 1032, len: 8 },
+        { va: 100, frameOffset: 2000, len: 8 },
+      ],
+      [{ va: 108, frameOffset: 2008, len: 16 }],
+    ]);
+    expect(splitSegments([{ va: 0, frameOffset: 0, len: 8 }], 4)).toEqual([
+      [{ va: 0, frameOffset: 0, len: 4 }],
+      [{ va: 4, frameOffset: 4, len: 4 }],
     ]);
   });
 

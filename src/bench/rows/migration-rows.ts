@@ -2,6 +2,7 @@
  * Migration rows (SPEC §5): contiguous uploads and readbacks, scattered
  * pages, bringing a mostly clean GPU copy up to date, and the memcpy ceiling.
  */
+import { BufferCopyEngine } from '../../gpu/buffer-copy-engine.ts';
 import type { CopyMode } from '../../gpu/copy-engines.ts';
 import { GpuMirror } from '../../gpu/gpu-mirror.ts';
 import { AddressSpace } from '../../space/address-space.ts';
@@ -174,6 +175,39 @@ function updateDirty(label: string, share: number): BenchRow {
   };
 }
 
+/** Whether cutting a readback into overlapped batches pays on this device (informational; calibration decides it for `auto`). */
+const pipelinedReadback: BenchRow = {
+  name: 'readback.pipelined',
+  unit: 'GB/s',
+  better: 'higher',
+  baselineName: 'the same readback in one batch',
+  setup(context): Promise<RowTrials> {
+    const bytes = context.quick ? 16 * MiB : 64 * MiB;
+    const memory = new SharedArrayBuffer(bytes);
+    const frames = scratchBuffer(context.device, bytes, 'readback frames');
+    const copy = { device: context.device, frames, memory };
+    const single = new BufferCopyEngine(copy);
+    const pipelined = new BufferCopyEngine(copy, { pipelinedReadback: true });
+    const whole = [{ va: 0, frameOffset: 0, len: bytes }];
+    const readback =
+      (engine: BufferCopyEngine): Trial =>
+      async () => {
+        const started = performance.now();
+        await engine.download(whole);
+        return gbPerSecond(bytes, performance.now() - started);
+      };
+    return Promise.resolve({
+      value: readback(pipelined),
+      baseline: readback(single),
+      teardown: () => {
+        single.destroy();
+        pipelined.destroy();
+        frames.destroy();
+      },
+    });
+  },
+};
+
 const memcpyCeiling: BenchRow = {
   name: 'memcpy.ceiling',
   unit: 'GB/s',
@@ -198,5 +232,6 @@ export const migrationRows: readonly BenchRow[] = [
   updateDirty('1pct', 0.01),
   updateDirty('10pct', 0.1),
   updateDirty('100pct', 1),
+  pipelinedReadback,
   memcpyCeiling,
 ];
