@@ -112,7 +112,7 @@ export class GpuMirror {
         device.limits.maxStorageBufferBindingSize,
         device.limits.maxBufferSize,
       );
-      const budget = chooseBudget(options.budget, limit, pageSize);
+      const budget = chooseBudget(options.budget, limit, pageSize, space.size);
       if (!internals.faults.serve(internals.threadId)) {
         throw new InvalidArgumentError(
           'space',
@@ -427,14 +427,29 @@ function mergeRuns(runs: readonly PageRun[]): PageRun[] {
   return out;
 }
 
-/** The frame budget: `limit` is the device's binding limit, which must also hold the special frames. */
-function chooseBudget(requested: number | undefined, limit: number, pageSize: number): number {
+/**
+ * The frame budget: `limit` is the device's binding limit, which must also
+ * hold the special frames. The default never exceeds the space's own pages
+ * (page 0 is never mapped): more frames could never be used.
+ */
+function chooseBudget(
+  requested: number | undefined,
+  limit: number,
+  pageSize: number,
+  spaceSize: number,
+): number {
   const maxFrames = Math.min(Math.floor(limit / pageSize) - SPECIAL_FRAMES, DPTE_MAX_FRAMES);
   if (requested === undefined) {
+    const spacePages = Math.floor(spaceSize / pageSize) - 1;
     return (
       Math.max(
         1,
-        Math.min(Math.floor(limit / 4 / pageSize), DEFAULT_BUDGET_CAP / pageSize, maxFrames),
+        Math.min(
+          Math.floor(limit / 4 / pageSize),
+          DEFAULT_BUDGET_CAP / pageSize,
+          maxFrames,
+          spacePages,
+        ),
       ) * pageSize
     );
   }

@@ -377,7 +377,8 @@ describe('GpuMirror', () => {
       const stats = gpu.stats();
       expect(stats.budget).toBeGreaterThan(0);
       expect(stats.budget % space.pageSize).toBe(0);
-      expect(stats.budget).toBeLessThanOrEqual(256 * MiB);
+      // min(binding limit / 4, 256 MiB), and no more than the space's 63 mappable pages.
+      expect(stats.budget).toBe(Math.min(256 * MiB, 63 * space.pageSize));
       expect(stats.copyEngine.h2d.contiguous).toMatch(/^(kernel|buffer)$/);
       const va = space.alloc(64 * KiB);
       space.setU32(va, 42);
