@@ -1,4 +1,4 @@
-/** The statistics of SPEC §5: medians, spread, ratio. */
+/** The statistics of SPEC §5 (medians, spread, rates) and the random picks rows make. */
 
 export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;
@@ -18,4 +18,11 @@ export function spread(values: readonly number[]): number {
 /** Gigabytes (10^9 bytes) per second for `bytes` moved in `ms`. */
 export function gbPerSecond(bytes: number, ms: number): number {
   return bytes / 1e6 / ms;
+}
+
+/** `count` distinct random integers below `n`, ascending. */
+export function randomDistinct(n: number, count: number): number[] {
+  const picked = new Set<number>();
+  while (picked.size < count) picked.add(Math.floor(Math.random() * n));
+  return [...picked].sort((a, b) => a - b);
 }

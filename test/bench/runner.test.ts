@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { BenchContext, BenchRow } from '../../src/bench/bench-types.ts';
 import { runRow, runRows } from '../../src/bench/runner.ts';
-import { gbPerSecond, median, spread } from '../../src/bench/statistics.ts';
+import { gbPerSecond, median, randomDistinct, spread } from '../../src/bench/statistics.ts';
 
 const context = { device: undefined as unknown as GPUDevice, quick: true } as BenchContext;
 
@@ -34,6 +34,10 @@ describe('bench statistics', () => {
     expect(median([])).toBeNaN();
     expect(spread([1, 2, 3])).toBe(1);
     expect(gbPerSecond(2e9, 1000)).toBe(2);
+    const picks = randomDistinct(50, 20);
+    expect(new Set(picks).size).toBe(20);
+    expect(picks).toEqual([...picks].sort((a, b) => a - b));
+    expect(Math.max(...picks)).toBeLessThan(50);
   });
 });
 

@@ -2,6 +2,7 @@
 // fault mode with replay, atomics shared with the CPU, protection, compile errors.
 import { releaseProxy, wrap, type Remote } from 'comlink';
 import { afterEach, describe, expect, it } from 'vitest';
+import { LIST_WALK, SAXPY_PER_ELEMENT } from '../../src/bench/workloads.ts';
 import { AccessError, InvalidArgumentError } from '../../src/errors.ts';
 import { GpuMirror } from '../../src/gpu/gpu-mirror.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
@@ -44,16 +45,6 @@ async function worker(space: AddressSpace): Promise<Remote<CpuThreadApi>> {
   return api;
 }
 
-const SAXPY = /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let i = id.x + id.y * groups.x * 64u;
-  if (i >= hmm_params.n) { return; }
-  let x = hmm_load_f32(hmm_params.x + i * 4u);
-  let y = hmm_load_f32(hmm_params.y + i * 4u);
-  hmm_store_f32(hmm_params.z + i * 4u, hmm_params.a * x + y);
-}`;
-
 describe('kernels over the shared address space', () => {
   it('computes z = a*x + y over 16 M floats with uses; z ends GPU-dirty, x and y shared', async () => {
     const n = 16 * MiB;
@@ -62,7 +53,7 @@ describe('kernels over the shared address space', () => {
     space.access(x, n * 4, 'write', (lease) => lease.f32.forEach((_, i, a) => (a[i] = i % 1000)));
     space.access(y, n * 4, 'write', (lease) => lease.f32.fill(0.5));
     const kernel = gpu.kernel({
-      code: SAXPY,
+      code: SAXPY_PER_ELEMENT,
       params: { n: 'u32', a: 'f32', x: 'u32', y: 'u32', z: 'u32' },
     });
     const result = await kernel.run({
@@ -97,24 +88,7 @@ describe('kernels over the shared address space', () => {
     const builder = await worker(space);
     const { head, sum } = await builder.buildList(list, 64 * MiB, 100_000, random.int(2 ** 31));
     const walk = gpu.kernel({
-      code: /* wgsl */ `
-@compute @workgroup_size(1)
-fn main() {
-  var node = hmm_params.head;
-  var sum = 0u;
-  var count = 0u;
-  loop {
-    if (node == 0u) { break; }
-    let next = hmm_load_u32(node);
-    let value = hmm_load_u32(node + 4u);
-    if (hmm_faulted()) { break; }
-    sum += value;
-    count += 1u;
-    node = next;
-  }
-  hmm_store_u32(hmm_params.out, sum);
-  hmm_store_u32(hmm_params.out + 4u, count);
-}`,
+      code: LIST_WALK,
       params: { head: 'u32', out: 'u32' },
     });
     const result = await walk.run({ workgroups: 1, params: { head, out } });

@@ -7,6 +7,8 @@ import { GpuMirror } from '../../gpu/gpu-mirror.ts';
 import { AddressSpace } from '../../space/address-space.ts';
 import type { BenchContext, BenchRow, RowTrials, Trial } from '../bench-types.ts';
 import { scratchBuffer } from '../baselines.ts';
+import { randomDistinct } from '../statistics.ts';
+import { LIST_WALK, SAXPY_PER_ELEMENT } from '../workloads.ts';
 
 const MiB = 1 << 20;
 const PAGE = 64 << 10;
@@ -73,6 +75,15 @@ function grid(groups: number): [number, number] {
 const RUN = 64;
 const TRANSLATED_CHUNK = 64 * RUN;
 
+/** The plain SAXPYs' bindings: x, y, z and the parameters, in bind group 0. */
+const PLAIN_SAXPY_BINDINGS = /* wgsl */ `
+struct Params { n: u32, a: f32 }
+@group(0) @binding(0) var<storage, read> xs: array<f32>;
+@group(0) @binding(1) var<storage, read> ys: array<f32>;
+@group(0) @binding(2) var<storage, read_write> zs: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+`;
+
 const SAXPY_TRANSLATED = /* wgsl */ `
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) group: vec3u, @builtin(num_workgroups) groups: vec3u,
@@ -89,13 +100,7 @@ fn main(@builtin(workgroup_id) group: vec3u, @builtin(num_workgroups) groups: ve
   }
 }`;
 
-const SAXPY_PLAIN_TRANSLATED = /* wgsl */ `
-struct Params { n: u32, a: f32 }
-@group(0) @binding(0) var<storage, read> xs: array<f32>;
-@group(0) @binding(1) var<storage, read> ys: array<f32>;
-@group(0) @binding(2) var<storage, read_write> zs: array<f32>;
-@group(0) @binding(3) var<uniform> params: Params;
-@compute @workgroup_size(64)
+const SAXPY_PLAIN_TRANSLATED = /* wgsl */ `${PLAIN_SAXPY_BINDINGS}@compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) group: vec3u, @builtin(num_workgroups) groups: vec3u,
         @builtin(local_invocation_index) lane: u32) {
   let first = (group.x + group.y * groups.x) * ${TRANSLATED_CHUNK}u;
@@ -105,23 +110,7 @@ fn main(@builtin(workgroup_id) group: vec3u, @builtin(num_workgroups) groups: ve
   }
 }`;
 
-const SAXPY_PER_ELEMENT = /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
-  let i = id.x + id.y * groups.x * 64u;
-  if (i >= hmm_params.n) { return; }
-  let x = hmm_load_f32(hmm_params.x + i * 4u);
-  let y = hmm_load_f32(hmm_params.y + i * 4u);
-  hmm_store_f32(hmm_params.z + i * 4u, hmm_params.a * x + y);
-}`;
-
-const SAXPY_PLAIN_PER_ELEMENT = /* wgsl */ `
-struct Params { n: u32, a: f32 }
-@group(0) @binding(0) var<storage, read> xs: array<f32>;
-@group(0) @binding(1) var<storage, read> ys: array<f32>;
-@group(0) @binding(2) var<storage, read_write> zs: array<f32>;
-@group(0) @binding(3) var<uniform> params: Params;
-@compute @workgroup_size(64)
+const SAXPY_PLAIN_PER_ELEMENT = /* wgsl */ `${PLAIN_SAXPY_BINDINGS}@compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = id.x + id.y * groups.x * 64u;
   if (i >= params.n) { return; }
@@ -193,25 +182,6 @@ function saxpy(name: string, code: string, plainCode: string, perInvocation: num
 }
 
 // ---- fault mode: the linked-list walk ----
-
-const LIST_WALK = /* wgsl */ `
-@compute @workgroup_size(1)
-fn main() {
-  var node = hmm_params.head;
-  var sum = 0u;
-  var count = 0u;
-  loop {
-    if (node == 0u) { break; }
-    let next = hmm_load_u32(node);
-    let value = hmm_load_u32(node + 4u);
-    if (hmm_faulted()) { break; }
-    sum += value;
-    count += 1u;
-    node = next;
-  }
-  hmm_store_u32(hmm_params.out, sum);
-  hmm_store_u32(hmm_params.out + 4u, count);
-}`;
 
 /**
  * Links `count` 8-byte nodes { next, value } at random slots of [va, va + len).
@@ -313,12 +283,6 @@ fn main(@builtin(workgroup_id) group: vec3u, @builtin(local_invocation_index) la
   }
 }`;
 
-function randomChunks(total: number, count: number): number[] {
-  const picked = new Set<number>();
-  while (picked.size < count) picked.add(Math.floor(Math.random() * total));
-  return [...picked].sort((a, b) => a - b);
-}
-
 const iterative: BenchRow = {
   name: 'iterative.webhmm',
   unit: 'ms',
@@ -342,7 +306,7 @@ const iterative: BenchRow = {
 
     const webhmm = async () => {
       for (let i = 0; i < iterations; i++) {
-        const chunks = randomChunks(totalChunks, perIteration);
+        const chunks = randomDistinct(totalChunks, perIteration);
         for (const chunk of chunks) space.write(data + chunk * PAGE, update);
         space.write(
           chunkList,
@@ -390,7 +354,7 @@ const iterative: BenchRow = {
     const host = new Float32Array(bytes / 4);
     const naive = async () => {
       for (let i = 0; i < iterations; i++) {
-        const chunks = randomChunks(totalChunks, perIteration);
+        const chunks = randomDistinct(totalChunks, perIteration);
         for (const chunk of chunks) host.set(update, chunk * CHUNK_FLOATS);
         device.queue.writeBuffer(plain, 0, host);
         device.queue.writeBuffer(chunkBuffer, 0, Uint32Array.from(chunks));

@@ -14,7 +14,7 @@ import {
   rawWriteBufferPerPage,
   scratchBuffer,
 } from '../baselines.ts';
-import { gbPerSecond } from '../statistics.ts';
+import { gbPerSecond, randomDistinct } from '../statistics.ts';
 
 const MiB = 1 << 20;
 const MODES: readonly CopyMode[] = ['kernel', 'buffer', 'auto'];
@@ -25,13 +25,6 @@ async function mirrored(context: BenchContext, bytes: number, pageSize: number, 
   const gpu = await GpuMirror.attach(space, { device: context.device, copy, budget: bytes });
   const va = space.alloc(bytes);
   return { space, gpu, va };
-}
-
-/** Random distinct integers below `n`, `count` of them, ascending. */
-function randomPages(n: number, count: number): number[] {
-  const picked = new Set<number>();
-  while (picked.size < count) picked.add(Math.floor(Math.random() * n));
-  return [...picked].sort((a, b) => a - b);
 }
 
 function h2d(copy: CopyMode): BenchRow {
@@ -112,7 +105,7 @@ function scattered(copy: CopyMode): BenchRow {
       await gpu.migrate(va, bytes, 'gpu');
       const raw = scratchBuffer(context.device, bytes, 'scattered target');
       const source = new Uint8Array(new SharedArrayBuffer(bytes)).fill(2);
-      const pages = randomPages(bytes / page, count);
+      const pages = randomDistinct(bytes / page, count);
       let round = 0;
       return {
         value: async () => {
@@ -154,7 +147,7 @@ function updateDirty(label: string, share: number): BenchRow {
       return {
         value: async () => {
           const fill = ++round & 0xff;
-          for (const index of randomPages(pageCount, count))
+          for (const index of randomDistinct(pageCount, count))
             space.fill(va + index * page, page, fill);
           const started = performance.now();
           await gpu.migrate(va, bytes, 'gpu');
