@@ -19,6 +19,7 @@
  */
 import { DeviceLostError, InvalidArgumentError, OutOfMemoryError } from '../errors.ts';
 import { internalsOf, type SpaceInternals } from '../space/internals.ts';
+import { PTE_GPU, PTE_STATE_MASK } from '../space/shared-layout.ts';
 import type { PageSnapshot } from '../space/page-table.ts';
 import { describePte } from '../space/page-table.ts';
 import type { AddressSpace } from '../space/address-space.ts';
@@ -47,6 +48,9 @@ export interface GpuMirrorOptions {
 }
 
 const DEFAULT_BUDGET_CAP = 256 << 20;
+/** The aligned block a CPU fault brings back GPU-owned neighbours from (bounded fault-around). */
+export const FAULT_AROUND_BYTES = 256 << 10;
+
 /** Frames past the budget: the zero frame faulted loads read, and the sink suppressed stores go to. */
 const SPECIAL_FRAMES = 2;
 
@@ -378,7 +382,7 @@ export class GpuMirror {
         continue;
       }
       const started = performance.now();
-      const runs: PageRun[] = requests.map(({ first, count }) => ({ first, count }));
+      const runs: PageRun[] = requests.map((request) => this.faultAround(request));
       let lost = false;
       try {
         const moved = await this.migrator.toCpu(mergeRuns(runs), 'fault-cpu', false);
@@ -400,6 +404,31 @@ export class GpuMirror {
       }
       for (const request of requests) faults.complete(request, lost);
     }
+  }
+
+  /**
+   * A faulting request grown over its GPU-owned neighbours (CPU fault-around):
+   * outward from the request, within its aligned FAULT_AROUND_BYTES block and
+   * its allocation, while the neighbour is on the GPU and nobody holds it (a
+   * neighbour in use by a kernel must not delay the fault).
+   */
+  private faultAround(request: PageRun): PageRun {
+    const { table } = this.internals;
+    const allocation = this.internals.allocationRun(request.first);
+    if (!allocation) return { first: request.first, count: request.count };
+    const block = Math.max(1, FAULT_AROUND_BYTES / this.space.pageSize);
+    const lo = Math.max(allocation.first, Math.floor(request.first / block) * block);
+    const hi = Math.min(
+      allocation.first + allocation.count,
+      Math.ceil((request.first + request.count) / block) * block,
+    );
+    const idleOnGpu = (page: number): boolean =>
+      (table.pte(page) & PTE_STATE_MASK) === PTE_GPU && !table.isHeld(page);
+    let first = request.first;
+    while (first > lo && idleOnGpu(first - 1)) first--;
+    let end = request.first + request.count;
+    while (end < hi && idleOnGpu(end)) end++;
+    return { first, count: end - first };
   }
 
   private emit(event: TraceEvent): void {

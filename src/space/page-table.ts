@@ -127,6 +127,11 @@ export class PageTable {
 
   // ---------------------------------------------------------------- holds
 
+  /** Whether any hold (or a waiter) is on `page` right now: a hint, not a hold. */
+  isHeld(page: number): boolean {
+    return Atomics.load(this.shared.lock, page) !== 0;
+  }
+
   /** Takes every hold or none; on a conflict returns the page and kind that blocked. */
   tryHoldAll(holds: readonly Hold[]): { page: number; kind: HoldKind } | undefined {
     const lock = this.shared.lock;
