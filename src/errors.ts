@@ -45,7 +45,8 @@ export class AccessError extends WebHmmError {
 export type WouldBlockReason =
   | 'may-not-block' // this thread may not wait (browser main thread, or the thread that owns a GpuMirror)
   | 'timeout' // the wait took longer than faultTimeoutMs
-  | 'reentrant'; // the range is held by a scope of this very thread, which would wait for itself
+  | 'reentrant' // the range is held by a scope of this very thread, which would wait for itself
+  | 'stopped'; // this thread is being ended (Threads.terminate): it may start nothing new
 
 /** A call would have to wait, and here it may not (or waited too long). The failed call changed nothing. */
 export class WouldBlockError extends WebHmmError {
@@ -63,7 +64,8 @@ export class WouldBlockError extends WebHmmError {
 export type OutOfMemoryReason =
   | 'address-space' // no run of free pages is large enough
   | 'budget' // the GPU budget cannot hold the pages
-  | 'device'; // the device refused a buffer
+  | 'device' // the device refused a buffer
+  | 'threads'; // every thread record of the space is taken, or a thread's hold journal is full
 
 /** No run of free pages (or GPU frames, or device memory) is large enough. The failed call changed nothing. */
 export class OutOfMemoryError extends WebHmmError {

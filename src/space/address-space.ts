@@ -54,6 +54,7 @@ import {
   type SpaceHandle,
 } from './shared-layout.ts';
 import { createSharedState, openSharedState, type SharedState } from './shared-state.ts';
+import { ThreadRecord } from './thread-record.ts';
 import { WaitBudget, defaultMayBlock, type WaitLimits } from './waiting.ts';
 
 export type { PageSnapshot, PageState, Protection } from './page-table.ts';
@@ -74,6 +75,18 @@ export interface AddressSpaceOptions {
 
 export interface AttachOptions {
   readonly mayBlock?: () => boolean;
+}
+
+let attachTerminable: (handle: SpaceHandle) => AddressSpace;
+
+/**
+ * Attaches on a thread that `Threads` may end (serveThread): its holds are
+ * journaled and its shared-state changes run as critical sections, so ending
+ * it loses nothing (thread-record.ts). Not part of the public API.
+ * @throws OutOfMemoryError 'threads' when every thread record of the space is taken
+ */
+export function attachThread(handle: SpaceHandle): AddressSpace {
+  return attachTerminable(handle);
 }
 
 const PROT_CODES: Record<Protection, number> = { none: PROT_NONE, r: PROT_R, rw: PROT_RW };
@@ -118,10 +131,11 @@ export class AddressSpace {
     shared: SharedState,
     limits: WaitLimits,
     mayBlock: () => boolean,
+    /** A thread `Threads` may end: it keeps a thread record (thread-record.ts). */
+    terminable = false,
   ) {
     this.memory = memory;
     this.shared = shared;
-    this.limits = limits;
     this.mayBlock = () => this.devicesOwned === 0 && mayBlock();
     this.pageShift = shared.pageShift;
     this.pageSize = 2 ** shared.pageShift;
@@ -130,16 +144,27 @@ export class AddressSpace {
     this.words = new Uint32Array(memory, 0, this.size >>> 2);
     this.floats = new Float32Array(memory, 0, this.size >>> 2);
     this.allocator = new PageAllocator(shared);
-    this.table = new PageTable(shared, memory, limits);
-    this.faults = new FaultChannel(shared);
     const threadId = Atomics.add(shared.header, HEADER_THREAD_IDS, 1) + 1;
-    this.notifier = new InvalidationNotifier(shared, threadId, this.size);
+    const record = terminable ? ThreadRecord.claim(shared.threads, threadId) : undefined;
+    this.limits = record ? { ...limits, record } : limits;
+    this.table = new PageTable(shared, memory, this.limits, record);
+    const critical = <T>(body: () => T): T => (record ? record.critical(body) : body());
+    this.faults = new FaultChannel(shared, threadId, critical);
+    this.notifier = new InvalidationNotifier(shared, threadId, this.size, critical);
     registerInternals(this, {
       table: this.table,
       memory,
       faults: this.faults,
       threadId,
-      limits,
+      limits: this.limits,
+      stopThread: (id) => ThreadRecord.stop(shared.threads, id),
+      recoverThread: (id) =>
+        ThreadRecord.recover(
+          shared.threads,
+          id,
+          (holds) => this.table.releaseLocks(holds),
+          (owner) => this.faults.abandonOwnedBy(owner),
+        ),
       announce: (events) => this.notifier.announce(coalesce(events)),
       pollNotices: () => this.notifier.poll(),
       ownDevice: (owned) => {
@@ -208,6 +233,18 @@ export class AddressSpace {
 
   /** The same space on this thread, from another thread's `space.handle`. */
   static attach(handle: SpaceHandle, options: AttachOptions = {}): AddressSpace {
+    return AddressSpace.open(handle, options, false);
+  }
+
+  static {
+    attachTerminable = (handle) => AddressSpace.open(handle, {}, true);
+  }
+
+  private static open(
+    handle: SpaceHandle,
+    options: AttachOptions,
+    terminable: boolean,
+  ): AddressSpace {
     if (handle.type !== 'webhmm-space' || handle.version !== LAYOUT_VERSION) {
       throw new InvalidArgumentError(
         'handle',
@@ -230,6 +267,7 @@ export class AddressSpace {
       shared,
       waitLimits(handle),
       options.mayBlock ?? defaultMayBlock,
+      terminable,
     );
   }
 
@@ -260,9 +298,15 @@ export class AddressSpace {
     const count = Math.ceil(bytes / this.pageSize);
     let first = -1;
     let largest = 0;
-    this.withAllocator(0, () => {
-      first = count < this.shared.pageCount ? this.allocator.take(count) : -1;
-      if (first < 0) largest = this.allocator.largestFree();
+    // One critical section: pages taken from the allocator are mapped before this thread could be ended.
+    this.table.critical(() => {
+      this.withAllocator(0, () => {
+        first = count < this.shared.pageCount ? this.allocator.take(count) : -1;
+        if (first < 0) largest = this.allocator.largestFree();
+      });
+      for (let page = first; page >= 0 && page < first + count; page++) {
+        Atomics.store(this.shared.pte, page, PTE_ZERO | (prot << PTE_PROT_SHIFT));
+      }
     });
     if (first < 0) {
       throw new OutOfMemoryError(
@@ -271,9 +315,6 @@ export class AddressSpace {
         largest * this.pageSize,
         'free memory or create a larger space',
       );
-    }
-    for (let page = first; page < first + count; page++) {
-      Atomics.store(this.shared.pte, page, PTE_ZERO | (prot << PTE_PROT_SHIFT));
     }
     return first * this.pageSize;
   }
@@ -312,6 +353,13 @@ export class AddressSpace {
     }
     const hold: Hold = { first, count, kind: 'exclusive' };
     this.assertNotInScope(first, count, va);
+    this.table.critical(() => this.freeHeld(hold, va, generations));
+    this.announce();
+  }
+
+  /** Holds, discards and returns to the allocator the pages of `hold` (one critical section). */
+  private freeHeld(hold: Hold, va: number, generations: Int32Array | undefined): void {
+    const { first, count } = hold;
     this.table.holdSync([hold], va, this.mayBlock);
     try {
       for (let page = first; page < first + count; page++) {
@@ -335,7 +383,6 @@ export class AddressSpace {
       this.table.releaseHolds([hold]);
     }
     this.withAllocator(va, () => this.allocator.give(first, count));
-    this.announce();
   }
 
   /**
@@ -360,14 +407,16 @@ export class AddressSpace {
     for (let page = span.first; page < span.first + span.count; page++) {
       this.table.assertMapped(page, va);
     }
-    for (let page = span.first; page < span.first + span.count; page++) {
-      this.table.updatePte(page, (pte) =>
-        (pte & PTE_STATE_MASK) === PTE_UNMAPPED
-          ? pte
-          : (pte & ~PTE_PROT_MASK) | (code << PTE_PROT_SHIFT),
-      );
-      this.table.invalidate(page);
-    }
+    this.table.critical(() => {
+      for (let page = span.first; page < span.first + span.count; page++) {
+        this.table.updatePte(page, (pte) =>
+          (pte & PTE_STATE_MASK) === PTE_UNMAPPED
+            ? pte
+            : (pte & ~PTE_PROT_MASK) | (code << PTE_PROT_SHIFT),
+        );
+        this.table.invalidate(page);
+      }
+    });
     this.outbox.push({ va, len: span.count * this.pageSize, cause: 'protect' });
     this.announce();
   }
@@ -437,8 +486,10 @@ export class AddressSpace {
   access<T>(va: number, len: number, mode: AccessMode, fn: (lease: Lease) => T): T {
     const access = this.scopeAccess(va, len, mode);
     this.assertNotInScope(access.first, access.count, va);
-    this.holdForCpuSync([access]);
-    const lease = this.openScope(access, mode);
+    const lease = this.table.critical(() => {
+      this.holdForCpuSync([access]);
+      return this.openScope(access, mode);
+    });
     try {
       return fn(lease);
     } finally {
@@ -453,7 +504,7 @@ export class AddressSpace {
   async acquire(va: number, len: number, mode: AccessMode): Promise<Lease> {
     const access = this.scopeAccess(va, len, mode);
     await this.holdForCpuAsync([access]);
-    return this.openScope(access, mode);
+    return this.table.critical(() => this.openScope(access, mode));
   }
 
   // ---------------------------------------------------------------- scalars
@@ -600,43 +651,48 @@ export class AddressSpace {
   }
 
   private withAllocator(va: number, fn: () => void): void {
-    lockMutex(
-      this.shared.header,
-      HEADER_ALLOC_MUTEX,
-      this.mayBlock(),
-      new WaitBudget(this.limits, va),
-    );
-    try {
-      fn();
-    } finally {
-      unlockMutex(this.shared.header, HEADER_ALLOC_MUTEX);
-    }
+    this.table.critical(() => {
+      lockMutex(
+        this.shared.header,
+        HEADER_ALLOC_MUTEX,
+        this.mayBlock(),
+        new WaitBudget(this.limits, va),
+      );
+      try {
+        fn();
+      } finally {
+        unlockMutex(this.shared.header, HEADER_ALLOC_MUTEX);
+      }
+    });
   }
 
   /** A CPU access: hold, check (faulting GPU-dirty pages back), mark written, run `body`, release, announce. */
   private accessSync<T>(accesses: readonly Access[], body: () => T): T {
     for (const access of accesses) this.assertNotInScope(access.first, access.count, access.va);
-    this.holdForCpuSync(accesses);
-    let result: T;
-    try {
-      this.markAccessesWritten(accesses);
-      result = body();
-    } finally {
-      this.table.releaseHolds(accesses);
-    }
+    // `body` is webhmm's own copy: the whole access is one critical section.
+    const result = this.table.critical(() => {
+      this.holdForCpuSync(accesses);
+      try {
+        this.markAccessesWritten(accesses);
+        return body();
+      } finally {
+        this.table.releaseHolds(accesses);
+      }
+    });
     this.announce();
     return result;
   }
 
   private async accessAsync<T>(accesses: readonly Access[], body: () => T): Promise<T> {
     await this.holdForCpuAsync(accesses);
-    let result: T;
-    try {
-      this.markAccessesWritten(accesses);
-      result = body();
-    } finally {
-      this.table.releaseHolds(accesses);
-    }
+    const result = this.table.critical(() => {
+      try {
+        this.markAccessesWritten(accesses);
+        return body();
+      } finally {
+        this.table.releaseHolds(accesses);
+      }
+    });
     this.announce();
     return result;
   }
@@ -685,6 +741,12 @@ export class AddressSpace {
    * undefined with the holds kept. On an AccessError, releases and throws.
    */
   private checkOrRelease(
+    accesses: readonly Access[],
+  ): { first: number; count: number; va: number } | undefined {
+    return this.table.critical(() => this.checkOrReleaseHeld(accesses));
+  }
+
+  private checkOrReleaseHeld(
     accesses: readonly Access[],
   ): { first: number; count: number; va: number } | undefined {
     try {

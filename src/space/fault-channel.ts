@@ -21,6 +21,7 @@ import {
   FAULT_DONE,
   FAULT_FIRST,
   FAULT_FREE,
+  FAULT_OWNER,
   FAULT_POSTED,
   FAULT_RESULT,
   FAULT_RESULT_DEVICE_LOST,
@@ -47,7 +48,13 @@ export class FaultChannel {
   private readonly slots: Int32Array;
   private readonly header: Int32Array;
 
-  constructor(shared: SharedState) {
+  constructor(
+    shared: SharedState,
+    /** The requesting thread's id, recorded in its slots. */
+    private readonly owner = 0,
+    /** Runs a multi-word slot change as one critical section of the thread (thread-record.ts). */
+    private readonly critical: <T>(body: () => T) => T = (body) => body(),
+  ) {
     this.slots = shared.faults;
     this.header = shared.header;
   }
@@ -64,12 +71,11 @@ export class FaultChannel {
    * @throws WouldBlockError 'timeout' (the slot is given back); DeviceLostError
    */
   requestSync(first: number, count: number, budget: WaitBudget): void {
-    let slot = this.claim();
+    let slot = this.claimAndPost(first, count);
     while (slot < 0) {
       budget.waitSync(true, this.header, HEADER_FAULT_SLOTS_FREED, this.freedCount(), false);
-      slot = this.claim();
+      slot = this.claimAndPost(first, count);
     }
-    this.post(slot, first, count);
     const state = FAULT_WORDS * slot + FAULT_STATE;
     try {
       for (let seen = this.stateOf(slot); seen === FAULT_POSTED || seen === FAULT_SERVICING;) {
@@ -85,12 +91,11 @@ export class FaultChannel {
 
   /** `requestSync` that waits asynchronously, on any thread. */
   async requestAsync(first: number, count: number, budget: WaitBudget): Promise<void> {
-    let slot = this.claim();
+    let slot = this.claimAndPost(first, count);
     while (slot < 0) {
       await budget.waitAsync(this.header, HEADER_FAULT_SLOTS_FREED, this.freedCount());
-      slot = this.claim();
+      slot = this.claimAndPost(first, count);
     }
-    this.post(slot, first, count);
     const state = FAULT_WORDS * slot + FAULT_STATE;
     try {
       for (let seen = this.stateOf(slot); seen === FAULT_POSTED || seen === FAULT_SERVICING;) {
@@ -102,6 +107,15 @@ export class FaultChannel {
       throw error;
     }
     this.finish(slot, first);
+  }
+
+  /** A free slot, claimed and posted with the request, or -1 if none is free. */
+  private claimAndPost(first: number, count: number): number {
+    return this.critical(() => {
+      const slot = this.claim();
+      if (slot >= 0) this.post(slot, first, count);
+      return slot;
+    });
   }
 
   private claim(): number {
@@ -119,6 +133,7 @@ export class FaultChannel {
     Atomics.store(this.slots, at + FAULT_FIRST, first);
     Atomics.store(this.slots, at + FAULT_COUNT, count);
     Atomics.store(this.slots, at + FAULT_RESULT, FAULT_RESULT_OK);
+    Atomics.store(this.slots, at + FAULT_OWNER, this.owner);
     Atomics.store(this.slots, at + FAULT_STATE, FAULT_POSTED);
     Atomics.add(this.header, HEADER_FAULT_DOORBELL, 1);
     Atomics.notify(this.header, HEADER_FAULT_DOORBELL);
@@ -130,6 +145,16 @@ export class FaultChannel {
     this.free(slot);
     if (result === FAULT_RESULT_DEVICE_LOST) {
       throw new DeviceLostError([], `the GPU was lost while page ${first} was GPU-dirty`);
+    }
+  }
+
+  /** Gives back every slot thread `owner` (terminated) had: as if it had given up waiting. */
+  abandonOwnedBy(owner: number): void {
+    for (let slot = 0; slot < FAULT_SLOTS; slot++) {
+      // A claimed slot is another thread's, being posted: claim and post are one critical section.
+      const state = this.stateOf(slot);
+      if (state === FAULT_FREE || state === FAULT_CLAIMED) continue;
+      if (Atomics.load(this.slots, FAULT_WORDS * slot + FAULT_OWNER) === owner) this.abandon(slot);
     }
   }
 

@@ -23,6 +23,10 @@ export interface SpaceInternals {
   ownDevice(owned: boolean): void;
   /** The allocation (run of allocated pages) that contains `page`, or undefined if it is free. */
   allocationRun(page: number): { first: number; count: number } | undefined;
+  /** Stops thread `threadId` at a safe point (thread-record.ts); false if it has no record. */
+  stopThread(threadId: number): Promise<boolean>;
+  /** After thread `threadId` has ended: releases its holds, takes back its fault slots, frees its record. */
+  recoverThread(threadId: number): void;
   /** Validates [va, va + len) as `read` would and returns its pages. */
   pageSpan(va: number, len: number): { first: number; count: number };
 }

@@ -64,6 +64,8 @@ export class InvalidationNotifier {
     state: SharedState,
     private readonly threadId: number,
     private readonly spaceSize: number,
+    /** Runs the multi-word log append as one critical section of the thread (thread-record.ts). */
+    private readonly critical: <T>(body: () => T) => T = (body) => body(),
   ) {
     this.log = state.log;
     this.header = state.header;
@@ -88,7 +90,9 @@ export class InvalidationNotifier {
    */
   announce(events: readonly InvalidateEvent[]): void {
     if (events.length === 0) return;
-    for (const event of events) this.append(event);
+    this.critical(() => {
+      for (const event of events) this.append(event);
+    });
     Atomics.notify(this.header, HEADER_LOG_HEAD);
     this.deliver(events);
   }

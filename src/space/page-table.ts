@@ -50,6 +50,7 @@ import {
   STALE_WORDS,
 } from './shared-layout.ts';
 import type { SharedState } from './shared-state.ts';
+import type { ThreadRecord } from './thread-record.ts';
 import { WaitBudget, type WaitLimits } from './waiting.ts';
 
 export type PageState = 'unmapped' | 'zero' | 'cpu' | 'shared' | 'gpu' | 'gpu-remote';
@@ -96,6 +97,8 @@ export class PageTable {
     readonly shared: SharedState,
     memory: SharedArrayBuffer,
     private readonly limits: WaitLimits,
+    /** This thread's record, which journals its holds; none in tests of the table alone. */
+    private readonly record?: ThreadRecord,
   ) {
     this.pageShift = shared.pageShift;
     this.pageSize = 2 ** shared.pageShift;
@@ -132,20 +135,28 @@ export class PageTable {
     return Atomics.load(this.shared.lock, page) !== 0;
   }
 
-  /** Takes every hold or none; on a conflict returns the page and kind that blocked. */
+  /**
+   * Takes every hold or none; on a conflict returns the page and kind that
+   * blocked. Holds taken are journaled in the thread's record.
+   * @throws OutOfMemoryError 'threads' if the thread's hold journal is full
+   */
   tryHoldAll(holds: readonly Hold[]): { page: number; kind: HoldKind } | undefined {
-    const lock = this.shared.lock;
-    for (let h = 0; h < holds.length; h++) {
-      const hold = holds[h];
-      invariant(hold, 'hold list');
-      for (let page = hold.first; page < hold.first + hold.count; page++) {
-        if (tryHold(lock, page, hold.kind)) continue;
-        for (let back = page - 1; back >= hold.first; back--) release(lock, back, hold.kind);
-        this.releaseHolds(holds.slice(0, h));
-        return { page, kind: hold.kind };
+    return this.critical(() => {
+      if (this.record && !this.record.fits(holds.length)) this.record.journal(holds); // throws
+      const lock = this.shared.lock;
+      for (let h = 0; h < holds.length; h++) {
+        const hold = holds[h];
+        invariant(hold, 'hold list');
+        for (let page = hold.first; page < hold.first + hold.count; page++) {
+          if (tryHold(lock, page, hold.kind)) continue;
+          for (let back = page - 1; back >= hold.first; back--) release(lock, back, hold.kind);
+          this.releaseLocks(holds.slice(0, h));
+          return { page, kind: hold.kind };
+        }
       }
-    }
-    return undefined;
+      this.record?.journal(holds);
+      return undefined;
+    });
   }
 
   /**
@@ -185,20 +196,38 @@ export class PageTable {
 
   /** Turns exclusive holds into read-scope holds (see page-lock.ts `downgrade`); returns the new holds. */
   downgradeHolds(holds: readonly Hold[]): Hold[] {
-    for (const hold of holds) {
-      for (let page = hold.first; page < hold.first + hold.count; page++) {
-        downgrade(this.shared.lock, page);
+    return this.critical(() => {
+      for (const hold of holds) {
+        for (let page = hold.first; page < hold.first + hold.count; page++) {
+          downgrade(this.shared.lock, page);
+        }
       }
-    }
-    return holds.map((hold) => ({ ...hold, kind: 'scope-read' }));
+      const downgraded = holds.map((hold): Hold => ({ ...hold, kind: 'scope-read' }));
+      this.record?.unjournal(holds);
+      this.record?.journal(downgraded);
+      return downgraded;
+    });
   }
 
   releaseHolds(holds: readonly Hold[]): void {
+    this.critical(() => {
+      this.releaseLocks(holds);
+      this.record?.unjournal(holds);
+    });
+  }
+
+  /** Releases the page locks of `holds` without touching a journal (also: a terminated thread's holds). */
+  releaseLocks(holds: readonly Hold[]): void {
     for (const hold of holds) {
       for (let page = hold.first; page < hold.first + hold.count; page++) {
         release(this.shared.lock, page, hold.kind);
       }
     }
+  }
+
+  /** Runs `body` as a critical section of this thread (thread-record.ts). */
+  critical<T>(body: () => T): T {
+    return this.record ? this.record.critical(body) : body();
   }
 
   // ---------------------------------------------------------------- CPU-side checks and transitions

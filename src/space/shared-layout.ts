@@ -20,10 +20,11 @@
  * | stale      | STALE_WORDS     | the page's stale byte ranges, see `STALE_*`       |
  * | log        | LOG_WORDS × LOG_CAPACITY | the invalidation log, see `LOG_*`        |
  * | faults     | FAULT_WORDS × FAULT_SLOTS | the CPU fault channel, see `FAULT_*`    |
+ * | threads    | THREAD_WORDS × THREAD_SLOTS | thread records, see `THREAD_*`        |
  */
 
 /** Version of this layout; `attach` refuses a handle of another version. */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 export const LAYOUT_MAGIC = 0x68_6d_6d_31; // "hmm1"
 
 // ---- header ----
@@ -125,12 +126,14 @@ export type InvalidateCause = (typeof INVALIDATE_CAUSES)[number];
 // takes every posted slot in one batch, brings the pages back and completes them.
 /** Slots; a requester that finds none free waits for one (back-pressure, nothing dropped). */
 export const FAULT_SLOTS = 256;
-/** state, first page, page count, result. */
-export const FAULT_WORDS = 4;
+/** state, first page, page count, result, owner. */
+export const FAULT_WORDS = 5;
 export const FAULT_STATE = 0;
 export const FAULT_FIRST = 1;
 export const FAULT_COUNT = 2;
 export const FAULT_RESULT = 3;
+/** The requester's thread id, so a terminated thread's slots can be taken back. */
+export const FAULT_OWNER = 4;
 export const FAULT_FREE = 0;
 /** A requester is filling the slot. */
 export const FAULT_CLAIMED = 1;
@@ -141,6 +144,30 @@ export const FAULT_DONE = 4;
 export const FAULT_ABANDONED = 5;
 export const FAULT_RESULT_OK = 0;
 export const FAULT_RESULT_DEVICE_LOST = 1;
+
+// ---- thread records ----
+// One per attached thread: whether it is inside a critical section (a run of
+// shared-state changes that must not be cut short), and the journal of the
+// page holds it has (like Linux's robust futex list), so that a terminated
+// thread's holds can be released on its behalf. See thread-record.ts.
+/** Records: threads attached to a space at once. */
+export const THREAD_SLOTS = 128;
+/** Holds one thread may have at once (each a run of pages; a scope or a lease is one). */
+export const THREAD_JOURNAL_CAPACITY = 64;
+/** Words per journal entry: first page, page count, hold kind code. */
+export const THREAD_ENTRY_WORDS = 3;
+export const THREAD_STATE = 0;
+export const THREAD_ID = 1;
+export const THREAD_HOLDS = 2;
+export const THREAD_JOURNAL = 4;
+export const THREAD_WORDS = THREAD_JOURNAL + THREAD_ENTRY_WORDS * THREAD_JOURNAL_CAPACITY;
+export const THREAD_FREE = 0;
+/** Attached, outside any critical section (or waiting): safe to end. */
+export const THREAD_RUNNING = 1;
+/** Inside a critical section: ending it now could tear shared state. */
+export const THREAD_CRITICAL = 2;
+/** Asked to stop: it enters no critical section again; it may be ended. */
+export const THREAD_STOPPED = 3;
 
 /** What `space.handle` carries to another thread (structured-cloneable). */
 export interface SpaceHandle {

@@ -17,6 +17,8 @@ import {
   LOG_CAPACITY,
   LOG_WORDS,
   STALE_WORDS,
+  THREAD_SLOTS,
+  THREAD_WORDS,
 } from './shared-layout.ts';
 
 export interface SharedState {
@@ -31,6 +33,7 @@ export interface SharedState {
   readonly stale: Int32Array;
   readonly log: Int32Array;
   readonly faults: Int32Array;
+  readonly threads: Int32Array;
   readonly pageCount: number;
   readonly pageShift: number;
 }
@@ -44,7 +47,8 @@ function metaWords(pageCount: number): number {
     PAGE_SECTIONS * pageCount +
     STALE_WORDS * pageCount +
     LOG_WORDS * LOG_CAPACITY +
-    FAULT_WORDS * FAULT_SLOTS
+    FAULT_WORDS * FAULT_SLOTS +
+    THREAD_WORDS * THREAD_SLOTS
   );
 }
 
@@ -64,6 +68,7 @@ function views(meta: SharedArrayBuffer, pageCount: number, pageShift: number): S
     stale: take(STALE_WORDS * pageCount),
     log: take(LOG_WORDS * LOG_CAPACITY),
     faults: take(FAULT_WORDS * FAULT_SLOTS),
+    threads: take(THREAD_WORDS * THREAD_SLOTS),
     pageCount,
     pageShift,
   };

@@ -18,6 +18,8 @@ export interface WaitLimits {
   readonly faultTimeoutMs: number;
   /** Longest a thread that may not block spins on a short critical section, ms. */
   readonly spinLimitMs: number;
+  /** The thread's record: a blocking wait is taken outside its critical section (thread-record.ts). */
+  readonly record?: { waitOutside(wait: () => void): void };
 }
 
 /** The default decision: a browser window's main thread may not block; workers and Node may. */
@@ -70,7 +72,10 @@ export class WaitBudget {
     long: boolean,
   ): void {
     if (mayBlock) {
-      Atomics.wait(words, index, observed, this.remainingMs());
+      const ms = this.remainingMs();
+      const wait = (): void => void Atomics.wait(words, index, observed, ms);
+      if (this.limits.record) this.limits.record.waitOutside(wait);
+      else wait();
       return;
     }
     if (long) {

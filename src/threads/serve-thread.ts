@@ -12,7 +12,7 @@
  * ```
  */
 import { expose } from 'comlink';
-import { AddressSpace } from '../space/address-space.ts';
+import { attachThread, type AddressSpace } from '../space/address-space.ts';
 import { internalsOf } from '../space/internals.ts';
 import { isThreadInit, type ThreadReady } from './thread-protocol.ts';
 
@@ -33,10 +33,11 @@ export function serveThread<Api extends object>(
   const onInit = (event: MessageEvent): void => {
     if (!isThreadInit(event.data)) return;
     scope.removeEventListener('message', onInit);
-    const { handle, index, count, port } = event.data;
+    const { handle, index, count, port, lifeLock } = event.data;
     void (async () => {
       try {
-        const space = AddressSpace.attach(handle);
+        await holdForLife(lifeLock);
+        const space = attachThread(handle);
         const api = await create(space, { index, count });
         expose(api, port);
         scope.postMessage({ type: 'webhmm-thread-ready', threadId: internalsOf(space).threadId });
@@ -49,4 +50,16 @@ export function serveThread<Api extends object>(
     })();
   };
   scope.addEventListener('message', onInit);
+}
+
+/** Acquires the Web Lock `name` and never releases it: the browser does, when this worker ends. */
+function holdForLife(name: string): Promise<void> {
+  return new Promise((acquired, failed) => {
+    navigator.locks
+      .request(name, () => {
+        acquired();
+        return new Promise<never>(() => undefined);
+      })
+      .catch(failed);
+  });
 }

@@ -11,6 +11,12 @@ export interface ThreadInit {
   readonly index: number;
   readonly count: number;
   readonly port: MessagePort;
+  /**
+   * A Web Lock the worker holds for as long as it lives: the browser releases
+   * it only once the worker has really ended, which is when its page holds
+   * may be taken back (`terminate()` returns before the worker stops running).
+   */
+  readonly lifeLock: string;
 }
 
 /** Worker -> page: attached and serving, as thread `threadId` of the space; or failed. */

@@ -12,6 +12,7 @@
 import { releaseProxy, wrap, type Remote } from 'comlink';
 import { InvalidArgumentError } from '../errors.ts';
 import type { AddressSpace } from '../space/address-space.ts';
+import { internalsOf } from '../space/internals.ts';
 import { isThreadReady, type ThreadInit } from './thread-protocol.ts';
 
 /** A module worker's URL, or a function that starts one (for bundlers that need `new Worker(new URL(...))` in app code). */
@@ -21,12 +22,17 @@ interface Spawned<Api> {
   readonly worker: Worker;
   readonly api: Remote<Api>;
   readonly threadId: number;
+  /** The Web Lock the worker holds while it lives (thread-protocol.ts). */
+  readonly lifeLock: string;
 }
 
 export class Threads<Api> {
-  private ended = false;
+  private readonly ended = new Set<Spawned<Api>>();
 
-  private constructor(private readonly spawned: readonly Spawned<Api>[]) {}
+  private constructor(
+    private readonly space: AddressSpace,
+    private readonly spawned: readonly Spawned<Api>[],
+  ) {}
 
   /**
    * Starts `count` workers from `source`, each running `serveThread`, and
@@ -47,12 +53,18 @@ export class Threads<Api> {
     const settled = await Promise.allSettled(starting);
     const failed = settled.find((outcome) => outcome.status === 'rejected');
     if (failed) {
-      for (const outcome of settled) {
-        if (outcome.status === 'fulfilled') outcome.value.worker.terminate();
-      }
+      await Promise.all(
+        settled.map(async (outcome) => {
+          if (outcome.status !== 'fulfilled') return;
+          outcome.value.worker.terminate();
+          await ended(outcome.value.lifeLock);
+          internalsOf(space).recoverThread(outcome.value.threadId);
+        }),
+      );
       throw failed.reason;
     }
     return new Threads(
+      space,
       settled.map((outcome) => (outcome as PromiseFulfilledResult<Spawned<Api>>).value),
     );
   }
@@ -71,15 +83,31 @@ export class Threads<Api> {
     return Promise.all(this.spawned.map((thread, index) => work(thread.api, index)));
   }
 
-  /** Ends every thread. Idempotent. */
-  terminate(): Promise<void> {
-    if (this.ended) return Promise.resolve();
-    this.ended = true;
-    for (const thread of this.spawned) {
-      thread.api[releaseProxy]();
-      thread.worker.terminate();
+  /**
+   * Ends every thread, or the one at `index`: each is stopped at a safe
+   * point (outside any critical section of webhmm; it may be waiting, or
+   * running its own code), then ended, and the page holds and fault requests
+   * it had are taken back, so the other threads go on. Idempotent.
+   * @throws InvalidArgumentError for an index out of range
+   */
+  async terminate(index?: number): Promise<void> {
+    if (index !== undefined && (!Number.isInteger(index) || !this.spawned[index])) {
+      throw new InvalidArgumentError('index', index, 'bad-value', `0 to ${this.size - 1}`);
     }
-    return Promise.resolve();
+    const ending = (index === undefined ? this.spawned : [this.spawned[index]]).filter(
+      (thread): thread is Spawned<Api> => thread !== undefined && !this.ended.has(thread),
+    );
+    for (const thread of ending) this.ended.add(thread);
+    const internals = internalsOf(this.space);
+    await Promise.all(ending.map((thread) => internals.stopThread(thread.threadId)));
+    await Promise.all(
+      ending.map(async (thread) => {
+        thread.api[releaseProxy]();
+        thread.worker.terminate();
+        await ended(thread.lifeLock);
+        internals.recoverThread(thread.threadId);
+      }),
+    );
   }
 }
 
@@ -94,6 +122,7 @@ function start<Api>(
       ? source()
       : new Worker(source, { type: 'module', name: `webhmm thread ${index}` });
   const channel = new MessageChannel();
+  const lifeLock = `webhmm-thread-${crypto.randomUUID()}`;
   return new Promise<Spawned<Api>>((resolve, reject) => {
     const fail = (message: string): void => {
       worker.terminate();
@@ -107,7 +136,12 @@ function start<Api>(
         fail(event.data.message);
         return;
       }
-      resolve({ worker, api: wrap<Api>(channel.port1), threadId: event.data.threadId });
+      resolve({
+        worker,
+        api: wrap<Api>(channel.port1),
+        threadId: event.data.threadId,
+        lifeLock,
+      });
     });
     const init: ThreadInit = {
       type: 'webhmm-thread-init',
@@ -115,7 +149,13 @@ function start<Api>(
       index,
       count,
       port: channel.port2,
+      lifeLock,
     };
     worker.postMessage(init, [channel.port2]);
   });
+}
+
+/** Resolves once the worker holding Web Lock `lifeLock` has ended (the browser released the lock). */
+async function ended(lifeLock: string): Promise<void> {
+  await navigator.locks.request(lifeLock, () => undefined);
 }

@@ -4,6 +4,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { GpuMirror } from '../../src/gpu/gpu-mirror.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
 import { Threads } from '../../src/threads/threads.ts';
+import { internalsOf } from '../../src/space/internals.ts';
+import {
+  FAULT_OWNER,
+  FAULT_SLOTS,
+  FAULT_STATE,
+  FAULT_WORDS,
+  LOCK_WAITERS,
+} from '../../src/space/shared-layout.ts';
 import { testDevice } from '../support/gpu.ts';
 import type { CpuThreadApi as CpuThread } from './cpu-thread.worker.ts';
 
@@ -55,6 +63,78 @@ describe('Threads', () => {
     await expect(
       Threads.spawn(space, new URL('./missing.worker.ts', import.meta.url), 1),
     ).rejects.toThrow(/did not start/);
+  });
+});
+
+/** Fault slots in use and pages with a hold: both 0 when nothing is left behind. */
+function leftovers(space: AddressSpace): { faultSlots: number; heldPages: number } {
+  const { shared } = internalsOf(space).table;
+  let faultSlots = 0;
+  for (let slot = 0; slot < FAULT_SLOTS; slot++) {
+    if (Atomics.load(shared.faults, slot * FAULT_WORDS + FAULT_STATE) !== 0) faultSlots++;
+  }
+  let heldPages = 0;
+  for (let page = 0; page < shared.pageCount; page++) {
+    if (Atomics.load(shared.lock, page) & ~LOCK_WAITERS) heldPages++;
+  }
+  return { faultSlots, heldPages };
+}
+
+/** Resolves once `check()` is true, polling on the event loop. */
+async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+}
+
+describe('terminate', () => {
+  it('ends a worker inside access(): its scope is released and the others go on', async () => {
+    const space = AddressSpace.create({ size: 4 * MiB, pageSize: 4 * KiB });
+    const va = space.alloc(64 * KiB);
+    const threads = await spawn(space, 2);
+    const [holder, other] = threads.workers;
+    const flag = new SharedArrayBuffer(8);
+    void holder!.holdScopeForever(va, 64 * KiB, flag).catch(() => undefined);
+    await until(() => Atomics.load(new Int32Array(flag), 0) === 1, 'the scope to open');
+    expect(leftovers(space).heldPages).toBe(16);
+    const blocked = other!.fill(va, 64 * KiB, 7); // waits for the scope
+    await threads.terminate(0);
+    await blocked;
+    expect(await other!.readSum(va, 64 * KiB)).toBe(7 * 64 * KiB);
+    expect(leftovers(space)).toEqual({ faultSlots: 0, heldPages: 0 });
+    space.free(va);
+    expect(space.alloc(64 * KiB)).toBe(va);
+  });
+
+  it('ends a worker waiting for a CPU fault: its request is given back and the others go on', async () => {
+    const { space, gpu } = await setup(80 * MiB, 4 * KiB);
+    const len = 64 * MiB;
+    const va = space.alloc(len);
+    await gpu.write(va, new Uint8Array(len).fill(3)); // every page GPU-dirty
+    const threads = await spawn(space, 2);
+    const [faulting, other] = threads.workers;
+    const faultingId = await faulting!.threadId();
+    void faulting!.readSum(va, len).catch(() => undefined);
+    const { shared } = internalsOf(space).table;
+    const posted = (): boolean => {
+      for (let slot = 0; slot < FAULT_SLOTS; slot++) {
+        const at = slot * FAULT_WORDS;
+        if (
+          Atomics.load(shared.faults, at + FAULT_OWNER) === faultingId &&
+          Atomics.load(shared.faults, at + FAULT_STATE) !== 0
+        )
+          return true;
+      }
+      return false;
+    };
+    await until(posted, 'the worker to post its fault');
+    await threads.terminate(0);
+    expect(await other!.readSum(va, 256 * KiB)).toBe(3 * 256 * KiB);
+    await until(() => leftovers(space).faultSlots === 0, 'the fault slot to be given back');
+    expect(leftovers(space)).toEqual({ faultSlots: 0, heldPages: 0 });
+    expect(new Set(space.read(va, len))).toEqual(new Set([3]));
   });
 });
 
