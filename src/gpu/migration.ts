@@ -132,23 +132,27 @@ export class Migrator {
     this.ctx.dpt.set(page, 0);
   }
 
-  /** The device page table entry of `page`, from its state. */
+  /**
+   * The device page table entry of `page`, from its state. Another thread may
+   * change the pte meanwhile: the entry is installed only if the page's
+   * sequence number did not move while it was derived (page-table.ts `sequence`).
+   */
   private refreshEntry(page: number): void {
     const frame = this.frameOf[page] ?? -1;
     if (frame < 0) {
       this.ctx.dpt.set(page, 0);
       return;
     }
-    const pte = this.ctx.space.table.pte(page);
-    const state = pte & PTE_STATE_MASK;
-    const prot = (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT;
-    let entry = frame;
-    if (state === PTE_SHARED || state === PTE_GPU) {
-      entry |= DPTE_RESIDENT;
-      if (prot !== PROT_NONE) entry |= DPTE_READABLE;
-      if (state === PTE_GPU && prot === PROT_RW) entry |= DPTE_WRITABLE;
+    const { table } = this.ctx.space;
+    for (;;) {
+      const begin = table.sequence(page);
+      const entry = deviceEntry(frame, table.pte(page));
+      if (table.sequence(page) === begin) {
+        this.ctx.dpt.set(page, entry);
+        return;
+      }
+      this.ctx.counters.entryRetries++;
     }
-    this.ctx.dpt.set(page, entry);
   }
 
   // ---------------------------------------------------------------- to the GPU
@@ -590,4 +594,17 @@ export class Migrator {
     counters.bytesToGpu += fetched.bytes;
     counters.bytesByCause['fault-gpu'] += fetched.bytes;
   }
+}
+
+/** A device page table entry for a page in `frame` whose pte is `pte`. */
+function deviceEntry(frame: number, pte: number): number {
+  const state = pte & PTE_STATE_MASK;
+  const prot = (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT;
+  let entry = frame;
+  if (state === PTE_SHARED || state === PTE_GPU) {
+    entry |= DPTE_RESIDENT;
+    if (prot !== PROT_NONE) entry |= DPTE_READABLE;
+    if (state === PTE_GPU && prot === PROT_RW) entry |= DPTE_WRITABLE;
+  }
+  return entry;
 }

@@ -47,6 +47,8 @@ export interface MirrorStats {
   writebacks: number;
   /** Pages whose GPU copy another thread's notice invalidated. */
   invalidations: number;
+  /** Device page table entries derived again because the page changed while they were (a race with another thread, retried). */
+  entryRetries: number;
   thrashPins: number;
   ignoredHints: number;
   /** Bytes moved (both directions) by cause. */
@@ -89,6 +91,7 @@ export function emptyCounters(): Omit<MirrorStats, 'framesInUse' | 'budget' | 'c
     evictions: 0,
     writebacks: 0,
     invalidations: 0,
+    entryRetries: 0,
     thrashPins: 0,
     ignoredHints: 0,
     bytesByCause: Object.fromEntries(MIGRATION_CAUSES.map((cause) => [cause, 0])) as Record<

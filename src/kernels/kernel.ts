@@ -342,95 +342,113 @@ export class Kernel {
     let replays = 0;
     let gpuFaults = 0;
     let bytesToGpu = 0;
-    for (;;) {
-      // Collect until a pass faults no more.
-      host.beforeGpuUse();
-      const status = await this.runtime.pass(
-        this.compiled(),
-        this.bindGroup(),
-        workgroups,
-        MODE_COLLECT,
-        USES_ALL,
-        true,
-        this.label,
-      );
-      if (status.errorKinds) throw this.runError(status, [], []);
-      const bits = await this.runtime.faultBits();
-      if (status.faulted) {
-        if (++replays > MAX_REPLAYS) {
-          throw new InvalidArgumentError(
-            'code',
-            'kernel',
-            'bad-value',
-            `still faulting after ${MAX_REPLAYS} collecting passes`,
-          );
-        }
-        const moved = await this.serviceFaults(
-          pagesOf(bits, FAULT_PAGES_PER_WORD, FAULT_BITS_PER_PAGE, FAULT_READ),
-          pagesOf(bits, FAULT_PAGES_PER_WORD, FAULT_BITS_PER_PAGE, FAULT_WRITE),
-        );
-        gpuFaults += moved.faulted;
-        bytesToGpu += moved.bytes;
-        continue;
-      }
-      // Hold every page the kernel touched, then check nothing changed meanwhile.
-      const written = pagesOf(bits, FAULT_PAGES_PER_WORD, FAULT_BITS_PER_PAGE, ACCESSED_WRITE);
-      const writtenSet = new Set(written);
-      const readOnly = pagesOf(
-        bits,
-        FAULT_PAGES_PER_WORD,
-        FAULT_BITS_PER_PAGE,
-        ACCESSED_READ,
-      ).filter((page) => !writtenSet.has(page));
-      const writeHolds: Hold[] = runsOf(written).map((run) => ({ ...run, kind: 'exclusive-long' }));
-      const readHolds: Hold[] = runsOf(readOnly).map((run) => ({ ...run, kind: 'scope-read' }));
-      await table.holdAsync([...writeHolds, ...readHolds], 0);
-      const holds = [...writeHolds, ...readHolds];
-      let dirty: number[] = [];
-      try {
-        host.space.pollNotices();
-        const stillGood =
-          written.every((page) => isWritable(table.pte(page))) &&
-          readOnly.every((page) => isReadable(table.pte(page)));
-        if (!stillGood) continue;
+    // Pages brought in for this run stay held by it until it ends, so CPU
+    // writers cannot undo a replay's work and the passes converge.
+    const fetched = new FetchedPages();
+    const events: InvalidateEvent[] = [];
+    try {
+      for (;;) {
+        // Collect until a pass faults no more.
         host.beforeGpuUse();
-        const real = await this.runtime.pass(
+        const status = await this.runtime.pass(
           this.compiled(),
           this.bindGroup(),
           workgroups,
-          MODE_RUN,
+          MODE_COLLECT,
           USES_ALL,
-          false,
+          true,
           this.label,
         );
-        if (real.stored) {
-          dirty = pagesOf(await this.runtime.dirtyBits(), DIRTY_PAGES_PER_WORD, 1, 1);
-          host.migrator.markDirty(dirty);
-        }
-        if (real.errorKinds) throw this.runError(real, [], dirty);
-        if (real.faulted) {
-          throw new InvalidArgumentError(
-            'code',
-            'kernel',
-            'bad-value',
-            'the real pass touched pages the collecting passes did not: its addresses depend on its own stores or atomics; declare uses',
+        if (status.errorKinds) throw this.runError(status, [], []);
+        const bits = await this.runtime.faultBits();
+        if (status.faulted) {
+          if (++replays > MAX_REPLAYS) {
+            throw new InvalidArgumentError(
+              'code',
+              'kernel',
+              'bad-value',
+              `still faulting after ${MAX_REPLAYS} collecting passes`,
+            );
+          }
+          const moved = await this.serviceFaults(
+            pagesOf(bits, FAULT_PAGES_PER_WORD, FAULT_BITS_PER_PAGE, FAULT_READ),
+            pagesOf(bits, FAULT_PAGES_PER_WORD, FAULT_BITS_PER_PAGE, FAULT_WRITE),
+            fetched,
+            events,
           );
+          gpuFaults += moved.faulted;
+          bytesToGpu += moved.bytes;
+          continue;
         }
-      } finally {
-        table.releaseHolds(holds);
+        // Hold every other page the kernel touched, then check nothing changed meanwhile.
+        const written = pagesOf(bits, FAULT_PAGES_PER_WORD, FAULT_BITS_PER_PAGE, ACCESSED_WRITE);
+        const writtenSet = new Set(written);
+        const readOnly = pagesOf(
+          bits,
+          FAULT_PAGES_PER_WORD,
+          FAULT_BITS_PER_PAGE,
+          ACCESSED_READ,
+        ).filter((page) => !writtenSet.has(page));
+        const writeHolds: Hold[] = runsOf(written.filter((page) => !fetched.has(page))).map(
+          (run) => ({ ...run, kind: 'exclusive-long' }),
+        );
+        const readHolds: Hold[] = runsOf(readOnly.filter((page) => !fetched.has(page))).map(
+          (run) => ({ ...run, kind: 'scope-read' }),
+        );
+        const holds = [...writeHolds, ...readHolds];
+        await table.holdAsync(holds, 0);
+        let dirty: number[] = [];
+        try {
+          host.space.pollNotices();
+          const stillGood =
+            written.every((page) => isWritable(table.pte(page))) &&
+            readOnly.every((page) => isReadable(table.pte(page)));
+          if (!stillGood) continue;
+          host.beforeGpuUse();
+          const real = await this.runtime.pass(
+            this.compiled(),
+            this.bindGroup(),
+            workgroups,
+            MODE_RUN,
+            USES_ALL,
+            false,
+            this.label,
+          );
+          if (real.stored) {
+            dirty = pagesOf(await this.runtime.dirtyBits(), DIRTY_PAGES_PER_WORD, 1, 1);
+            host.migrator.markDirty(dirty);
+          }
+          if (real.errorKinds) throw this.runError(real, [], dirty);
+          if (real.faulted) {
+            throw new InvalidArgumentError(
+              'code',
+              'kernel',
+              'bad-value',
+              'the real pass touched pages the collecting passes did not: its addresses depend on its own stores or atomics; declare uses',
+            );
+          }
+        } finally {
+          table.releaseHolds(holds);
+        }
+        return { replays, gpuFaults, bytesToGpu, pagesWritten: dirty.length };
       }
-      return { replays, gpuFaults, bytesToGpu, pagesWritten: dirty.length };
+    } finally {
+      table.releaseHolds(fetched.holds);
+      host.space.announce(events);
     }
   }
 
   /**
-   * Checks and migrates faulted pages, with fault-around: the aligned 2 MiB
-   * block around each page, within its allocation.
+   * Checks faulted pages, then holds (for the rest of the run) and migrates
+   * them with fault-around: the aligned 2 MiB block around each page, within
+   * its allocation. Pages the run holds already are migrated as they are.
    * @throws AccessError for an unmapped, freed or protection-violating page
    */
   private async serviceFaults(
     reads: readonly number[],
     writes: readonly number[],
+    fetched: FetchedPages,
+    events: InvalidateEvent[],
   ): Promise<{ faulted: number; bytes: number }> {
     const { host } = this.runtime;
     const { table } = host.space;
@@ -453,16 +471,21 @@ export class Kernel {
         );
       }
     }
-    const toGpu = this.faultAround(writes, PROT_RW);
-    const toShared = [...this.faultAround(reads, PROT_NONE + 1)].filter((page) => !toGpu.has(page));
-    let bytes = 0;
-    if (toGpu.size > 0)
-      bytes += (await host.migrator.toGpu(runsOf([...toGpu]), 'fault-gpu', true)).bytes;
-    if (toShared.length > 0)
-      bytes += (await host.migrator.toShared(runsOf(toShared), 'fault-gpu')).bytes;
-    host.counters.gpuFaults += reads.length + writes.length;
+    const toGpu = [...this.faultAround(writes, PROT_RW)];
+    const toGpuSet = new Set(toGpu);
+    const toShared = [...this.faultAround(reads, PROT_NONE + 1)].filter(
+      (page) => !toGpuSet.has(page),
+    );
+    const newRuns = (pages: readonly number[]) =>
+      runsOf(pages.filter((page) => !fetched.has(page)));
+    fetched.add(await host.migrator.holdChecked(newRuns(toGpu), true, 'write'));
+    fetched.add(await host.migrator.holdChecked(newRuns(toShared), true, 'read'));
+    const shared = await host.migrator.makeResident(runsOf(toShared), 'shared', events);
+    const owned = await host.migrator.makeResident(runsOf(toGpu), 'gpu', events);
+    const moved = { pages: shared.pages + owned.pages, bytes: shared.bytes + owned.bytes };
+    host.migrator.countFetch(reads.length + writes.length, moved);
     host.counters.replays++;
-    return { faulted: reads.length + writes.length, bytes };
+    return { faulted: reads.length + writes.length, bytes: moved.bytes };
   }
 
   /** `pages` plus the mapped pages of their 2 MiB blocks within their allocations whose protection is at least `minProt`. */
@@ -657,4 +680,21 @@ function isReadable(pte: number): boolean {
     (state === PTE_GPU || state === PTE_SHARED) &&
     (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT !== PROT_NONE
   );
+}
+
+/** The pages a fault-mode run has brought in and holds (exclusively) until it ends. */
+class FetchedPages {
+  readonly holds: Hold[] = [];
+  private readonly pages = new Set<number>();
+
+  has(page: number): boolean {
+    return this.pages.has(page);
+  }
+
+  add(holds: readonly Hold[]): void {
+    for (const hold of holds) {
+      this.holds.push(hold);
+      for (let page = hold.first; page < hold.first + hold.count; page++) this.pages.add(page);
+    }
+  }
 }

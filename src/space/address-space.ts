@@ -409,12 +409,12 @@ export class AddressSpace {
     }
     this.table.critical(() => {
       for (let page = span.first; page < span.first + span.count; page++) {
+        this.table.invalidate(page);
         this.table.updatePte(page, (pte) =>
           (pte & PTE_STATE_MASK) === PTE_UNMAPPED
             ? pte
             : (pte & ~PTE_PROT_MASK) | (code << PTE_PROT_SHIFT),
         );
-        this.table.invalidate(page);
       }
     });
     this.outbox.push({ va, len: span.count * this.pageSize, cause: 'protect' });

@@ -282,6 +282,8 @@ export class PageTable {
     const end = va + len;
     for (let page = Math.floor(va / this.pageSize); this.address(page) < end; page++) {
       const base = this.address(page);
+      // The sequence moves before the state does (see `sequence`).
+      if ((this.pte(page) & PTE_STATE_MASK) !== PTE_CPU) Atomics.add(this.shared.seq, page, 1);
       let before = 0;
       const after = this.updatePte(page, (pte) => {
         before = pte;
@@ -292,7 +294,6 @@ export class PageTable {
       const hi = Math.min(end, base + this.pageSize) - base;
       this.recordStale(page, lo, hi, mayBlock);
       if ((before & PTE_STATE_MASK) !== PTE_CPU) {
-        Atomics.add(this.shared.seq, page, 1);
         outbox.push({ va: base, len: this.pageSize, cause: 'write' });
       }
     }
@@ -347,9 +348,20 @@ export class PageTable {
     this.updatePte(page, (pte) => pte & ~(PTE_STALE_WHOLE | PTE_STALE_RANGES));
   }
 
-  /** Records an invalidation of the page (its sequence number moves on). */
+  /** Records an invalidation of the page (its sequence number moves on): call before changing it. */
   invalidate(page: number): void {
     Atomics.add(this.shared.seq, page, 1);
+  }
+
+  /**
+   * The page's invalidation sequence number. It moves on before every change
+   * of state or protection that another thread makes without the device
+   * side's holds, so a reader that derives something from the pte (a device
+   * page table entry) reads the sequence, then the pte, then the sequence
+   * again, and retries if it moved, instead of installing a stale mapping.
+   */
+  sequence(page: number): number {
+    return Atomics.load(this.shared.seq, page);
   }
 
   /** Wakes threads waiting for the page's pte to change (CPU faults wait on it). */
@@ -367,9 +379,9 @@ export class PageTable {
       this.bytes.fill(0, this.address(page), this.address(page + 1));
     }
     clearIntervals(this.shared.stale, page * STALE_WORDS);
+    Atomics.add(this.shared.seq, page, 1);
     Atomics.store(this.shared.pte, page, PTE_UNMAPPED | PTE_FREED);
     Atomics.add(this.shared.gen, page, 1);
-    Atomics.add(this.shared.seq, page, 1);
   }
 }
 

@@ -3,6 +3,8 @@
 import type { AddressSpace } from '../../src/space/address-space.ts';
 import { internalsOf } from '../../src/space/internals.ts';
 import { serveThread, type ThreadInfo } from '../../src/threads/serve-thread.ts';
+import { seededRandom } from '../support/random.ts';
+import { stressValue } from './stress.ts';
 
 const createApi = (space: AddressSpace, thread: ThreadInfo) => ({
   index: () => thread.index,
@@ -13,6 +15,46 @@ const createApi = (space: AddressSpace, thread: ThreadInfo) => ({
   /** Reads [va, va + len) (faulting GPU-dirty pages back); returns the sum of its bytes. */
   readSum(va: number, len: number): number {
     return space.read(va, len).reduce((sum, byte) => sum + byte, 0);
+  },
+
+  /**
+   * The stress test's CPU writer `owner`: rounds until word 0 of `stop` is
+   * set (at least one), each writing `perRound` random chunks of its own
+   * (chunk c is `owner`'s when c % owners === owner) with
+   * `stressValue(w, round)` and adding 1 to each of `counters` u32 counters
+   * at `countersVa`. Returns the rounds it made and, per chunk, the last
+   * round that wrote it (-1: never).
+   */
+  stressWrites(
+    layout: { dataVa: number; chunks: number; chunkWords: number; owners: number },
+    owner: number,
+    perRound: number,
+    seed: number,
+    countersVa: number,
+    counters: number,
+    stop: SharedArrayBuffer,
+  ): { rounds: number; last: number[] } {
+    const { dataVa, chunks, chunkWords, owners } = layout;
+    const random = seededRandom(seed);
+    const mine = Array.from(
+      { length: Math.ceil((chunks - owner) / owners) },
+      (_, i) => owner + i * owners,
+    );
+    const last = new Array<number>(chunks).fill(-1);
+    const words = new Uint32Array(chunkWords);
+    const stopped = new Int32Array(stop);
+    let round = 0;
+    do {
+      for (let k = 0; k < perRound; k++) {
+        const chunk = mine[random.int(mine.length)] ?? owner;
+        for (let i = 0; i < chunkWords; i++) words[i] = stressValue(chunk * chunkWords + i, round);
+        space.write(dataVa + chunk * chunkWords * 4, words);
+        last[chunk] = round;
+      }
+      for (let i = 0; i < counters; i++) space.atomicAddU32(countersVa + 4 * i, 1);
+      round++;
+    } while (Atomics.load(stopped, 0) === 0);
+    return { rounds: round, last };
   },
 
   fill(va: number, len: number, byte: number): void {

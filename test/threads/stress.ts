@@ -1,0 +1,18 @@
+/** What the stress test's writers (workers and kernels) store: one value per word and round. */
+export function stressValue(word: number, round: number): number {
+  return (Math.imul(round + 1, 0x9e3779b1) ^ word) >>> 0;
+}
+
+/** The same in WGSL, for kernels. */
+export const STRESS_VALUE_WGSL = /* wgsl */ `
+fn stress_value(word: u32, round: u32) -> u32 { return ((round + 1u) * 0x9e3779b1u) ^ word; }`;
+
+/** Whether the kernel writes its chunk `chunk` in round `round` (a quarter of them, varying). */
+export function kernelWrites(chunk: number, round: number): boolean {
+  return ((Math.imul(chunk, 2654435761) + Math.imul(round, 40503)) >>> 0) % 4 === 0;
+}
+
+export const KERNEL_WRITES_WGSL = /* wgsl */ `
+fn kernel_writes(chunk: u32, round: u32) -> bool {
+  return (chunk * 2654435761u + round * 40503u) % 4u == 0u;
+}`;
