@@ -1,10 +1,11 @@
 // A CPU thread for the thread tests, started by Threads.spawn: what each test
 // asks of a worker, run synchronously (a worker may block on faults).
+import { AccessError } from '../../src/errors.ts';
 import type { AddressSpace } from '../../src/space/address-space.ts';
 import { internalsOf } from '../../src/space/internals.ts';
 import { serveThread, type ThreadInfo } from '../../src/threads/serve-thread.ts';
 import { seededRandom } from '../support/random.ts';
-import { stressValue } from './stress.ts';
+import { raceOutcome, stressValue } from './stress.ts';
 
 const createApi = (space: AddressSpace, thread: ThreadInfo) => ({
   index: () => thread.index,
@@ -55,6 +56,27 @@ const createApi = (space: AddressSpace, thread: ThreadInfo) => ({
       round++;
     } while (Atomics.load(stopped, 0) === 0);
     return { rounds: round, last };
+  },
+
+  /**
+   * Frees [va, va + len) (whole pages of an allocation), then allocates `len`
+   * bytes again and fills them with `byte`: freed pages reused with other data.
+   */
+  freeAndReuse(va: number, len: number, byte: number): number {
+    space.free(va, len);
+    const reused = space.alloc(len);
+    space.fill(reused, len, byte);
+    return reused;
+  },
+
+  /** Reads [va, va + len) and names what it saw (see `raceOutcome`), or the AccessError's reason. */
+  readOrFault(va: number, len: number, byte: number, reusedByte: number): string {
+    try {
+      return raceOutcome(space.read(va, len), byte, reusedByte);
+    } catch (error) {
+      if (error instanceof AccessError) return error.reason;
+      throw error;
+    }
   },
 
   fill(va: number, len: number, byte: number): void {

@@ -16,3 +16,17 @@ export const KERNEL_WRITES_WGSL = /* wgsl */ `
 fn kernel_writes(chunk: u32, round: u32) -> bool {
   return (chunk * 2654435761u + round * 40503u) % 4u == 0u;
 }`;
+
+/**
+ * What a read of a range whose second half was freed and allocated again
+ * (filled with `reusedByte`) saw: 'old' (all before the free), 'reused'
+ * (all after the reuse, which took the same pages back), or 'other': bytes of
+ * no single moment, which must never happen.
+ */
+export function raceOutcome(bytes: Uint8Array, oldByte: number, reusedByte: number): string {
+  const half = bytes.length / 2;
+  const firstOld = bytes.subarray(0, half).every((b) => b === oldByte);
+  if (firstOld && bytes.subarray(half).every((b) => b === oldByte)) return 'old';
+  if (firstOld && bytes.subarray(half).every((b) => b === reusedByte)) return 'reused';
+  return 'other';
+}

@@ -1,6 +1,7 @@
 // CPU threads through Threads.spawn, on real workers and real WebGPU:
 // concurrent faults, fault-around, termination.
 import { afterEach, describe, expect, it } from 'vitest';
+import { AccessError } from '../../src/errors.ts';
 import { GpuMirror } from '../../src/gpu/gpu-mirror.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
 import { Threads } from '../../src/threads/threads.ts';
@@ -14,6 +15,7 @@ import {
 } from '../../src/space/shared-layout.ts';
 import { testDevice } from '../support/gpu.ts';
 import type { CpuThreadApi as CpuThread } from './cpu-thread.worker.ts';
+import { raceOutcome } from './stress.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -135,6 +137,48 @@ describe('terminate', () => {
     await until(() => leftovers(space).faultSlots === 0, 'the fault slot to be given back');
     expect(leftovers(space)).toEqual({ faultSlots: 0, heldPages: 0 });
     expect(new Set(space.read(va, len))).toEqual(new Set([3]));
+  });
+});
+
+describe('free during use (HMM anon_teardown, ported)', () => {
+  it('a device read racing a free of half its range sees one moment (old, or after reuse) or AccessError, 10 rounds', async () => {
+    const { space, gpu } = await setup(16 * MiB, 4 * KiB);
+    const [freer] = (await spawn(space, 1)).workers;
+    const len = 2 * MiB;
+    const seen: string[] = [];
+    for (let round = 0; round < 10; round++) {
+      const va = space.alloc(len);
+      space.fill(va, len, 1 + round);
+      if (round % 2) await gpu.migrate(va, len, 'gpu');
+      const reading = gpu.read(va, len).then(
+        (bytes) => raceOutcome(bytes, 1 + round, 0xee),
+        (error: unknown) => (error instanceof AccessError ? error.reason : String(error)),
+      );
+      const reused = await freer!.freeAndReuse(va + len / 2, len / 2, 0xee);
+      seen.push(await reading);
+      space.free(va, len / 2);
+      space.free(reused);
+    }
+    console.log(`device reads racing frees: ${seen.join(', ')}`);
+    for (const result of seen) expect(['old', 'reused', 'freed', 'unmapped']).toContain(result);
+  });
+
+  it('a worker read racing a free of half its range sees one moment (old, or after reuse) or AccessError, 10 rounds', async () => {
+    const space = AddressSpace.create({ size: 16 * MiB, pageSize: 4 * KiB });
+    const [reader, freer] = (await spawn(space, 2)).workers;
+    const len = 2 * MiB;
+    const seen: string[] = [];
+    for (let round = 0; round < 10; round++) {
+      const va = space.alloc(len);
+      space.fill(va, len, 1 + round);
+      const reading = reader!.readOrFault(va, len, 1 + round, 0xee);
+      const reused = await freer!.freeAndReuse(va + len / 2, len / 2, 0xee);
+      seen.push(await reading);
+      space.free(va, len / 2);
+      space.free(reused);
+    }
+    console.log(`worker reads racing frees: ${seen.join(', ')}`);
+    for (const result of seen) expect(['old', 'reused', 'freed', 'unmapped']).toContain(result);
   });
 });
 
