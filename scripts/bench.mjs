@@ -34,6 +34,8 @@ const TARGETS = {
   'update.dirty.1pct': ['<=', 0.1],
   'kernel.translated': ['<=', 1.5],
   'iterative.webhmm': ['<=', 0.4],
+  'fault.cpu.p50': ['<=', 2],
+  'fault.cpu.throughput': ['>=', 4],
 };
 
 /** Timing an operation against itself gives ratios in this band (SPEC §5). */

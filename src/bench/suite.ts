@@ -4,11 +4,12 @@
  * `npm run bench` both run it through `runSuite`.
  */
 import type { BenchEnv, BenchOptions, BenchReport, BenchResult, BenchRow } from './bench-types.ts';
+import { faultRows } from './rows/fault-rows.ts';
 import { kernelRows } from './rows/kernel-rows.ts';
 import { migrationRows } from './rows/migration-rows.ts';
 import { runRows } from './runner.ts';
 
-export const suiteRows: readonly BenchRow[] = [...migrationRows, ...kernelRows];
+export const suiteRows: readonly BenchRow[] = [...migrationRows, ...kernelRows, ...faultRows];
 
 /** The limits a report records: those that bound what the rows can move. */
 const REPORTED_LIMITS = [

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { runSuite, suiteRows } from '../../src/bench/suite.ts';
 
 describe('the benchmark suite on real WebGPU', () => {
-  it('names every canonical row of issues 3 and 4', () => {
+  it('names every canonical row of issues 3, 4 and 5', () => {
     const names = suiteRows.map((row) => row.name);
     for (const name of [
       'migrate.h2d.auto',
@@ -14,6 +14,9 @@ describe('the benchmark suite on real WebGPU', () => {
       'kernel.translated.perelement',
       'kernel.faultmode',
       'iterative.webhmm',
+      'fault.cpu.p50',
+      'fault.cpu.p99',
+      'fault.cpu.throughput',
     ])
       expect(names).toContain(name);
   });
