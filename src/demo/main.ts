@@ -2,8 +2,14 @@
 // a worker and the GPU (through a GpuMirror) all use. Buttons allocate, write,
 // protect, free and migrate; the map shows each page's state and protection,
 // and the log shows invalidation notices and the mirror's trace.
-import { wrap } from 'comlink';
-import { AddressSpace, GpuMirror, WebHmmError, type Kernel, type PageSnapshot } from '../index.ts';
+import {
+  AddressSpace,
+  GpuMirror,
+  Threads,
+  WebHmmError,
+  type Kernel,
+  type PageSnapshot,
+} from '../index.ts';
 import { mountBenchPanel } from './bench-panel.ts';
 import type { DemoWorkerApi } from './demo.worker.ts';
 
@@ -11,10 +17,11 @@ const PAGE = 64 << 10;
 const PAGES = 64;
 
 const space = AddressSpace.create({ size: PAGES * PAGE, pageSize: PAGE });
-const worker = wrap<DemoWorkerApi>(
-  new Worker(new URL('./demo.worker.ts', import.meta.url), { type: 'module' }),
+const threads = Threads.spawn<DemoWorkerApi>(
+  space,
+  () => new Worker(new URL('./demo.worker.ts', import.meta.url), { type: 'module' }),
+  1,
 );
-const workerReady = worker.attach(space.handle);
 const mirror = GpuMirror.attach(space);
 const allocations: { va: number; len: number }[] = [];
 let increment: Kernel | undefined;
@@ -126,7 +133,8 @@ const actions: Record<string, () => Promise<void> | void> = {
   },
   async worker() {
     const { va, len } = newest();
-    await workerReady;
+    const [worker] = (await threads).workers;
+    if (!worker) throw new Error('the demo worker did not start');
     const sum = await worker.stamp(va, len, 7);
     log(
       `worker wrote 7 into each page of 0x${va.toString(16)} and read back ${sum}; main reads ${space.getU32(va)}`,
