@@ -18,15 +18,18 @@ fn kernel_writes(chunk: u32, round: u32) -> bool {
 }`;
 
 /**
- * What a read of a range whose second half was freed and allocated again
- * (filled with `reusedByte`) saw: 'old' (all before the free), 'reused'
- * (all after the reuse, which took the same pages back), or 'other': bytes of
- * no single moment, which must never happen.
+ * What a read of a range whose second half was freed, allocated again (zeroed)
+ * and filled with `reusedByte` saw: 'old' (all before the free), 'reused' or
+ * 'reused-zero' (after the reuse, which took the same pages back, after or
+ * before its fill), or 'other': bytes of no single moment, which must never
+ * happen.
  */
 export function raceOutcome(bytes: Uint8Array, oldByte: number, reusedByte: number): string {
   const half = bytes.length / 2;
-  const firstOld = bytes.subarray(0, half).every((b) => b === oldByte);
-  if (firstOld && bytes.subarray(half).every((b) => b === oldByte)) return 'old';
-  if (firstOld && bytes.subarray(half).every((b) => b === reusedByte)) return 'reused';
+  if (!bytes.subarray(0, half).every((b) => b === oldByte)) return 'other';
+  const second = bytes.subarray(half);
+  if (second.every((b) => b === oldByte)) return 'old';
+  if (second.every((b) => b === reusedByte)) return 'reused';
+  if (second.every((b) => b === 0)) return 'reused-zero';
   return 'other';
 }
