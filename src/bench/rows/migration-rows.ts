@@ -79,7 +79,10 @@ function d2h(copy: CopyMode): BenchRow {
           return gbPerSecond(bytes, performance.now() - started);
         },
         baseline: readback,
-        notes: () => ({ engine: gpu.stats().copyEngine.d2h.contiguous }),
+        notes: () => {
+          const choice = gpu.stats().copyEngine;
+          return { engine: choice.d2h.contiguous, pipelined: String(choice.pipelinedReadback) };
+        },
         teardown: async () => {
           await gpu.detach();
           readback.destroy();
