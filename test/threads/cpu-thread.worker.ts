@@ -19,12 +19,12 @@ const createApi = (space: AddressSpace, thread: ThreadInfo) => ({
   },
 
   /**
-   * The stress test's CPU writer `owner`: rounds until word 0 of `stop` is
-   * set (at least one), each writing `perRound` random chunks of its own
+   * The stress test's CPU writer `owner`: `pacing.rounds` rounds, spread
+   * over the main thread's `pacing.mainOps` operations (word 0 of
+   * `pacing.progress` counts those done), each writing `perRound` random chunks of its own
    * (chunk c is `owner`'s when c % owners === owner) with
    * `stressValue(w, round)` and adding 1 to each of `counters` u32 counters
-   * at `countersVa`. Returns the rounds it made and, per chunk, the last
-   * round that wrote it (-1: never).
+   * at `countersVa`. Returns, per chunk, the last round that wrote it (-1: never).
    */
   stressWrites(
     layout: { dataVa: number; chunks: number; chunkWords: number; owners: number },
@@ -33,8 +33,10 @@ const createApi = (space: AddressSpace, thread: ThreadInfo) => ({
     seed: number,
     countersVa: number,
     counters: number,
-    stop: SharedArrayBuffer,
-  ): { rounds: number; last: number[] } {
+    pacing: { rounds: number; progress: SharedArrayBuffer; mainOps: number },
+  ): number[] {
+    const { rounds } = pacing;
+    const progress = new Int32Array(pacing.progress);
     const { dataVa, chunks, chunkWords, owners } = layout;
     const random = seededRandom(seed);
     const mine = Array.from(
@@ -43,9 +45,11 @@ const createApi = (space: AddressSpace, thread: ThreadInfo) => ({
     );
     const last = new Array<number>(chunks).fill(-1);
     const words = new Uint32Array(chunkWords);
-    const stopped = new Int32Array(stop);
-    let round = 0;
-    do {
+    for (let round = 0; round < rounds; round++) {
+      // Keep pace with the main thread's operations, so that every one of them meets writes.
+      const due = Math.floor((round * pacing.mainOps) / rounds);
+      for (let seen = Atomics.load(progress, 0); seen < due; seen = Atomics.load(progress, 0))
+        Atomics.wait(progress, 0, seen, 100);
       for (let k = 0; k < perRound; k++) {
         const chunk = mine[random.int(mine.length)] ?? owner;
         for (let i = 0; i < chunkWords; i++) words[i] = stressValue(chunk * chunkWords + i, round);
@@ -53,9 +57,8 @@ const createApi = (space: AddressSpace, thread: ThreadInfo) => ({
         last[chunk] = round;
       }
       for (let i = 0; i < counters; i++) space.atomicAddU32(countersVa + 4 * i, 1);
-      round++;
-    } while (Atomics.load(stopped, 0) === 0);
-    return { rounds: round, last };
+    }
+    return last;
   },
 
   /**
