@@ -4,9 +4,9 @@ import { releaseProxy, wrap, type Remote } from 'comlink';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LIST_WALK, SAXPY_PER_ELEMENT } from '../../src/bench/workloads.ts';
 import { AccessError, InvalidArgumentError } from '../../src/errors.ts';
-import { GpuMirror } from '../../src/gpu/gpu-mirror.ts';
-import { AddressSpace } from '../../src/space/address-space.ts';
-import { testDevice } from '../support/gpu.ts';
+import type { GpuMirror } from '../../src/gpu/gpu-mirror.ts';
+import type { AddressSpace } from '../../src/space/address-space.ts';
+import { testMirror } from '../support/mirror.ts';
 import { testRandom } from '../support/random.ts';
 import type { CpuThreadApi } from './cpu-thread.worker.ts';
 
@@ -18,20 +18,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function setup(
+function setup(
   size: number,
   pageSize = 64 * KiB,
 ): Promise<{ space: AddressSpace; gpu: GpuMirror }> {
-  const test = await testDevice();
-  const space = AddressSpace.create({ size, pageSize });
-  const gpu = await GpuMirror.attach(space, { device: test.device, copy: 'buffer' });
-  cleanups.push(async () => {
-    await gpu.detach();
-    expect(await test.validationError()).toBeUndefined();
-    expect(test.liveBuffers()).toBe(0);
-    test.destroy();
-  });
-  return { space, gpu };
+  return testMirror({ size, pageSize }, { copy: 'buffer' }, cleanups);
 }
 
 async function worker(space: AddressSpace): Promise<Remote<CpuThreadApi>> {
