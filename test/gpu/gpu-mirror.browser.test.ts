@@ -8,6 +8,7 @@ import type { CopyMode } from '../../src/gpu/copy-engines.ts';
 import { GpuMirror } from '../../src/gpu/gpu-mirror.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
 import { testDevice, type TestDevice } from '../support/gpu.ts';
+import { testMirror } from '../support/mirror.ts';
 import { firstDifference, testRandom } from '../support/random.ts';
 import type { SpaceWorkerApi } from '../space/space.worker.ts';
 
@@ -20,26 +21,17 @@ afterEach(async () => {
 });
 
 /** A space, a counted test device and a mirror on it; checks no validation error and no leak at the end. */
-async function setup(
+function setup(
   options: { size?: number; pageSize?: number; copy?: CopyMode; budget?: number } = {},
 ): Promise<{ space: AddressSpace; gpu: GpuMirror; test: TestDevice }> {
-  const test = await testDevice();
-  const space = AddressSpace.create({
-    size: options.size ?? 16 * MiB,
-    pageSize: options.pageSize ?? 4 * KiB,
-  });
-  const gpu = await GpuMirror.attach(space, {
-    device: test.device,
-    copy: options.copy ?? 'auto',
-    ...(options.budget === undefined ? {} : { budget: options.budget }),
-  });
-  cleanups.push(async () => {
-    await gpu.detach();
-    expect(await test.validationError()).toBeUndefined();
-    expect(test.liveBuffers()).toBe(0);
-    test.destroy();
-  });
-  return { space, gpu, test };
+  return testMirror(
+    { size: options.size ?? 16 * MiB, pageSize: options.pageSize ?? 4 * KiB },
+    {
+      copy: options.copy ?? 'auto',
+      ...(options.budget === undefined ? {} : { budget: options.budget }),
+    },
+    cleanups,
+  );
 }
 
 const u32 = (bytes: Uint8Array): Uint32Array =>
