@@ -49,6 +49,7 @@ export default defineConfig((env) =>
             test: {
               name: 'browser',
               include: ['test/**/*.browser.test.ts'],
+              globalSetup: ['test/package/build-once.ts'],
               // GPU work on a software adapter is slow.
               testTimeout: 60_000,
               hookTimeout: 60_000,

@@ -1,7 +1,10 @@
-// Global setup of the `unit` project: builds the library (`npm run build:lib`) once per
-// run, so package.test.ts checks the dist/ of the current sources. A failed build does
-// not abort the other unit tests; package.test.ts reports it with the build's output.
+// Global setup of both projects: builds the library (`npm run build:lib`) unless dist/
+// is newer than every source file, so the package tests check the dist/ of the current
+// sources. A failed build does not abort the other tests; the package tests report it
+// with the build's output.
 import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
 
@@ -21,6 +24,10 @@ declare module 'vitest' {
 export default function setup(project: TestProject): void {
   const root = fileURLToPath(new URL('../..', import.meta.url));
   const start = performance.now();
+  if (builtAfter(join(root, 'dist'), newest(join(root, 'src')))) {
+    project.provide('libBuild', { ok: true, output: 'dist/ is up to date', ms: 0 });
+    return;
+  }
   const run = spawnSync('npm', ['run', '--silent', 'build:lib'], {
     cwd: root,
     encoding: 'utf8',
@@ -33,4 +40,20 @@ export default function setup(project: TestProject): void {
     output,
     ms: Math.round(performance.now() - start),
   });
+}
+
+/** The newest modification time of the files under `dir`, ms. */
+function newest(dir: string): number {
+  let latest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    latest = Math.max(latest, entry.isDirectory() ? newest(path) : statSync(path).mtimeMs);
+  }
+  return latest;
+}
+
+/** Whether dist/ holds a build made after `time`. */
+function builtAfter(dist: string, time: number): boolean {
+  const files = ['index.js', 'index.d.ts'].map((name) => join(dist, name));
+  return files.every((file) => existsSync(file) && statSync(file).mtimeMs > time);
 }
