@@ -142,7 +142,7 @@ export class PageTable {
    */
   tryHoldAll(holds: readonly Hold[]): { page: number; kind: HoldKind } | undefined {
     return this.critical(() => {
-      if (this.record && !this.record.fits(holds.length)) this.record.journal(holds); // throws
+      this.record?.assertFits(holds.length); // before taking anything
       const lock = this.shared.lock;
       for (let h = 0; h < holds.length; h++) {
         const hold = holds[h];

@@ -104,19 +104,20 @@ export class ThreadRecord {
     }
   }
 
-  /** Journals holds the thread has just taken. @throws OutOfMemoryError 'threads' if the journal is full */
+  /** Journals holds the thread has just taken (check `assertFits` first). */
   journal(holds: readonly JournaledHold[]): void {
     const count = Atomics.load(this.words, this.base + THREAD_HOLDS);
-    if (count + holds.length > THREAD_JOURNAL_CAPACITY) {
-      throw new OutOfMemoryError('threads', count + holds.length, THREAD_JOURNAL_CAPACITY);
-    }
+    this.assertFits(holds.length);
     holds.forEach((hold, i) => this.writeEntry(count + i, hold));
     Atomics.store(this.words, this.base + THREAD_HOLDS, count + holds.length);
   }
 
-  /** Whether `extra` more holds fit the journal. */
-  fits(extra: number): boolean {
-    return Atomics.load(this.words, this.base + THREAD_HOLDS) + extra <= THREAD_JOURNAL_CAPACITY;
+  /** @throws OutOfMemoryError 'threads' if `extra` more holds would overflow the journal */
+  assertFits(extra: number): void {
+    const count = Atomics.load(this.words, this.base + THREAD_HOLDS);
+    if (count + extra > THREAD_JOURNAL_CAPACITY) {
+      throw new OutOfMemoryError('threads', count + extra, THREAD_JOURNAL_CAPACITY);
+    }
   }
 
   /** Removes released holds from the journal (each matching entry once). */

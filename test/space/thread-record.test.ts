@@ -53,7 +53,7 @@ describe('thread records', () => {
     const record = ThreadRecord.claim(words, 1);
     const hold: JournaledHold = { first: 1, count: 1, kind: 'read' };
     record.journal(new Array<JournaledHold>(THREAD_JOURNAL_CAPACITY).fill(hold));
-    expect(record.fits(1)).toBe(false);
+    expect(() => record.assertFits(1)).toThrow(expect.objectContaining({ reason: 'threads' }));
     expect(() => record.journal([hold])).toThrow(expect.objectContaining({ reason: 'threads' }));
     for (let id = 2; id <= THREAD_SLOTS; id++) ThreadRecord.claim(words, id);
     expect(() => ThreadRecord.claim(words, 999)).toThrow(

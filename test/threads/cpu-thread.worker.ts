@@ -1,6 +1,6 @@
 // A CPU thread for the thread tests, started by Threads.spawn: what each test
 // asks of a worker, run synchronously (a worker may block on faults).
-import { AccessError } from '../../src/errors.ts';
+import { AccessError, WebHmmError } from '../../src/errors.ts';
 import type { AddressSpace } from '../../src/space/address-space.ts';
 import { internalsOf } from '../../src/space/internals.ts';
 import { serveThread, type ThreadInfo } from '../../src/threads/serve-thread.ts';
@@ -79,6 +79,26 @@ const createApi = (space: AddressSpace, thread: ThreadInfo) => ({
     } catch (error) {
       if (error instanceof AccessError) return error.reason;
       throw error;
+    }
+  },
+
+  /**
+   * Takes read leases on `count` pages from `va`, one each, until one is
+   * refused; releases them all. Returns how many it got and the refusal.
+   */
+  async leaseMany(va: number, count: number): Promise<{ held: number; refused?: string }> {
+    const leases = [];
+    try {
+      for (let i = 0; i < count; i++)
+        leases.push(await space.acquire(va + i * space.pageSize, 4, 'read'));
+      return { held: leases.length };
+    } catch (error) {
+      return {
+        held: leases.length,
+        refused: error instanceof WebHmmError ? `${error.code} ${error.reason}` : String(error),
+      };
+    } finally {
+      for (const lease of leases) lease.release();
     }
   },
 

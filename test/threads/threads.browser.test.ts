@@ -83,6 +83,18 @@ async function until(check: () => boolean, what: string, ms = 10_000): Promise<v
 }
 
 describe('terminate', () => {
+  it('refuses a 65th hold at once in a thread it may end, changing nothing', async () => {
+    const space = AddressSpace.create({ size: 4 * MiB, pageSize: 4 * KiB });
+    const va = space.alloc(1 * MiB);
+    const [thread] = (await spawn(space, 1)).workers;
+    expect(await thread!.leaseMany(va, 64)).toEqual({ held: 64 });
+    expect(await thread!.leaseMany(va, 65)).toEqual({
+      held: 64,
+      refused: 'OUT_OF_MEMORY threads',
+    });
+    expect(leftovers(space)).toEqual({ faultSlots: 0, heldPages: 0 });
+  });
+
   it('ends a worker inside access(): its scope is released and the others go on', async () => {
     const space = AddressSpace.create({ size: 4 * MiB, pageSize: 4 * KiB });
     const va = space.alloc(64 * KiB);
