@@ -404,6 +404,8 @@ export class Kernel {
             written.every((page) => isWritable(table.pte(page))) &&
             readOnly.every((page) => isReadable(table.pte(page)));
           if (!stillGood) continue;
+          // Fetched pages the kernel only reads: CPU readers may join while it runs.
+          fetched.replace(table.downgradeHoldsExcept(fetched.holds, writtenSet));
           host.beforeGpuUse();
           const real = await this.runtime.pass(
             this.compiled(),
@@ -684,8 +686,13 @@ function isReadable(pte: number): boolean {
 
 /** The pages a fault-mode run has brought in and holds (exclusively) until it ends. */
 class FetchedPages {
-  readonly holds: Hold[] = [];
+  holds: Hold[] = [];
   private readonly pages = new Set<number>();
+
+  /** The same pages, held as `holds` now (after a downgrade). */
+  replace(holds: Hold[]): void {
+    this.holds = holds;
+  }
 
   has(page: number): boolean {
     return this.pages.has(page);

@@ -209,6 +209,44 @@ export class PageTable {
     });
   }
 
+  /**
+   * Turns the pages of exclusive `holds` that are not in `exclusive` into
+   * read-scope holds; returns the holds as they are then (runs split where the
+   * kind changes). Leaves them as they are if the split would not fit this
+   * thread's hold journal.
+   */
+  downgradeHoldsExcept(holds: readonly Hold[], exclusive: ReadonlySet<number>): Hold[] {
+    const kept: Hold[] = [];
+    const lowered: Hold[] = [];
+    for (const hold of holds) {
+      let first = hold.first;
+      for (let page = hold.first; page <= hold.first + hold.count; page++) {
+        const end = page === hold.first + hold.count;
+        if (!end && exclusive.has(page) === exclusive.has(first)) continue;
+        (exclusive.has(first) ? kept : lowered).push({ ...hold, first, count: page - first });
+        first = page;
+      }
+    }
+    if (lowered.length === 0) return [...holds];
+    if (this.record && !this.fitsAfterReplacing(holds.length, kept.length + lowered.length)) {
+      return [...holds];
+    }
+    return this.critical(() => {
+      this.record?.unjournal(holds);
+      this.record?.journal([...kept, ...lowered]);
+      return [...kept, ...this.downgradeHolds(lowered)];
+    });
+  }
+
+  private fitsAfterReplacing(removed: number, added: number): boolean {
+    try {
+      this.record?.assertFits(added - removed);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   releaseHolds(holds: readonly Hold[]): void {
     this.critical(() => {
       this.releaseLocks(holds);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { WouldBlockError } from '../../src/errors.ts';
 import { FaultChannel } from '../../src/space/fault-channel.ts';
+import type { Hold } from '../../src/space/page-table.ts';
+import { PageTable } from '../../src/space/page-table.ts';
 import {
   FAULT_SLOTS,
   FAULT_STATE,
@@ -130,5 +132,41 @@ describe('fault slots of an ended thread', () => {
     expect(busySlots(shared.faults)).toHaveLength(2);
     server.complete(inService!);
     expect(busySlots(shared.faults)).toHaveLength(1); // only the live thread's
+  });
+});
+
+describe('downgrading part of a set of exclusive holds', () => {
+  it('splits runs where the kind changes, locks and journal alike', () => {
+    const shared = createSharedState(32, 12);
+    const record = ThreadRecord.claim(shared.threads, 5);
+    const limits = { faultTimeoutMs: 100, spinLimitMs: 1 };
+    const table = new PageTable(shared, new SharedArrayBuffer(32 * 4096), limits, record);
+    const holds: Hold[] = [
+      { first: 2, count: 6, kind: 'exclusive-long' },
+      { first: 20, count: 2, kind: 'exclusive-long' },
+    ];
+    expect(table.tryHoldAll(holds)).toBeUndefined();
+    const after = table.downgradeHoldsExcept(holds, new Set([4, 5, 21]));
+    expect(after).toEqual([
+      { first: 4, count: 2, kind: 'exclusive-long' },
+      { first: 21, count: 1, kind: 'exclusive-long' },
+      { first: 2, count: 2, kind: 'scope-read' },
+      { first: 6, count: 2, kind: 'scope-read' },
+      { first: 20, count: 1, kind: 'scope-read' },
+    ]);
+    // A plain read may join a read-scope page, not an exclusive one.
+    expect(table.tryHoldAll([{ first: 2, count: 1, kind: 'read' }])).toBeUndefined();
+    expect(table.tryHoldAll([{ first: 4, count: 1, kind: 'read' }])).toMatchObject({ page: 4 });
+    table.releaseHolds([{ first: 2, count: 1, kind: 'read' }]);
+    table.releaseHolds(after);
+    const journaled: JournaledHold[] = [];
+    ThreadRecord.recover(
+      shared.threads,
+      5,
+      (h) => journaled.push(...h),
+      () => undefined,
+    );
+    expect(journaled).toEqual([]); // every hold was released through the journal
+    expect([...shared.lock].every((word) => word === 0)).toBe(true);
   });
 });
