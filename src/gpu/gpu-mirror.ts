@@ -28,7 +28,7 @@ import { createCopyEngine, type CopyMode } from './copy-engines.ts';
 import { DPTE_MAX_FRAMES } from './device-layout.ts';
 import { DevicePageTable } from './device-page-table.ts';
 import { FramePool } from './frame-pool.ts';
-import { Migrator, type MigrationResult, type PageRun } from './migration.ts';
+import { Migrator, faultAroundRun, type MigrationResult, type PageRun } from './migration.ts';
 import { Kernel, type KernelOptions } from '../kernels/kernel.ts';
 import { KernelRuntime } from '../kernels/kernel-runtime.ts';
 import {
@@ -417,11 +417,8 @@ export class GpuMirror {
     const allocation = this.internals.allocationRun(request.first);
     if (!allocation) return { first: request.first, count: request.count };
     const block = Math.max(1, FAULT_AROUND_BYTES / this.space.pageSize);
-    const lo = Math.max(allocation.first, Math.floor(request.first / block) * block);
-    const hi = Math.min(
-      allocation.first + allocation.count,
-      Math.ceil((request.first + request.count) / block) * block,
-    );
+    const around = faultAroundRun(request.first, request.first + request.count, block, allocation);
+    const [lo, hi] = [around.first, around.first + around.count];
     const idleOnGpu = (page: number): boolean =>
       (table.pte(page) & PTE_STATE_MASK) === PTE_GPU && !table.isHeld(page);
     let first = request.first;

@@ -286,11 +286,12 @@ export class Migrator {
    * (`zero` and `cpu` -> `shared`), then the frames are read.
    */
   async deviceRead(va: number, len: number): Promise<Uint8Array> {
+    const started = performance.now();
     const run = this.runOf(va, len);
     const holds = await this.holdChecked([run], true);
     try {
       const plans = this.plan([run]);
-      this.countFetch(plans.length, await this.fetch(plans));
+      this.countFetch(plans.length, [run], await this.fetch(plans), started);
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       const end = va + len;
       const segments: Segment[] = [];
@@ -315,12 +316,13 @@ export class Migrator {
    * @throws AccessError (protection), OutOfMemoryError (budget); nothing moved
    */
   async deviceWrite(va: number, data: Uint8Array): Promise<void> {
+    const started = performance.now();
     const run = this.runOf(va, data.byteLength);
     const holds = await this.holdChecked([run], true, 'write');
     const events: InvalidateEvent[] = [];
     try {
       const plans = this.plan([run], { lo: va, hi: va + data.byteLength });
-      this.countFetch(plans.length, await this.fetch(plans));
+      this.countFetch(plans.length, [run], await this.fetch(plans), started);
       const end = va + data.byteLength;
       for (let page = run.first; page < run.first + run.count; page++) {
         const base = page * this.pageSize;
@@ -586,25 +588,57 @@ export class Migrator {
     });
   }
 
-  /** Counts what device-side access had to fetch: GPU faults, in pages and bytes. */
-  countFetch(faultedPages: number, fetched: MigrationResult): void {
-    const counters = this.ctx.counters;
-    counters.gpuFaults += faultedPages;
-    counters.pagesToGpu += fetched.pages;
-    counters.bytesToGpu += fetched.bytes;
-    counters.bytesByCause['fault-gpu'] += fetched.bytes;
+  /**
+   * Accounts what device-side access (a kernel run, gpu.read/write) had to
+   * fetch for `runs` since `started`: GPU faults, pages and bytes, and a
+   * 'fault-gpu' migration in the trace when anything moved.
+   */
+  countFetch(
+    faultedPages: number,
+    runs: readonly PageRun[],
+    fetched: MigrationResult,
+    started: number,
+  ): void {
+    this.ctx.counters.gpuFaults += faultedPages;
+    if (faultedPages > 0) this.account('gpu', 'fault-gpu', runs, fetched, started);
   }
+}
+
+/**
+ * The pages [first, end) widened to whole aligned blocks of `block` pages,
+ * clipped to `allocation`: where fault-around may reach.
+ */
+export function faultAroundRun(
+  first: number,
+  end: number,
+  block: number,
+  allocation: PageRun,
+): PageRun {
+  const lo = Math.max(allocation.first, Math.floor(first / block) * block);
+  const hi = Math.min(allocation.first + allocation.count, Math.ceil(end / block) * block);
+  return { first: lo, count: hi - lo };
+}
+
+/** Whether the device may read a page whose pte is `pte` as it is (resident, not `prot: 'none'`). */
+export function deviceCanRead(pte: number): boolean {
+  const state = pte & PTE_STATE_MASK;
+  return (
+    (state === PTE_SHARED || state === PTE_GPU) &&
+    (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT !== PROT_NONE
+  );
+}
+
+/** Whether the device may write a page whose pte is `pte` as it is (GPU-owned, read-write). */
+export function deviceCanWrite(pte: number): boolean {
+  return (pte & PTE_STATE_MASK) === PTE_GPU && (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT === PROT_RW;
 }
 
 /** A device page table entry for a page in `frame` whose pte is `pte`. */
 function deviceEntry(frame: number, pte: number): number {
   const state = pte & PTE_STATE_MASK;
-  const prot = (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT;
   let entry = frame;
-  if (state === PTE_SHARED || state === PTE_GPU) {
-    entry |= DPTE_RESIDENT;
-    if (prot !== PROT_NONE) entry |= DPTE_READABLE;
-    if (state === PTE_GPU && prot === PROT_RW) entry |= DPTE_WRITABLE;
-  }
+  if (state === PTE_SHARED || state === PTE_GPU) entry |= DPTE_RESIDENT;
+  if (deviceCanRead(pte)) entry |= DPTE_READABLE;
+  if (deviceCanWrite(pte)) entry |= DPTE_WRITABLE;
   return entry;
 }

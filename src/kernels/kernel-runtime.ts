@@ -44,6 +44,11 @@ export interface PassStatus {
   /** Lowest VA of an access error, or undefined. */
   readonly errorVa: number | undefined;
   readonly errorKinds: number;
+  /**
+   * The bitmap the pass filled, read back with the status in the same round
+   * trip: the fault bitmap of a collecting pass, the dirty bitmap otherwise.
+   */
+  readonly bits: Uint32Array;
 }
 
 const INITIAL_STATUS = new Uint32Array(STATUS_WORDS);
@@ -94,7 +99,7 @@ export class KernelRuntime {
     });
     this.uses = this.createUses();
     this.readback = this.createReadback(
-      Math.max(STATUS_WORDS, this.dirtyWords, this.faultWords) * 4,
+      (STATUS_WORDS + Math.max(this.dirtyWords, this.faultWords)) * 4,
     );
     const entry = (binding: number, type: GPUBufferBindingType): GPUBindGroupLayoutEntry => ({
       binding,
@@ -166,7 +171,7 @@ export class KernelRuntime {
 
   /**
    * One pass: resets the status (and the bitmap the pass fills), dispatches,
-   * and reads back the status block once the GPU is done.
+   * and reads back the status block and that bitmap in one round trip.
    */
   async pass(
     pipeline: GPUComputePipeline,
@@ -188,26 +193,21 @@ export class KernelRuntime {
     compute.setBindGroup(0, group);
     compute.dispatchWorkgroups(...workgroups);
     compute.end();
+    const [bitmap, bitmapWords] = resetFaults
+      ? [this.faults, this.faultWords]
+      : [this.dirty, this.dirtyWords];
     encoder.copyBufferToBuffer(this.status, 0, this.readback, 0, STATUS_WORDS * 4);
+    encoder.copyBufferToBuffer(bitmap, 0, this.readback, STATUS_WORDS * 4, bitmapWords * 4);
     device.queue.submit([encoder.finish()]);
-    const words = await this.read(STATUS_WORDS);
+    const words = await this.read(STATUS_WORDS + bitmapWords);
     const errorVa = words[STATUS_ERROR_VA] ?? NO_ERROR_VA;
     return {
       faulted: (words[0] ?? 0) !== 0,
       stored: (words[1] ?? 0) !== 0,
       errorVa: errorVa === NO_ERROR_VA ? undefined : errorVa,
       errorKinds: words[3] ?? 0,
+      bits: words.subarray(STATUS_WORDS),
     };
-  }
-
-  /** The dirty bitmap of the last pass. */
-  dirtyBits(): Promise<Uint32Array> {
-    return this.readBuffer(this.dirty, this.dirtyWords);
-  }
-
-  /** The fault bitmap of the last collecting pass. */
-  faultBits(): Promise<Uint32Array> {
-    return this.readBuffer(this.faults, this.faultWords);
   }
 
   destroy(): void {
@@ -221,13 +221,6 @@ export class KernelRuntime {
     ]) {
       buffer.destroy();
     }
-  }
-
-  private async readBuffer(buffer: GPUBuffer, words: number): Promise<Uint32Array> {
-    const encoder = this.host.device.createCommandEncoder({ label: `read ${buffer.label}` });
-    encoder.copyBufferToBuffer(buffer, 0, this.readback, 0, words * 4);
-    this.host.device.queue.submit([encoder.finish()]);
-    return this.read(words);
   }
 
   private async read(words: number): Promise<Uint32Array> {

@@ -17,17 +17,21 @@
  * non-resident loads read 0 during collection.
  */
 import { AccessError, InvalidArgumentError, invariant } from '../errors.ts';
-import type { MigrationResult, PageRun } from '../gpu/migration.ts';
+import {
+  deviceCanRead,
+  deviceCanWrite,
+  faultAroundRun,
+  type MigrationResult,
+  type PageRun,
+} from '../gpu/migration.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
 import type { Hold } from '../space/page-table.ts';
 import {
   PROT_NONE,
   PROT_RW,
   PTE_FREED,
-  PTE_GPU,
   PTE_PROT_MASK,
   PTE_PROT_SHIFT,
-  PTE_SHARED,
   PTE_STATE_MASK,
   PTE_UNMAPPED,
 } from '../space/shared-layout.ts';
@@ -245,10 +249,11 @@ export class Kernel {
       this.checkProtections(runs);
       const reads = runs.filter((run) => !(run.access & USE_WRITE));
       const writes = runs.filter((run) => run.access & USE_WRITE);
+      const fetchStarted = performance.now();
       const read = await host.migrator.makeResident(reads, 'shared', events);
       const written = await host.migrator.makeResident(writes, 'gpu', events);
       fetched = { pages: read.pages + written.pages, bytes: read.bytes + written.bytes };
-      host.migrator.countFetch(fetched.pages, fetched);
+      host.migrator.countFetch(fetched.pages, runs, fetched, fetchStarted);
       // The kernel only reads these: CPU readers may join while it runs.
       holds = [
         ...host.space.table.downgradeHolds(
@@ -268,7 +273,7 @@ export class Kernel {
         this.label,
       );
       if (status.stored || status.errorKinds) {
-        dirty = pagesOf(await this.runtime.dirtyBits(), DIRTY_PAGES_PER_WORD, 1, 1);
+        dirty = pagesOf(status.bits, DIRTY_PAGES_PER_WORD, 1, 1);
         host.migrator.markDirty(dirty);
       }
       if (status.errorKinds) throw this.runError(status, runs, dirty);
@@ -360,7 +365,7 @@ export class Kernel {
           this.label,
         );
         if (status.errorKinds) throw this.runError(status, [], []);
-        const bits = await this.runtime.faultBits();
+        const { bits } = status;
         if (status.faulted) {
           if (++replays > MAX_REPLAYS) {
             throw new InvalidArgumentError(
@@ -401,11 +406,11 @@ export class Kernel {
         try {
           host.space.pollNotices();
           const stillGood =
-            written.every((page) => isWritable(table.pte(page))) &&
-            readOnly.every((page) => isReadable(table.pte(page)));
+            written.every((page) => deviceCanWrite(table.pte(page))) &&
+            readOnly.every((page) => deviceCanRead(table.pte(page)));
           if (!stillGood) continue;
           // Fetched pages the kernel only reads: CPU readers may join while it runs.
-          fetched.replace(table.downgradeHoldsExcept(fetched.holds, writtenSet));
+          fetched.holds = table.downgradeHoldsExcept(fetched.holds, writtenSet);
           host.beforeGpuUse();
           const real = await this.runtime.pass(
             this.compiled(),
@@ -417,7 +422,7 @@ export class Kernel {
             this.label,
           );
           if (real.stored) {
-            dirty = pagesOf(await this.runtime.dirtyBits(), DIRTY_PAGES_PER_WORD, 1, 1);
+            dirty = pagesOf(real.bits, DIRTY_PAGES_PER_WORD, 1, 1);
             host.migrator.markDirty(dirty);
           }
           if (real.errorKinds) throw this.runError(real, [], dirty);
@@ -478,14 +483,17 @@ export class Kernel {
     const toShared = [...this.faultAround(reads, PROT_NONE + 1)].filter(
       (page) => !toGpuSet.has(page),
     );
+    const started = performance.now();
     const newRuns = (pages: readonly number[]) =>
       runsOf(pages.filter((page) => !fetched.has(page)));
     fetched.add(await host.migrator.holdChecked(newRuns(toGpu), true, 'write'));
     fetched.add(await host.migrator.holdChecked(newRuns(toShared), true, 'read'));
-    const shared = await host.migrator.makeResident(runsOf(toShared), 'shared', events);
-    const owned = await host.migrator.makeResident(runsOf(toGpu), 'gpu', events);
+    const [sharedRuns, gpuRuns] = [runsOf(toShared), runsOf(toGpu)];
+    const shared = await host.migrator.makeResident(sharedRuns, 'shared', events);
+    const owned = await host.migrator.makeResident(gpuRuns, 'gpu', events);
     const moved = { pages: shared.pages + owned.pages, bytes: shared.bytes + owned.bytes };
-    host.migrator.countFetch(reads.length + writes.length, moved);
+    const runs = [...sharedRuns, ...gpuRuns].sort((a, b) => a.first - b.first);
+    host.migrator.countFetch(reads.length + writes.length, runs, moved, started);
     host.counters.replays++;
     return { faulted: reads.length + writes.length, bytes: moved.bytes };
   }
@@ -496,14 +504,14 @@ export class Kernel {
     const { table } = space;
     const block = Math.max(1, FAULT_AROUND_BYTES / table.pageSize);
     const out = new Set<number>(pages);
-    const blocks = new Set(pages.map((page) => Math.floor(page / block)));
-    for (const index of blocks) {
-      const anchor = pages.find((page) => Math.floor(page / block) === index) ?? index * block;
+    const anchors = new Map<number, number>(); // block index -> a faulted page in it
+    for (const page of pages)
+      if (!anchors.has(Math.floor(page / block))) anchors.set(Math.floor(page / block), page);
+    for (const anchor of anchors.values()) {
       const allocation = space.allocationRun(anchor);
       if (!allocation) continue;
-      const first = Math.max(index * block, allocation.first);
-      const end = Math.min((index + 1) * block, allocation.first + allocation.count);
-      for (let page = first; page < end; page++) {
+      const around = faultAroundRun(anchor, anchor + 1, block, allocation);
+      for (let page = around.first; page < around.first + around.count; page++) {
         const pte = table.pte(page);
         const prot = (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT;
         if ((pte & PTE_STATE_MASK) !== PTE_UNMAPPED && prot >= minProt) out.add(page);
@@ -672,27 +680,10 @@ function runsOf(pages: readonly number[]): PageRun[] {
   return runs;
 }
 
-function isWritable(pte: number): boolean {
-  return (pte & PTE_STATE_MASK) === PTE_GPU && (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT === PROT_RW;
-}
-
-function isReadable(pte: number): boolean {
-  const state = pte & PTE_STATE_MASK;
-  return (
-    (state === PTE_GPU || state === PTE_SHARED) &&
-    (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT !== PROT_NONE
-  );
-}
-
 /** The pages a fault-mode run has brought in and holds (exclusively) until it ends. */
 class FetchedPages {
   holds: Hold[] = [];
   private readonly pages = new Set<number>();
-
-  /** The same pages, held as `holds` now (after a downgrade). */
-  replace(holds: Hold[]): void {
-    this.holds = holds;
-  }
 
   has(page: number): boolean {
     return this.pages.has(page);

@@ -148,7 +148,7 @@ export class AddressSpace {
     const record = terminable ? ThreadRecord.claim(shared.threads, threadId) : undefined;
     this.limits = record ? { ...limits, record } : limits;
     this.table = new PageTable(shared, memory, this.limits, record);
-    const critical = <T>(body: () => T): T => (record ? record.critical(body) : body());
+    const critical = <T>(body: () => T): T => this.table.critical(body);
     this.faults = new FaultChannel(shared, threadId, critical);
     this.notifier = new InvalidationNotifier(shared, threadId, this.size, critical);
     registerInternals(this, {

@@ -228,7 +228,7 @@ export class PageTable {
       }
     }
     if (lowered.length === 0) return [...holds];
-    if (this.record && !this.fitsAfterReplacing(holds.length, kept.length + lowered.length)) {
+    if (this.record && !this.record.fits(kept.length + lowered.length - holds.length)) {
       return [...holds];
     }
     return this.critical(() => {
@@ -236,15 +236,6 @@ export class PageTable {
       this.record?.journal([...kept, ...lowered]);
       return [...kept, ...this.downgradeHolds(lowered)];
     });
-  }
-
-  private fitsAfterReplacing(removed: number, added: number): boolean {
-    try {
-      this.record?.assertFits(added - removed);
-      return true;
-    } catch {
-      return false;
-    }
   }
 
   releaseHolds(holds: readonly Hold[]): void {

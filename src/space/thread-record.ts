@@ -112,10 +112,15 @@ export class ThreadRecord {
     Atomics.store(this.words, this.base + THREAD_HOLDS, count + holds.length);
   }
 
+  /** Whether `extra` more holds (negative: fewer) fit the journal. */
+  fits(extra: number): boolean {
+    return Atomics.load(this.words, this.base + THREAD_HOLDS) + extra <= THREAD_JOURNAL_CAPACITY;
+  }
+
   /** @throws OutOfMemoryError 'threads' if `extra` more holds would overflow the journal */
   assertFits(extra: number): void {
-    const count = Atomics.load(this.words, this.base + THREAD_HOLDS);
-    if (count + extra > THREAD_JOURNAL_CAPACITY) {
+    if (!this.fits(extra)) {
+      const count = Atomics.load(this.words, this.base + THREAD_HOLDS);
       throw new OutOfMemoryError('threads', count + extra, THREAD_JOURNAL_CAPACITY);
     }
   }

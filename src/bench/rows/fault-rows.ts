@@ -3,22 +3,19 @@
  * and how many pages per second come back while 8 workers fault at once,
  * against the raw readback round trip of one page.
  */
-import { GpuMirror } from '../../gpu/gpu-mirror.ts';
-import { AddressSpace } from '../../space/address-space.ts';
 import { Threads } from '../../threads/threads.ts';
 import type { BenchContext, BenchRow, RowTrials, Trial } from '../bench-types.ts';
 import type { FaultThreadApi } from '../fault-thread.worker.ts';
 import { median } from '../statistics.ts';
+import { mirroredSpace } from './mirrored-space.ts';
 
 const KiB = 1 << 10;
-const MiB = 1 << 20;
 const PAGE = 4 * KiB;
 /** One faulting page per this many: its neighbours are not on the GPU, so no fault-around. */
 const SPACING = 64;
 
 async function setup(context: BenchContext, bytes: number, threads: number) {
-  const space = AddressSpace.create({ size: bytes + 2 * MiB, pageSize: PAGE });
-  const gpu = await GpuMirror.attach(space, { device: context.device, budget: bytes });
+  const { space, gpu } = await mirroredSpace(context, bytes, PAGE);
   const workers = await Threads.spawn<FaultThreadApi>(
     space,
     new URL('../fault-thread.worker.ts', import.meta.url),

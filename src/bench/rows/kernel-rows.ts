@@ -3,24 +3,17 @@
  * fault mode against declared uses, and the iterative CPU/GPU loop against
  * the naive whole-buffer round trip.
  */
-import { GpuMirror } from '../../gpu/gpu-mirror.ts';
-import { AddressSpace } from '../../space/address-space.ts';
+import type { AddressSpace } from '../../space/address-space.ts';
 import type { BenchContext, BenchRow, RowTrials, Trial } from '../bench-types.ts';
 import { scratchBuffer } from '../baselines.ts';
 import { randomDistinct } from '../statistics.ts';
 import { LIST_WALK, SAXPY_PER_ELEMENT } from '../workloads.ts';
+import { mirroredSpace } from './mirrored-space.ts';
 
 const MiB = 1 << 20;
 const PAGE = 64 << 10;
 
-async function mirrored(context: BenchContext, bytes: number) {
-  const space = AddressSpace.create({ size: bytes + 4 * MiB, pageSize: PAGE });
-  const gpu = await GpuMirror.attach(space, {
-    device: context.device,
-    budget: bytes + 2 * MiB,
-  });
-  return { space, gpu };
-}
+const mirrored = (context: BenchContext, bytes: number) => mirroredSpace(context, bytes, PAGE);
 
 /** Times `work` until the GPU has finished it; ms. */
 function gpuTrial(device: GPUDevice, work: () => void): Trial {

@@ -4,8 +4,6 @@
  */
 import { BufferCopyEngine } from '../../gpu/buffer-copy-engine.ts';
 import type { CopyMode } from '../../gpu/copy-engines.ts';
-import { GpuMirror } from '../../gpu/gpu-mirror.ts';
-import { AddressSpace } from '../../space/address-space.ts';
 import type { BenchContext, BenchRow, RowTrials, Trial } from '../bench-types.ts';
 import {
   jsCopy,
@@ -15,16 +13,15 @@ import {
   scratchBuffer,
 } from '../baselines.ts';
 import { gbPerSecond, randomDistinct } from '../statistics.ts';
+import { mirroredSpace } from './mirrored-space.ts';
 
 const MiB = 1 << 20;
 const MODES: readonly CopyMode[] = ['kernel', 'buffer', 'auto'];
 
-/** A space holding `bytes` in one allocation, mirrored with `copy` and a budget that holds it. */
+/** A space holding `bytes` in one allocation, mirrored with `copy`. */
 async function mirrored(context: BenchContext, bytes: number, pageSize: number, copy: CopyMode) {
-  const space = AddressSpace.create({ size: bytes + 2 * MiB, pageSize });
-  const gpu = await GpuMirror.attach(space, { device: context.device, copy, budget: bytes });
-  const va = space.alloc(bytes);
-  return { space, gpu, va };
+  const { space, gpu } = await mirroredSpace(context, bytes, pageSize, copy);
+  return { space, gpu, va: space.alloc(bytes) };
 }
 
 function h2d(copy: CopyMode): BenchRow {
