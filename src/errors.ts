@@ -46,7 +46,8 @@ export type WouldBlockReason =
   | 'may-not-block' // this thread may not wait (browser main thread, or the thread that owns a GpuMirror)
   | 'timeout' // the wait took longer than faultTimeoutMs
   | 'reentrant' // the range is held by a scope of this very thread, which would wait for itself
-  | 'stopped'; // this thread is being ended (Threads.terminate): it may start nothing new
+  | 'stopped' // this thread is being ended (Threads.terminate): it may start nothing new
+  | 'unserved'; // the page is dirty on the GPU and no GpuMirror services CPU faults to bring it back
 
 /** A call would have to wait, and here it may not (or waited too long). The failed call changed nothing. */
 export class WouldBlockError extends WebHmmError {
@@ -85,18 +86,29 @@ export class OutOfMemoryError extends WebHmmError {
   }
 }
 
-/** The GPU device was lost. `unsaved` lists GPU-dirty byte ranges that could not be written back. */
+export type DeviceLostReason =
+  | 'device-lost' // the device went away
+  | 'detached' // the mirror was detached: a call after detach()
+  | 'no-adapter'; // there is no device to begin with: navigator.gpu is missing or found no adapter
+
+const DEVICE_LOST_TITLES: Record<DeviceLostReason, string> = {
+  'device-lost': 'GPU device lost',
+  detached: 'GpuMirror detached',
+  'no-adapter': 'no WebGPU device',
+};
+
+/**
+ * The GPU device is gone, or was never there. `unsaved` lists GPU-dirty byte
+ * ranges that could not be written back (empty unless the device was lost).
+ */
 export class DeviceLostError extends WebHmmError {
   readonly code = 'DEVICE_LOST';
   constructor(
     readonly unsaved: readonly { va: number; len: number }[],
     detail = '',
-    /** 'device-lost': the device went away; 'detached': the mirror was detached (use after detach). */
-    readonly reason: 'device-lost' | 'detached' = 'device-lost',
+    readonly reason: DeviceLostReason = 'device-lost',
   ) {
-    super(
-      `${reason === 'detached' ? 'GpuMirror detached' : 'GPU device lost'}${detail ? `: ${detail}` : ''}`,
-    );
+    super(`${DEVICE_LOST_TITLES[reason]}${detail ? `: ${detail}` : ''}`);
     this.name = 'DeviceLostError';
   }
 }
@@ -112,21 +124,29 @@ export type ArgumentReason =
   | 'not-allocation-start' // free(va) without len, of a VA inside an allocation
   | 'bad-value' // an option or enum outside its allowed values
   | 'released' // a lease used after release()
-  | 'wgsl'; // kernel code that does not compile (the message names the user's line)
+  | 'destroyed' // a kernel run after kernel.destroy()
+  | 'wgsl' // kernel code that does not compile (the message names the user's line)
+  | 'worker-failed'; // a worker given to Threads.spawn failed to load or to attach (the message says why)
 
 /** An argument is not of the form the call takes. The failed call changed nothing. */
 export class InvalidArgumentError extends WebHmmError {
   readonly code = 'INVALID_ARGUMENT';
+  /** The virtual address concerned, where there is one. */
+  readonly address: number | undefined;
   constructor(
     /** The parameter's name, as in the signature. */
     readonly argument: string,
     readonly value: unknown,
     readonly reason: ArgumentReason,
     detail = '',
-    /** The virtual address concerned, where there is one. */
-    readonly address: number | undefined = undefined,
+    /** `address`: the virtual address concerned; `cause`: the underlying failure (a worker's load error). */
+    context: { readonly address?: number; readonly cause?: unknown } = {},
   ) {
-    super(`${argument} = ${describe(value)}: ${reason}${detail ? ` (${detail})` : ''}`);
+    super(
+      `${argument} = ${describe(value)}: ${reason}${detail ? ` (${detail})` : ''}`,
+      'cause' in context ? { cause: context.cause } : undefined,
+    );
+    this.address = context.address;
     this.name = 'InvalidArgumentError';
   }
 }

@@ -20,8 +20,7 @@
 import { DeviceLostError, InvalidArgumentError, OutOfMemoryError } from '../errors.ts';
 import { internalsOf, type SpaceInternals } from '../space/internals.ts';
 import { PTE_GPU, PTE_STATE_MASK } from '../space/shared-layout.ts';
-import type { PageSnapshot } from '../space/page-table.ts';
-import { describePte } from '../space/page-table.ts';
+import { describePte, type PageSnapshot } from '../space/pte.ts';
 import type { AddressSpace } from '../space/address-space.ts';
 import type { CopyEngine } from './copy-engine.ts';
 import { createCopyEngine, type CopyMode } from './copy-engines.ts';
@@ -251,7 +250,7 @@ export class GpuMirror {
         va,
         'misaligned',
         'device writes are 4-byte aligned in start and length',
-        va,
+        { address: va },
       );
     }
     return this.migrator.deviceWrite(

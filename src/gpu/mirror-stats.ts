@@ -78,7 +78,10 @@ export interface TraceEvent {
 
 export type TraceListener = (event: TraceEvent) => void;
 
-export function emptyCounters(): Omit<MirrorStats, 'framesInUse' | 'budget' | 'copyEngine'> {
+/** The counters of MirrorStats, without the fields that are not counters. */
+export type MirrorCounters = Omit<MirrorStats, 'framesInUse' | 'budget' | 'copyEngine'>;
+
+export function emptyCounters(): MirrorCounters {
   return {
     pagesToGpu: 0,
     pagesToCpu: 0,

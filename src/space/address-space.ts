@@ -30,14 +30,8 @@ import {
   type InvalidateEvent,
   type InvalidateListener,
 } from './notifier.ts';
-import {
-  PageTable,
-  describePte,
-  type Hold,
-  type Need,
-  type PageSnapshot,
-  type Protection,
-} from './page-table.ts';
+import { PageTable, type Hold } from './page-table.ts';
+import { describePte, type Need, type PageSnapshot, type Protection } from './pte.ts';
 import {
   HEADER_ALLOC_MUTEX,
   HEADER_THREAD_IDS,
@@ -57,7 +51,7 @@ import { createSharedState, openSharedState, type SharedState } from './shared-s
 import { ThreadRecord } from './thread-record.ts';
 import { WaitBudget, defaultMayBlock, type WaitLimits } from './waiting.ts';
 
-export type { PageSnapshot, PageState, Protection } from './page-table.ts';
+export type { PageSnapshot, PageState, Protection } from './pte.ts';
 export type AccessMode = LeaseMode;
 
 export interface AddressSpaceOptions {
@@ -337,7 +331,7 @@ export class AddressSpace {
         va,
         'misaligned',
         `free takes page-aligned addresses (pageSize ${this.pageSize})`,
-        va,
+        { address: va },
       );
     }
     if (va >= this.size)
@@ -373,7 +367,7 @@ export class AddressSpace {
             va,
             'not-allocated',
             `page at 0x${(page * this.pageSize).toString(16)} is not allocated: a double free?`,
-            va,
+            { address: va },
           );
         }
       }
@@ -400,7 +394,7 @@ export class AddressSpace {
         va,
         'misaligned',
         `protect takes page-aligned addresses (pageSize ${this.pageSize})`,
-        va,
+        { address: va },
       );
     }
     this.assertNotInScope(span.first, span.count, va);
@@ -600,13 +594,9 @@ export class AddressSpace {
   private wordAccess(va: number, need: Need): Access {
     nonNegativeInteger('va', va);
     if (va % 4 !== 0) {
-      throw new InvalidArgumentError(
-        'va',
-        va,
-        'misaligned',
-        'scalar accesses are 4-byte aligned',
-        va,
-      );
+      throw new InvalidArgumentError('va', va, 'misaligned', 'scalar accesses are 4-byte aligned', {
+        address: va,
+      });
     }
     return this.cpuAccess(va, 4, need);
   }
@@ -638,7 +628,7 @@ export class AddressSpace {
         va,
         'not-allocation-start',
         'free(va) takes the start of an allocation; pass len to free part of one',
-        va,
+        { address: va },
       );
     }
     throw new InvalidArgumentError(
@@ -646,7 +636,7 @@ export class AddressSpace {
       va,
       'not-allocated',
       pageIsFreed ? 'freed already: a double free' : 'never allocated',
-      va,
+      { address: va },
     );
   }
 

@@ -64,7 +64,7 @@ export class Lease {
         `[0x${this.va.toString(16)}, +${this.len})`,
         'released',
         'acquire a new lease',
-        this.va,
+        { address: this.va },
       );
     }
   }
@@ -76,7 +76,7 @@ export class Lease {
         `[0x${this.va.toString(16)}, +${this.len})`,
         'misaligned',
         'u32 and f32 views need a range 4-byte aligned in start and length; use bytes',
-        this.va,
+        { address: this.va },
       );
     }
   }

@@ -18,7 +18,7 @@
  * - A free bumps the generation, so late device-side work on the old page can
  *   never be mistaken for work on a reused VA.
  */
-import { AccessError, invariant } from '../errors.ts';
+import { invariant } from '../errors.ts';
 import { clearIntervals, insertInterval, intervalsAt, type ByteRange } from './interval-set.ts';
 import type { InvalidateEvent } from './notifier.ts';
 import {
@@ -29,20 +29,23 @@ import {
   tryHold,
   type HoldKind,
 } from './page-lock.ts';
+import type { PageRun } from './page-run.ts';
 import {
-  PROT_NONE,
-  PROT_RW,
+  assertAccess,
+  assertMapped,
+  hasFrame,
+  isGpuDirty,
+  isGpuOwned,
+  pteState,
+  withState,
+  type Need,
+} from './pte.ts';
+import {
   PTE_CPU,
-  PTE_FRAME,
   PTE_FREED,
-  PTE_GPU,
-  PTE_GPU_DIRTY,
-  PTE_PROT_MASK,
-  PTE_PROT_SHIFT,
   PTE_SHARED,
   PTE_STALE_RANGES,
   PTE_STALE_WHOLE,
-  PTE_STATE_MASK,
   PTE_UNMAPPED,
   PTE_ZERO,
   STALE_CAPACITY,
@@ -53,36 +56,10 @@ import type { SharedState } from './shared-state.ts';
 import type { ThreadRecord } from './thread-record.ts';
 import { WaitBudget, type WaitLimits } from './waiting.ts';
 
-export type PageState = 'unmapped' | 'zero' | 'cpu' | 'shared' | 'gpu' | 'gpu-remote';
-export type Protection = 'none' | 'r' | 'rw';
-
-/** One page as `snapshot` reports it. */
-export interface PageSnapshot {
-  readonly state: PageState;
-  readonly prot: Protection;
-  /** 'cpu': the CPU copy is newer than an existing GPU frame; 'gpu': the GPU copy is newer than the CPU copy. */
-  readonly dirty: 'none' | 'cpu' | 'gpu';
-}
-
-export const STATE_NAMES: readonly PageState[] = [
-  'unmapped',
-  'zero',
-  'cpu',
-  'shared',
-  'gpu',
-  'gpu-remote',
-];
-export const PROT_NAMES: readonly Protection[] = ['none', 'r', 'rw'];
-
 /** A run of pages held with one kind of hold. */
-export interface Hold {
-  readonly first: number;
-  readonly count: number;
+export interface Hold extends PageRun {
   readonly kind: HoldKind;
 }
-
-/** What a held range must allow. */
-export type Need = 'read' | 'write';
 
 /** The stale bytes of a page's frame: none, the whole page, or ranges (page-relative). */
 export type Staleness = 'none' | 'whole' | readonly ByteRange[];
@@ -269,37 +246,20 @@ export class PageTable {
    */
   checkHeld(first: number, count: number, va: number, need: Need): number {
     for (let page = first; page < first + count; page++) {
-      const pte = this.assertMapped(page, va);
-      const prot = (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT;
-      if (prot === PROT_NONE || (need === 'write' && prot !== PROT_RW)) {
-        throw new AccessError(
-          Math.max(va, this.address(page)),
-          'protection',
-          `${need} of a page protected '${PROT_NAMES[prot] ?? prot}'`,
-        );
-      }
+      assertAccess(this.pte(page), need, Math.max(va, this.address(page)));
     }
     for (let page = first; page < first + count; page++) {
       const pte = this.pte(page);
-      if ((pte & PTE_STATE_MASK) !== PTE_GPU) continue;
-      if (pte & PTE_GPU_DIRTY) return page;
-      this.updatePte(page, (word) =>
-        (word & PTE_STATE_MASK) === PTE_GPU ? (word & ~PTE_STATE_MASK) | PTE_SHARED : word,
-      );
+      if (!isGpuOwned(pte)) continue;
+      if (isGpuDirty(pte)) return page;
+      this.updatePte(page, (word) => (isGpuOwned(word) ? withState(word, PTE_SHARED) : word));
     }
     return -1;
   }
 
   /** The page's pte if mapped; else AccessError 'unmapped' or 'freed'. */
   assertMapped(page: number, va: number): number {
-    const pte = this.pte(page);
-    if ((pte & PTE_STATE_MASK) === PTE_UNMAPPED) {
-      throw new AccessError(
-        Math.max(va, this.address(page)),
-        pte & PTE_FREED ? 'freed' : 'unmapped',
-      );
-    }
-    return pte;
+    return assertMapped(this.pte(page), Math.max(va, this.address(page)));
   }
 
   /**
@@ -312,17 +272,17 @@ export class PageTable {
     for (let page = Math.floor(va / this.pageSize); this.address(page) < end; page++) {
       const base = this.address(page);
       // The sequence moves before the state does (see `sequence`).
-      if ((this.pte(page) & PTE_STATE_MASK) !== PTE_CPU) Atomics.add(this.shared.seq, page, 1);
+      if (pteState(this.pte(page)) !== PTE_CPU) Atomics.add(this.shared.seq, page, 1);
       let before = 0;
       const after = this.updatePte(page, (pte) => {
         before = pte;
-        return (pte & ~PTE_STATE_MASK) | PTE_CPU;
+        return withState(pte, PTE_CPU);
       });
-      if (!(after & PTE_FRAME)) continue;
+      if (!hasFrame(after)) continue;
       const lo = Math.max(va, base) - base;
       const hi = Math.min(end, base + this.pageSize) - base;
       this.recordStale(page, lo, hi, mayBlock);
-      if ((before & PTE_STATE_MASK) !== PTE_CPU) {
+      if (pteState(before) !== PTE_CPU) {
         outbox.push({ va: base, len: this.pageSize, cause: 'write' });
       }
     }
@@ -404,7 +364,7 @@ export class PageTable {
 
   /** Discards a page's contents under an exclusive hold: zeroes it, unmaps it, bumps its generation. */
   discardPage(page: number): void {
-    if ((this.pte(page) & PTE_STATE_MASK) !== PTE_ZERO) {
+    if (pteState(this.pte(page)) !== PTE_ZERO) {
       this.bytes.fill(0, this.address(page), this.address(page + 1));
     }
     clearIntervals(this.shared.stale, page * STALE_WORDS);
@@ -412,16 +372,4 @@ export class PageTable {
     Atomics.store(this.shared.pte, page, PTE_UNMAPPED | PTE_FREED);
     Atomics.add(this.shared.gen, page, 1);
   }
-}
-
-export function describePte(pte: number): PageSnapshot {
-  const stateCode = pte & PTE_STATE_MASK;
-  const state = STATE_NAMES[stateCode] ?? 'unmapped';
-  const prot = PROT_NAMES[(pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT] ?? 'none';
-  let dirty: PageSnapshot['dirty'] = 'none';
-  if (stateCode === PTE_GPU && pte & PTE_GPU_DIRTY) dirty = 'gpu';
-  else if (stateCode === PTE_CPU && pte & PTE_FRAME && pte & (PTE_STALE_WHOLE | PTE_STALE_RANGES)) {
-    dirty = 'cpu';
-  }
-  return { state, prot, dirty };
 }

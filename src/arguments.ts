@@ -1,0 +1,48 @@
+/**
+ * Argument checks shared by every public call, so the same mistake gets the
+ * same InvalidArgumentError reason everywhere:
+ *
+ * - not a number, or a fraction, NaN or infinity: 'not-integer';
+ * - below zero: 'negative'; zero where a size is needed, or empty data: 'zero';
+ * - not an ArrayBufferView, or an option outside its allowed values: 'bad-value'.
+ */
+import { InvalidArgumentError } from './errors.ts';
+
+/** @throws InvalidArgumentError 'not-integer' or 'negative' */
+export function nonNegativeInteger(name: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value))
+    throw new InvalidArgumentError(name, value, 'not-integer');
+  if (value < 0) throw new InvalidArgumentError(name, value, 'negative');
+}
+
+/** @throws InvalidArgumentError 'not-integer', 'negative' or 'zero' */
+export function positiveInteger(name: string, value: unknown): asserts value is number {
+  nonNegativeInteger(name, value);
+  if (value === 0) throw new InvalidArgumentError(name, value, 'zero');
+}
+
+/**
+ * The bytes of a non-empty view.
+ * @throws InvalidArgumentError 'bad-value' (not an ArrayBufferView) or 'zero' (empty)
+ */
+export function viewBytes(name: string, data: unknown): Uint8Array {
+  if (!ArrayBuffer.isView(data))
+    throw new InvalidArgumentError(name, typeof data, 'bad-value', 'an ArrayBufferView');
+  if (data.byteLength === 0) throw new InvalidArgumentError(name, 0, 'zero', 'nothing to write');
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * `value`, if it is one of `allowed`.
+ * @throws InvalidArgumentError 'bad-value' naming the allowed values
+ */
+export function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
+  if (typeof value === 'string' && (allowed as readonly string[]).includes(value))
+    return value as T;
+  throw new InvalidArgumentError(
+    name,
+    value,
+    'bad-value',
+    allowed.map((option) => `'${option}'`).join(', '),
+  );
+}

@@ -1,0 +1,155 @@
+/**
+ * Page table entry decoding: every question asked of a pte word, by name, in
+ * one place (the bit layout itself is in shared-layout.ts). The CPU side, the
+ * migration engine, kernels and the mirror all decode ptes through these, as
+ * Linux's mm/hmm.c decodes its ptes through `pte_to_hmm_pfn_flags()`.
+ *
+ * Rules written here once:
+ * - A page is mapped unless its state is `unmapped`; an unmapped page that
+ *   was allocated once reports 'freed', otherwise 'unmapped'.
+ * - Protection 'none' refuses every access; 'r' refuses writes; 'rw' allows
+ *   both. The runtime's own transfers (write-back, sync, detach) check only
+ *   that a page is mapped, never its protection.
+ * - Snapshot `dirty`: 'gpu' for a GPU-dirty `gpu` page; 'cpu' for a `cpu`
+ *   page whose existing frame lacks some bytes; 'none' otherwise.
+ */
+import { AccessError } from '../errors.ts';
+import {
+  PROT_NONE,
+  PROT_R,
+  PROT_RW,
+  PTE_CPU,
+  PTE_FRAME,
+  PTE_FREED,
+  PTE_GPU,
+  PTE_GPU_DIRTY,
+  PTE_PROT_MASK,
+  PTE_PROT_SHIFT,
+  PTE_STALE_RANGES,
+  PTE_STALE_WHOLE,
+  PTE_STATE_MASK,
+  PTE_UNMAPPED,
+} from './shared-layout.ts';
+
+/** A page's state as `snapshot` reports it. */
+export type PageState = 'unmapped' | 'zero' | 'cpu' | 'shared' | 'gpu';
+/** A page's protection: no access, read-only, or read-write. */
+export type Protection = 'none' | 'r' | 'rw';
+/** What an access needs of a page. */
+export type Need = 'read' | 'write';
+
+/** One page as `snapshot` reports it. */
+export interface PageSnapshot {
+  readonly state: PageState;
+  readonly prot: Protection;
+  /** 'cpu': the CPU copy is newer than an existing GPU frame; 'gpu': the GPU copy is newer than the CPU copy. */
+  readonly dirty: 'none' | 'cpu' | 'gpu';
+}
+
+/** State names, indexed by the PTE_* state code. */
+const STATE_NAMES: readonly PageState[] = ['unmapped', 'zero', 'cpu', 'shared', 'gpu'];
+/** Protection names, indexed by the PROT_* code. */
+const PROT_NAMES: readonly Protection[] = ['none', 'r', 'rw'];
+const PROT_CODES: Readonly<Record<Protection, number>> = {
+  none: PROT_NONE,
+  r: PROT_R,
+  rw: PROT_RW,
+};
+
+/** The page's state code (PTE_UNMAPPED ... PTE_GPU). */
+export function pteState(pte: number): number {
+  return pte & PTE_STATE_MASK;
+}
+
+/** The page's protection code (PROT_NONE, PROT_R or PROT_RW). */
+export function pteProt(pte: number): number {
+  return (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT;
+}
+
+/** `pte` with its state replaced by `state` (a PTE_* state code); other bits kept. */
+export function withState(pte: number, state: number): number {
+  return (pte & ~PTE_STATE_MASK) | state;
+}
+
+/** `pte` with its protection replaced by `prot` (a PROT_* code); other bits kept. */
+export function withProt(pte: number, prot: number): number {
+  return (pte & ~PTE_PROT_MASK) | (prot << PTE_PROT_SHIFT);
+}
+
+export function isMapped(pte: number): boolean {
+  return pteState(pte) !== PTE_UNMAPPED;
+}
+
+/** GPU-owned (`gpu`), dirty or not. */
+export function isGpuOwned(pte: number): boolean {
+  return pteState(pte) === PTE_GPU;
+}
+
+/** GPU-owned and the GPU copy is newer than the CPU copy. */
+export function isGpuDirty(pte: number): boolean {
+  return pteState(pte) === PTE_GPU && (pte & PTE_GPU_DIRTY) !== 0;
+}
+
+/** The page has a GPU frame (current or stale). */
+export function hasFrame(pte: number): boolean {
+  return (pte & PTE_FRAME) !== 0;
+}
+
+/** The frame lacks some of the page's bytes (stale ranges, or the whole page). */
+export function isStale(pte: number): boolean {
+  return (pte & (PTE_STALE_WHOLE | PTE_STALE_RANGES)) !== 0;
+}
+
+/** Whether the page's protection allows an access of `need` (mapping aside). */
+export function protAllows(pte: number, need: Need): boolean {
+  const prot = pteProt(pte);
+  return need === 'read' ? prot !== PROT_NONE : prot === PROT_RW;
+}
+
+/**
+ * The pte, if the page is mapped.
+ * @throws AccessError 'freed' or 'unmapped' at `address`
+ */
+export function assertMapped(pte: number, address: number, detail = ''): number {
+  if (!isMapped(pte))
+    throw new AccessError(address, pte & PTE_FREED ? 'freed' : 'unmapped', detail);
+  return pte;
+}
+
+/**
+ * The pte, if the page is mapped and its protection allows `need`.
+ * @param actor who accesses, for the message ("the device", "a kernel"); none for the CPU
+ * @throws AccessError 'freed' / 'unmapped' / 'protection' at `address`
+ */
+export function assertAccess(pte: number, need: Need, address: number, actor = ''): number {
+  assertMapped(pte, address, actor ? `touched by ${actor}` : '');
+  if (!protAllows(pte, need)) {
+    throw new AccessError(
+      address,
+      'protection',
+      `${need} of a page protected '${protName(pteProt(pte))}'${actor ? ` by ${actor}` : ''}`,
+    );
+  }
+  return pte;
+}
+
+/** The name of a PROT_* code. */
+export function protName(prot: number): Protection {
+  return PROT_NAMES[prot] ?? 'none';
+}
+
+/** The PROT_* code of a protection name, or undefined for anything else. */
+export function protCode(prot: unknown): number | undefined {
+  return typeof prot === 'string' && Object.hasOwn(PROT_CODES, prot)
+    ? PROT_CODES[prot as Protection]
+    : undefined;
+}
+
+/** The page as `snapshot` reports it. */
+export function describePte(pte: number): PageSnapshot {
+  const state = STATE_NAMES[pteState(pte)] ?? 'unmapped';
+  let dirty: PageSnapshot['dirty'] = 'none';
+  if (isGpuDirty(pte)) dirty = 'gpu';
+  else if (pteState(pte) === PTE_CPU && hasFrame(pte) && isStale(pte)) dirty = 'cpu';
+  return { state, prot: protName(pteProt(pte)), dirty };
+}
