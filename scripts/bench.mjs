@@ -2,7 +2,7 @@
 //
 // Serves the demo with Vite, opens it in headless Chromium (real WebGPU),
 // runs the benchmark panel's suite there, prints the table and writes the
-// JSON of SPEC §5. Exits non-zero when a row fails to run.
+// JSON described in docs/benchmarks.md. Exits non-zero when a row fails to run.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright';
@@ -38,7 +38,7 @@ const TARGETS = {
   'fault.cpu.throughput': ['>=', 4],
 };
 
-/** Timing an operation against itself gives ratios in this band (SPEC §5). */
+/** Timing an operation against itself gives ratios in this band (docs/benchmarks.md). */
 const NOISE_HIGH = 1.16;
 
 requireChromium();

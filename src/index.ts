@@ -8,6 +8,7 @@ export {
   WouldBlockError,
   type AccessReason,
   type ArgumentReason,
+  type DeviceLostReason,
   type ErrorCode,
   type OutOfMemoryReason,
   type WouldBlockReason,
@@ -21,10 +22,10 @@ export {
   type PageState,
   type Protection,
 } from './space/address-space.ts';
-export { Lease, type LeaseMode } from './space/lease.ts';
-export type { InvalidateEvent, InvalidateListener } from './space/notifier.ts';
-export type { InvalidateCause, SpaceHandle } from './space/shared-layout.ts';
-export { GpuMirror, type GpuMirrorOptions } from './gpu/gpu-mirror.ts';
+export { Lease } from './space/lease.ts';
+export type { InvalidateCause, InvalidateEvent, InvalidateListener } from './space/notifier.ts';
+export type { SpaceHandle } from './space/shared-layout.ts';
+export { GpuMirror, type GpuMirrorOptions } from './mirror/gpu-mirror.ts';
 export type { CopyMode } from './gpu/copy-engines.ts';
 export type { CopyEngineKind } from './gpu/copy-engine.ts';
 export type { MigrationResult } from './gpu/migration.ts';

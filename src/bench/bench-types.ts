@@ -1,6 +1,6 @@
 /**
  * The benchmark suite's shapes: a row, its result, and the report that
- * `npm run bench` writes (SPEC §5). Logic-free: this is what crosses from the
+ * `npm run bench` writes (format in docs/benchmarks.md). Logic-free: this is what crosses from the
  * bench page to the runner script.
  */
 

@@ -1,6 +1,6 @@
 /**
  * Runs benchmark rows in the page: per row, warm-up, then interleaved trials
- * A B A B (value, baseline), medians, ratio and spread (SPEC §5).
+ * A B A B (value, baseline), medians, ratio and spread (docs/benchmarks.md).
  */
 import type {
   BenchContext,

@@ -1,4 +1,4 @@
-/** The statistics of SPEC §5 (medians, spread, rates) and the random picks rows make. */
+/** The statistics of docs/benchmarks.md (medians, spread, rates) and the random picks rows make. */
 
 export function median(values: readonly number[]): number {
   if (values.length === 0) return Number.NaN;

@@ -1,6 +1,6 @@
 /**
  * The benchmark suite: every row, run on a device of its own, with the
- * environment it ran in (SPEC §5). The demo's benchmark panel and
+ * environment it ran in (docs/benchmarks.md). The demo's benchmark panel and
  * `npm run bench` both run it through `runSuite`.
  */
 import type { BenchEnv, BenchOptions, BenchReport, BenchResult, BenchRow } from './bench-types.ts';

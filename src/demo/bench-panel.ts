@@ -34,7 +34,7 @@ export function mountBenchPanel(host: Element): void {
   const panel = document.createElement('section');
   panel.innerHTML = `
     <h2>Benchmarks</h2>
-    <p>Each row against its baseline, interleaved in this run (SPEC §5). Ratio = value / baseline.</p>
+    <p>Each row against its baseline, interleaved in this run (A B A B, medians). Ratio = value / baseline.</p>
     <button data-bench="quick">run quick</button>
     <button data-bench="full">run full</button>
     <span id="bench-status"></span>

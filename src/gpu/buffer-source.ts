@@ -1,6 +1,6 @@
 /**
  * `queue.writeBuffer` takes views of SharedArrayBuffers (WebGPU's
- * AllowSharedBufferSource; SPEC §4 verified it), but @webgpu/types declares
+ * AllowSharedBufferSource; verified in Chromium), but @webgpu/types declares
  * the parameter as views of ArrayBuffer only. This is the one cast that says so.
  */
 export function bufferSource(view: ArrayBufferView): GPUAllowSharedBufferSource {

@@ -4,12 +4,13 @@
  * `flush` uploads only the runs of entries that changed since the last flush,
  * before each GPU use. The whole table is uploaded once, at creation.
  */
+import { runsOf } from '../space/page-run.ts';
 import { DPTE_FRAME_MASK } from './device-layout.ts';
 
 export class DevicePageTable {
   readonly buffer: GPUBuffer;
   private readonly shadow: Uint32Array<ArrayBuffer>;
-  /** Entries changed since the last flush, as a sorted-on-flush list of pages. */
+  /** Pages whose entries changed since the last flush, each once (see `marked`). */
   private changed: number[] = [];
   private readonly marked: Uint8Array;
 
@@ -46,21 +47,13 @@ export class DevicePageTable {
   /** Uploads the changed runs; returns the number of entries uploaded. */
   flush(): number {
     if (this.changed.length === 0) return 0;
-    const pages = this.changed.sort((a, b) => a - b);
+    const runs = runsOf(this.changed);
+    for (const page of this.changed) this.marked[page] = 0;
     this.changed = [];
     let uploaded = 0;
-    for (let i = 0; i < pages.length;) {
-      const first = pages[i] ?? 0;
-      let end = first + 1;
-      this.marked[first] = 0;
-      while (i + 1 < pages.length && pages[i + 1] === end) {
-        this.marked[end] = 0;
-        end++;
-        i++;
-      }
-      i++;
-      this.device.queue.writeBuffer(this.buffer, first * 4, this.shadow, first, end - first);
-      uploaded += end - first;
+    for (const run of runs) {
+      this.device.queue.writeBuffer(this.buffer, run.first * 4, this.shadow, run.first, run.count);
+      uploaded += run.count;
     }
     return uploaded;
   }

@@ -1,7 +1,7 @@
 /**
  * The frame pool: which GPU page frames of the frames buffer are free. Frame
  * `f` is bytes [f * pageSize, (f + 1) * pageSize) of the buffer. The pool
- * never hands out more frames than the budget holds (invariant 5). Owned by
+ * never hands out more frames than the budget holds: the budget is a hard limit. Owned by
  * the mirror's thread; nothing here is shared.
  */
 export class FramePool {

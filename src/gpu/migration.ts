@@ -1,59 +1,61 @@
 /**
  * Migration: pages moving between CPU memory and GPU frames, in batches
- * (collect, copy, finalize, as Linux's migrate_vma), exactly per SPEC §2.
+ * (collect, copy, finalize, as Linux's migrate_vma), following the page
+ * state table in docs/gpu-mirror.md ("Page states").
  *
  * Guarantees:
  * - A batch holds its pages exclusively from collect to finalize: CPU
  *   accesses, scopes and frees of those pages wait, nothing tears.
- * - Transfers are proportional to change: a `zero` page gets a cleared frame
- *   and no upload; a `cpu` page with a frame uploads only its stale ranges; a
- *   clean page changes state with no transfer; only GPU-dirty pages are read
- *   back.
+ * - Transfers are proportional to change (migration-plan.ts): a `zero` page
+ *   gets a cleared frame and no upload; a `cpu` page with a frame uploads
+ *   only its stale ranges; a clean page changes state with no transfer; only
+ *   GPU-dirty pages are read back.
  * - A batch either moves every page or none: bad pages (unmapped, freed,
  *   `prot: 'none'` for explicit migrations) and an exceeded frame budget are
  *   refused before anything moves.
- * - Frames never exceed the budget, and a frame follows its page's
- *   generation: a frame whose page was freed returns to the pool before the
- *   VA can be mirrored again.
+ * - Frames never exceed the budget and follow their page's generation
+ *   (frame-map.ts).
  * - Every migration that takes pages from the CPU bumps their sequence
  *   numbers and announces a 'migrate' notice.
  */
-import { AccessError, OutOfMemoryError } from '../errors.ts';
+import { OutOfMemoryError } from '../errors.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
+import { runsOf, type PageRun } from '../space/page-run.ts';
 import type { Hold } from '../space/page-table.ts';
 import {
-  PROT_NONE,
-  PROT_RW,
-  PTE_CPU,
-  PTE_FRAME,
-  PTE_FREED,
-  PTE_GPU,
-  PTE_GPU_DIRTY,
-  PTE_PROT_MASK,
-  PTE_PROT_SHIFT,
-  PTE_SHARED,
-  PTE_STATE_MASK,
-  PTE_UNMAPPED,
-  PTE_ZERO,
-} from '../space/shared-layout.ts';
+  assertAccess,
+  assertMapped,
+  hasFrame,
+  isGpuOwned,
+  pteState,
+  withState,
+  type Need,
+} from '../space/pte.ts';
+import { PTE_CPU, PTE_FRAME, PTE_GPU, PTE_GPU_DIRTY, PTE_SHARED } from '../space/shared-layout.ts';
 import { bufferSource } from './buffer-source.ts';
 import type { CopyEngine, Segment } from './copy-engine.ts';
-import { DPTE_READABLE, DPTE_RESIDENT, DPTE_WRITABLE } from './device-layout.ts';
 import type { DevicePageTable } from './device-page-table.ts';
+import { FrameMap } from './frame-map.ts';
 import type { FramePool } from './frame-pool.ts';
-import type { MigrationCause, MirrorStats, TraceEvent } from './mirror-stats.ts';
-
-/** A run of pages. */
-export interface PageRun {
-  readonly first: number;
-  readonly count: number;
-}
+import {
+  framesNeeded,
+  pagesBecomingGpu,
+  pagesGpuOwned,
+  pagesToReadBack,
+  pagesUploaded,
+  planResidency,
+  type Overwrite,
+  type PagePlan,
+  type PlanView,
+} from './migration-plan.ts';
+import type { MigrationCause, MirrorCounters, TraceEvent } from './mirror-stats.ts';
 
 /** What a migration moved. */
 export interface MigrationResult {
   /** Pages whose bytes crossed (cleared frames and state-only changes are not counted). */
   readonly pages: number;
+  /** Bytes that crossed, in either direction. */
   readonly bytes: number;
 }
 
@@ -64,42 +66,27 @@ export interface MigrationContext {
   readonly pool: FramePool;
   readonly dpt: DevicePageTable;
   readonly engine: CopyEngine;
-  readonly counters: Omit<MirrorStats, 'framesInUse' | 'budget' | 'copyEngine'>;
+  readonly counters: MirrorCounters;
   readonly emit: (event: TraceEvent) => void;
 }
 
-/** Where a page's frame must come from, and what it needs uploaded. */
-interface PagePlan {
-  readonly page: number;
-  /** The page needs a new frame. */
-  readonly newFrame: boolean;
-  /** Clear the (new) frame: a zero page. */
-  readonly clear: boolean;
-  /** Page-relative [lo, hi) ranges to upload, 4-byte aligned. */
-  readonly upload: readonly (readonly [number, number])[];
-}
-
 export class Migrator {
-  /** Frame of each page, -1 if none. Mirror-thread state. */
-  private readonly frameOf: Int32Array;
-  /** The page's generation when it got its frame. */
-  private readonly frameGen: Int32Array;
+  /** Which frame each page has on this mirror. */
+  readonly frameMap: FrameMap;
   private readonly pageSize: number;
+  /** The page table and frame map as planning reads them. */
+  private readonly view: PlanView;
 
   constructor(private readonly ctx: MigrationContext) {
-    const { pageCount, pageSize } = ctx.space.table;
-    this.pageSize = pageSize;
-    this.frameOf = new Int32Array(pageCount).fill(-1);
-    this.frameGen = new Int32Array(pageCount);
-  }
-
-  /** Pages that have a frame now. */
-  pagesWithFrames(): number[] {
-    const out: number[] = [];
-    this.frameOf.forEach((frame, page) => {
-      if (frame >= 0) out.push(page);
-    });
-    return out;
+    const { table } = ctx.space;
+    this.pageSize = table.pageSize;
+    this.frameMap = new FrameMap({ table, pool: ctx.pool, dpt: ctx.dpt, counters: ctx.counters });
+    this.view = {
+      pageSize: table.pageSize,
+      pte: (page) => table.pte(page),
+      staleness: (page) => table.staleness(page),
+      hasFrame: (page) => this.frameMap.has(page),
+    };
   }
 
   // ---------------------------------------------------------------- notices
@@ -111,47 +98,13 @@ export class Migrator {
    */
   applyNotice(event: InvalidateEvent): void {
     if (event.cause === 'migrate') return; // our own
-    const { table } = this.ctx.space;
     const first = Math.floor(event.va / this.pageSize);
     const end = Math.ceil((event.va + event.len) / this.pageSize);
     for (let page = first; page < end; page++) {
-      if (this.frameOf[page] === -1) continue;
+      if (!this.frameMap.has(page)) continue;
       if (event.cause === 'write') this.ctx.counters.invalidations++;
-      this.reclaimIfStale(page, table.pte(page));
-      this.refreshEntry(page);
-    }
-  }
-
-  /** Returns the frame of a page that was freed (and maybe reused) since it got it. */
-  private reclaimIfStale(page: number, pte: number): void {
-    const frame = this.frameOf[page] ?? -1;
-    if (frame < 0) return;
-    if (pte & PTE_FRAME && this.ctx.space.table.generation(page) === this.frameGen[page]) return;
-    this.ctx.pool.give(frame);
-    this.frameOf[page] = -1;
-    this.ctx.dpt.set(page, 0);
-  }
-
-  /**
-   * The device page table entry of `page`, from its state. Another thread may
-   * change the pte meanwhile: the entry is installed only if the page's
-   * sequence number did not move while it was derived (page-table.ts `sequence`).
-   */
-  private refreshEntry(page: number): void {
-    const frame = this.frameOf[page] ?? -1;
-    if (frame < 0) {
-      this.ctx.dpt.set(page, 0);
-      return;
-    }
-    const { table } = this.ctx.space;
-    for (;;) {
-      const begin = table.sequence(page);
-      const entry = deviceEntry(frame, table.pte(page));
-      if (table.sequence(page) === begin) {
-        this.ctx.dpt.set(page, entry);
-        return;
-      }
-      this.ctx.counters.entryRetries++;
+      this.frameMap.reclaimIfStale(page);
+      this.frameMap.refreshEntry(page);
     }
   }
 
@@ -183,24 +136,6 @@ export class Migrator {
   }
 
   /**
-   * Makes every page of `runs` resident for the device to read: `zero` and
-   * `cpu` pages become `shared` (uploading what their frames lack); `shared`
-   * and `gpu` pages stay as they are.
-   */
-  async toShared(runs: readonly PageRun[], cause: MigrationCause): Promise<MigrationResult> {
-    const started = performance.now();
-    const holds = await this.holdChecked(runs, true);
-    let result: MigrationResult;
-    try {
-      result = await this.makeResident(runs, 'shared', []);
-    } finally {
-      this.ctx.space.table.releaseHolds(holds);
-    }
-    this.account('gpu', cause, runs, result, started);
-    return result;
-  }
-
-  /**
    * Brings held pages' frames up to date and sets their state: 'shared'
    * leaves `shared` and `gpu` pages as they are and makes `zero` and `cpu`
    * pages `shared`; 'gpu' makes every page GPU-owned (clean), announcing the
@@ -219,13 +154,10 @@ export class Migrator {
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       return fetched;
     }
-    for (const run of runs) {
-      for (let page = run.first; page < run.first + run.count; page++) {
-        if ((this.ctx.space.table.pte(page) & PTE_STATE_MASK) === PTE_GPU) continue;
-        this.settle(page, PTE_GPU, false);
-        this.ctx.space.table.invalidate(page);
-        events.push({ va: page * this.pageSize, len: this.pageSize, cause: 'migrate' });
-      }
+    for (const page of pagesBecomingGpu(this.view, runs)) {
+      this.settle(page, PTE_GPU, false);
+      this.ctx.space.table.invalidate(page);
+      events.push({ va: page * this.pageSize, len: this.pageSize, cause: 'migrate' });
     }
     return fetched;
   }
@@ -234,11 +166,11 @@ export class Migrator {
   markDirty(pages: readonly number[]): void {
     const { table } = this.ctx.space;
     for (const page of pages) {
-      table.updatePte(page, (pte) =>
-        (pte & PTE_STATE_MASK) === PTE_GPU ? pte | PTE_GPU_DIRTY : pte,
-      );
+      table.updatePte(page, (pte) => (isGpuOwned(pte) ? pte | PTE_GPU_DIRTY : pte));
     }
   }
+
+  // ---------------------------------------------------------------- to the CPU
 
   /**
    * Brings `runs` to the CPU: `gpu` pages become `shared`, reading back only
@@ -253,28 +185,17 @@ export class Migrator {
     const holds = await this.holdChecked(runs, checkProt);
     let result: MigrationResult = { pages: 0, bytes: 0 };
     try {
-      const { table } = this.ctx.space;
-      const dirty: number[] = [];
-      for (const run of runs) {
-        for (let page = run.first; page < run.first + run.count; page++) {
-          const pte = table.pte(page);
-          if ((pte & PTE_STATE_MASK) === PTE_GPU && pte & PTE_GPU_DIRTY) dirty.push(page);
-        }
-      }
+      const dirty = pagesToReadBack(this.view, runs);
       if (dirty.length > 0) {
         await this.ctx.engine.download(dirty.map((page) => this.wholePage(page)));
         this.ctx.counters.readbacks++;
         result = { pages: dirty.length, bytes: dirty.length * this.pageSize };
       }
-      for (const run of runs) {
-        for (let page = run.first; page < run.first + run.count; page++) {
-          if ((table.pte(page) & PTE_STATE_MASK) === PTE_GPU) this.settle(page, PTE_SHARED, false);
-        }
-      }
+      for (const page of pagesGpuOwned(this.view, runs)) this.settle(page, PTE_SHARED, false);
     } finally {
       this.ctx.space.table.releaseHolds(holds);
     }
-    if (cause === 'sync' || cause === 'eviction') this.ctx.counters.writebacks += result.pages;
+    if (cause === 'sync') this.ctx.counters.writebacks += result.pages;
     this.account('cpu', cause, runs, result, started);
     return result;
   }
@@ -287,20 +208,15 @@ export class Migrator {
    */
   async deviceRead(va: number, len: number): Promise<Uint8Array> {
     const started = performance.now();
-    const run = this.runOf(va, len);
+    const run = this.ctx.space.pageSpan(va, len);
     const holds = await this.holdChecked([run], true);
     try {
       const plans = this.plan([run]);
       this.countFetch(plans.length, [run], await this.fetch(plans), started);
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
-      const end = va + len;
-      const segments: Segment[] = [];
-      for (let page = run.first; page < run.first + run.count; page++) {
-        const base = page * this.pageSize;
-        const lo = Math.max(va, base);
-        const hi = Math.min(end, base + this.pageSize);
-        segments.push(this.frameSegment(page, lo - base, hi - base));
-      }
+      const segments = this.pieces(va, len).map(({ page, lo, hi }) =>
+        this.frameMap.segment(page, lo, hi),
+      );
       const bytes = await this.ctx.engine.read(segments);
       const skew = va & 3;
       return bytes.slice(skew, skew + len);
@@ -317,26 +233,24 @@ export class Migrator {
    */
   async deviceWrite(va: number, data: Uint8Array): Promise<void> {
     const started = performance.now();
-    const run = this.runOf(va, data.byteLength);
+    const run = this.ctx.space.pageSpan(va, data.byteLength);
     const holds = await this.holdChecked([run], true, 'write');
     const events: InvalidateEvent[] = [];
     try {
       const plans = this.plan([run], { lo: va, hi: va + data.byteLength });
       this.countFetch(plans.length, [run], await this.fetch(plans), started);
-      const end = va + data.byteLength;
-      for (let page = run.first; page < run.first + run.count; page++) {
+      for (const { page, lo, hi } of this.pieces(va, data.byteLength)) {
         const base = page * this.pageSize;
-        const lo = Math.max(va, base);
-        const hi = Math.min(end, base + this.pageSize);
-        const frame = this.frameOf[page] ?? 0;
+        const frameOffset = Math.max(0, this.frameMap.frameOf(page)) * this.pageSize + lo;
+        const source = bufferSource(data);
         this.ctx.device.queue.writeBuffer(
           this.ctx.frames,
-          frame * this.pageSize + (lo - base),
-          bufferSource(data),
-          lo - va,
+          frameOffset,
+          source,
+          base + lo - va,
           hi - lo,
         );
-        if ((this.ctx.space.table.pte(page) & PTE_STATE_MASK) !== PTE_GPU) {
+        if (!isGpuOwned(this.ctx.space.table.pte(page))) {
           this.ctx.space.table.invalidate(page);
           events.push({ va: base, len: this.pageSize, cause: 'migrate' });
         }
@@ -356,25 +270,21 @@ export class Migrator {
    * ones back first) and lose their frames. Holds each page while it does.
    */
   async releaseAllFrames(): Promise<void> {
-    const pages = this.pagesWithFrames();
-    const runs = pages.map((page) => ({ first: page, count: 1 }));
-    if (runs.length === 0) return;
-    const holds: Hold[] = runs.map((run) => ({ ...run, kind: 'exclusive-long' }));
+    const pages = this.frameMap.pagesWithFrames();
+    if (pages.length === 0) return;
+    const holds: Hold[] = runsOf(pages).map((run) => ({ ...run, kind: 'exclusive-long' }));
     const { table } = this.ctx.space;
     await table.holdAsync(holds, 0);
     try {
       for (const page of pages) {
         table.updatePte(page, (pte) => {
-          const state = pte & PTE_STATE_MASK;
-          if (!(pte & PTE_FRAME)) return pte;
+          if (!hasFrame(pte)) return pte;
+          const state = pteState(pte);
           const next = state === PTE_GPU || state === PTE_SHARED ? PTE_CPU : state;
-          return (pte & ~(PTE_STATE_MASK | PTE_FRAME | PTE_GPU_DIRTY)) | next;
+          return withState(pte & ~(PTE_FRAME | PTE_GPU_DIRTY), next);
         });
         table.clearStaleness(page);
-        const frame = this.frameOf[page] ?? -1;
-        if (frame >= 0) this.ctx.pool.give(frame);
-        this.frameOf[page] = -1;
-        this.ctx.dpt.set(page, 0);
+        this.frameMap.drop(page);
       }
     } finally {
       table.releaseHolds(holds);
@@ -383,29 +293,20 @@ export class Migrator {
 
   /** Pages that are GPU-dirty now, as runs. */
   dirtyRuns(): PageRun[] {
-    const { table } = this.ctx.space;
-    return this.pagesWithFrames()
-      .filter((page) => {
-        const pte = table.pte(page);
-        return (pte & PTE_STATE_MASK) === PTE_GPU && (pte & PTE_GPU_DIRTY) !== 0;
-      })
-      .map((page) => ({ first: page, count: 1 }));
+    return runsOf(pagesToReadBack(this.view, runsOf(this.frameMap.pagesWithFrames())));
   }
 
   // ---------------------------------------------------------------- internals
 
-  private runOf(va: number, len: number): PageRun {
-    return this.ctx.space.pageSpan(va, len);
-  }
-
   /**
    * Holds `runs` exclusively, having checked them before and after the hold
-   * (a page's state may change while we wait).
+   * (a page's state may change while we wait): mapped, and with `checkProt`,
+   * protected to allow `need`.
    */
   async holdChecked(
     runs: readonly PageRun[],
     checkProt: boolean,
-    need: 'read' | 'write' = 'read',
+    need: Need = 'read',
   ): Promise<Hold[]> {
     this.ctx.space.pollNotices();
     for (const run of runs) this.check(run, checkProt, need);
@@ -421,71 +322,35 @@ export class Migrator {
     return holds;
   }
 
-  private check(run: PageRun, checkProt: boolean, need: 'read' | 'write'): void {
+  private check(run: PageRun, checkProt: boolean, need: Need): void {
     const { table } = this.ctx.space;
     for (let page = run.first; page < run.first + run.count; page++) {
-      const pte = table.pte(page);
       const address = page * this.pageSize;
-      if ((pte & PTE_STATE_MASK) === PTE_UNMAPPED) {
-        throw new AccessError(address, pte & PTE_FREED ? 'freed' : 'unmapped');
-      }
-      if (!checkProt) continue;
-      const prot = (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT;
-      if (prot === PROT_NONE || (need === 'write' && prot !== PROT_RW)) {
-        throw new AccessError(
-          address,
-          'protection',
-          `a device ${need} of a page protected '${['none', 'r', 'rw'][prot] ?? prot}'`,
-        );
-      }
+      if (checkProt) assertAccess(table.pte(page), need, address, 'the device');
+      else assertMapped(table.pte(page), address);
     }
   }
 
   /**
-   * Plans bringing the held pages' frames up to date: which need a new frame,
-   * which a clear, which ranges an upload. `write` skips stale bytes inside
-   * `overwrite` (absolute VAs). Throws OutOfMemoryError if the new frames
-   * exceed what the pool has left; plans nothing then.
+   * The plan for bringing held pages' frames up to date (migration-plan.ts),
+   * after reclaiming frames their pages lost to a free.
+   * @throws OutOfMemoryError if the new frames exceed what the pool has left; plans nothing then
    */
-  private plan(runs: readonly PageRun[], overwrite?: { lo: number; hi: number }): PagePlan[] {
-    const { table } = this.ctx.space;
-    const plans: PagePlan[] = [];
+  private plan(runs: readonly PageRun[], overwrite?: Overwrite): PagePlan[] {
     for (const run of runs) {
       for (let page = run.first; page < run.first + run.count; page++) {
-        const pte = table.pte(page);
-        this.reclaimIfStale(page, pte);
-        const state = pte & PTE_STATE_MASK;
-        if (state === PTE_SHARED || state === PTE_GPU) continue;
-        const base = page * this.pageSize;
-        const covered = overwrite
-          ? ([
-              Math.max(overwrite.lo, base) - base,
-              Math.min(overwrite.hi, base + this.pageSize) - base,
-            ] as const)
-          : undefined;
-        const hasFrame = (this.frameOf[page] ?? -1) >= 0;
-        if (state === PTE_ZERO) {
-          const whole = covered !== undefined && covered[0] === 0 && covered[1] === this.pageSize;
-          plans.push({ page, newFrame: !hasFrame, clear: !whole, upload: [] });
-          continue;
-        }
-        // PTE_CPU: upload what the frame lacks (all of it without a frame).
-        const staleness = hasFrame ? table.staleness(page) : 'whole';
-        const stale: (readonly [number, number])[] =
-          staleness === 'whole' ? [[0, this.pageSize]] : staleness === 'none' ? [] : [...staleness];
-        const upload = stale
-          .filter(([lo, hi]) => !(covered && covered[0] <= lo && hi <= covered[1]))
-          .map(([lo, hi]) => [lo & ~3, Math.min(this.pageSize, (hi + 3) & ~3)] as const);
-        plans.push({ page, newFrame: !hasFrame, clear: false, upload });
+        this.frameMap.reclaimIfStale(page);
       }
     }
-    const needed = plans.filter((plan) => plan.newFrame).length;
-    if (needed > this.ctx.pool.available) {
+    const plans = planResidency(this.view, runs, overwrite);
+    const needed = framesNeeded(plans);
+    const { pool } = this.ctx;
+    if (needed > pool.available) {
       throw new OutOfMemoryError(
         'budget',
         needed * this.pageSize,
-        this.ctx.pool.available * this.pageSize,
-        `the migration needs ${needed} new frames of ${this.pageSize} bytes; the budget is ${this.ctx.pool.capacity * this.pageSize} bytes with ${this.ctx.pool.inUse} frames in use`,
+        pool.available * this.pageSize,
+        `the migration needs ${needed} new frames of ${this.pageSize} bytes; the budget is ${pool.capacity * this.pageSize} bytes with ${pool.inUse} frames in use`,
       );
     }
     return plans;
@@ -493,67 +358,54 @@ export class Migrator {
 
   /** Assigns frames, clears and uploads per `plans`; resolves once the GPU has them. */
   private async fetch(plans: readonly PagePlan[]): Promise<MigrationResult> {
-    const { table } = this.ctx.space;
     const segments: Segment[] = [];
     const clears: number[] = [];
     for (const plan of plans) {
-      if (plan.newFrame) {
-        const frame = this.ctx.pool.take();
-        this.frameOf[plan.page] = frame;
-        this.frameGen[plan.page] = table.generation(plan.page);
-        // Writers from now on record what the frame lacks.
-        table.updatePte(plan.page, (pte) => pte | PTE_FRAME);
-      }
-      if (plan.clear) clears.push(this.frameOf[plan.page] ?? 0);
-      const base = plan.page * this.pageSize;
-      for (const [lo, hi] of plan.upload) segments.push(this.frameSegment(plan.page, lo, hi, base));
+      if (plan.newFrame) this.frameMap.assign(plan.page);
+      if (plan.clear) clears.push(this.frameMap.frameOf(plan.page));
+      for (const [lo, hi] of plan.upload) segments.push(this.frameMap.segment(plan.page, lo, hi));
     }
     if (clears.length > 0) this.clearFrames(clears);
     if (segments.length > 0) this.ctx.engine.upload(segments);
     if (clears.length > 0 || segments.length > 0) await this.ctx.device.queue.onSubmittedWorkDone();
     const bytes = segments.reduce((sum, segment) => sum + segment.len, 0);
-    const pages = plans.filter((plan) => plan.upload.length > 0).length;
-    return { pages, bytes };
+    return { pages: pagesUploaded(plans), bytes };
   }
 
-  private clearFrames(frames: number[]): void {
-    frames.sort((a, b) => a - b);
+  private clearFrames(frames: readonly number[]): void {
     const encoder = this.ctx.device.createCommandEncoder({ label: 'webhmm clear zero frames' });
-    for (let i = 0; i < frames.length;) {
-      const first = frames[i] ?? 0;
-      let count = 1;
-      while (frames[i + count] === first + count) count++;
-      encoder.clearBuffer(this.ctx.frames, first * this.pageSize, count * this.pageSize);
-      i += count;
+    for (const run of runsOf(frames)) {
+      encoder.clearBuffer(this.ctx.frames, run.first * this.pageSize, run.count * this.pageSize);
     }
     this.ctx.device.queue.submit([encoder.finish()]);
   }
 
-  /** Page-relative [lo, hi) of `page`'s frame as a segment (4-byte aligned outward). */
-  private frameSegment(page: number, lo: number, hi: number, base = page * this.pageSize): Segment {
-    const alignedLo = lo & ~3;
-    const alignedHi = Math.min(this.pageSize, (hi + 3) & ~3);
-    return {
-      va: base + alignedLo,
-      frameOffset: (this.frameOf[page] ?? 0) * this.pageSize + alignedLo,
-      len: alignedHi - alignedLo,
-    };
+  /** The pieces of [va, va + len) per page: absolute [lo, hi) within each page. */
+  private pieces(va: number, len: number): { page: number; lo: number; hi: number }[] {
+    const out: { page: number; lo: number; hi: number }[] = [];
+    const end = va + len;
+    for (let page = Math.floor(va / this.pageSize); page * this.pageSize < end; page++) {
+      const base = page * this.pageSize;
+      out.push({
+        page,
+        lo: Math.max(va, base) - base,
+        hi: Math.min(end, base + this.pageSize) - base,
+      });
+    }
+    return out;
   }
 
   private wholePage(page: number): Segment {
-    return this.frameSegment(page, 0, this.pageSize);
+    return this.frameMap.segment(page, 0, this.pageSize);
   }
 
   /** Sets a held page's state with its frame; its frame is up to date, so no stale ranges remain. */
   private settle(page: number, state: number, dirty: boolean): void {
     const { table } = this.ctx.space;
     table.clearStaleness(page);
-    table.updatePte(
-      page,
-      (pte) =>
-        (pte & ~(PTE_STATE_MASK | PTE_GPU_DIRTY)) | state | PTE_FRAME | (dirty ? PTE_GPU_DIRTY : 0),
-    );
-    this.refreshEntry(page);
+    const bits = PTE_FRAME | (dirty ? PTE_GPU_DIRTY : 0);
+    table.updatePte(page, (pte) => withState(pte & ~PTE_GPU_DIRTY, state) | bits);
+    this.frameMap.refreshEntry(page);
   }
 
   private account(
@@ -602,43 +454,4 @@ export class Migrator {
     this.ctx.counters.gpuFaults += faultedPages;
     if (faultedPages > 0) this.account('gpu', 'fault-gpu', runs, fetched, started);
   }
-}
-
-/**
- * The pages [first, end) widened to whole aligned blocks of `block` pages,
- * clipped to `allocation`: where fault-around may reach.
- */
-export function faultAroundRun(
-  first: number,
-  end: number,
-  block: number,
-  allocation: PageRun,
-): PageRun {
-  const lo = Math.max(allocation.first, Math.floor(first / block) * block);
-  const hi = Math.min(allocation.first + allocation.count, Math.ceil(end / block) * block);
-  return { first: lo, count: hi - lo };
-}
-
-/** Whether the device may read a page whose pte is `pte` as it is (resident, not `prot: 'none'`). */
-export function deviceCanRead(pte: number): boolean {
-  const state = pte & PTE_STATE_MASK;
-  return (
-    (state === PTE_SHARED || state === PTE_GPU) &&
-    (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT !== PROT_NONE
-  );
-}
-
-/** Whether the device may write a page whose pte is `pte` as it is (GPU-owned, read-write). */
-export function deviceCanWrite(pte: number): boolean {
-  return (pte & PTE_STATE_MASK) === PTE_GPU && (pte & PTE_PROT_MASK) >>> PTE_PROT_SHIFT === PROT_RW;
-}
-
-/** A device page table entry for a page in `frame` whose pte is `pte`. */
-function deviceEntry(frame: number, pte: number): number {
-  const state = pte & PTE_STATE_MASK;
-  let entry = frame;
-  if (state === PTE_SHARED || state === PTE_GPU) entry |= DPTE_RESIDENT;
-  if (deviceCanRead(pte)) entry |= DPTE_READABLE;
-  if (deviceCanWrite(pte)) entry |= DPTE_WRITABLE;
-  return entry;
 }

@@ -5,16 +5,16 @@
  */
 import type { CopyEngineKind } from './copy-engine.ts';
 
-/** Why memory moved. */
-export type MigrationCause =
-  'fault-cpu' | 'fault-gpu' | 'prefetch' | 'speculative' | 'eviction' | 'sync' | 'explicit';
+/**
+ * Why memory moved: 'fault-cpu' (a CPU access to a GPU-dirty page),
+ * 'fault-gpu' (a kernel run or gpu.read/write fetched pages), 'sync'
+ * (sync() and detach() writing back), 'explicit' (migrate()).
+ */
+export type MigrationCause = 'fault-cpu' | 'fault-gpu' | 'sync' | 'explicit';
 
 export const MIGRATION_CAUSES: readonly MigrationCause[] = [
   'fault-cpu',
   'fault-gpu',
-  'prefetch',
-  'speculative',
-  'eviction',
   'sync',
   'explicit',
 ];
@@ -42,15 +42,12 @@ export interface MirrorStats {
   gpuFaults: number;
   /** Kernel fault-collecting passes that found faults. */
   replays: number;
-  evictions: number;
-  /** Pages written back to the CPU by sync, eviction or detach. */
+  /** Pages written back to the CPU by sync or detach. */
   writebacks: number;
   /** Pages whose GPU copy another thread's notice invalidated. */
   invalidations: number;
   /** Device page table entries derived again because the page changed while they were (a race with another thread, retried). */
   entryRetries: number;
-  thrashPins: number;
-  ignoredHints: number;
   /** Bytes moved (both directions) by cause. */
   bytesByCause: Record<MigrationCause, number>;
   /** Not a counter: frames holding pages now. */
@@ -91,12 +88,9 @@ export function emptyCounters(): MirrorCounters {
     cpuFaults: 0,
     gpuFaults: 0,
     replays: 0,
-    evictions: 0,
     writebacks: 0,
     invalidations: 0,
     entryRetries: 0,
-    thrashPins: 0,
-    ignoredHints: 0,
     bytesByCause: Object.fromEntries(MIGRATION_CAUSES.map((cause) => [cause, 0])) as Record<
       MigrationCause,
       number

@@ -1,7 +1,8 @@
 /**
  * What a kernel run and the runtime exchange through GPU buffers, with no
  * logic: the status block, the control uniform, the fault bitmap and the
- * declared-uses table. The WGSL prelude (prelude.ts) declares the same.
+ * declared-uses table. The WGSL prelude (prelude.ts) builds its WGSL from
+ * these constants, so the two sides cannot disagree.
  */
 
 // ---- status block: STATUS_WORDS u32, reset before each pass ----
@@ -37,6 +38,7 @@ export const MODE_RUN = 1;
 export const USES_ALL = 0xffff_ffff;
 
 // ---- fault bitmap: four bits per VA page, 8 pages per u32 ----
+// Page p's bits are bits [4 * (p % 8), 4 * (p % 8) + 4) of word p / 8.
 /** A load found the page not resident. */
 export const FAULT_READ = 1;
 /** A store or atomic found the page not GPU-owned and writable. */
@@ -46,13 +48,21 @@ export const ACCESSED_READ = 4;
 /** A collecting pass stored to the page (faulted or not). */
 export const ACCESSED_WRITE = 8;
 export const FAULT_BITS_PER_PAGE = 4;
-export const FAULT_PAGES_PER_WORD = 8;
+/** log2 of FAULT_PAGES_PER_WORD: page p's fault word is `p >> FAULT_WORD_SHIFT`. */
+export const FAULT_WORD_SHIFT = 3;
+/** 32 bits / FAULT_BITS_PER_PAGE; `p & (FAULT_PAGES_PER_WORD - 1)` is p's slot in its word. */
+export const FAULT_PAGES_PER_WORD = 1 << FAULT_WORD_SHIFT;
 
 // ---- dirty bitmap: one bit per VA page, 32 pages per u32 ----
-export const DIRTY_PAGES_PER_WORD = 32;
+// Page p's bit is bit p % 32 of word p / 32.
+/** log2 of DIRTY_PAGES_PER_WORD: page p's dirty word is `p >> DIRTY_WORD_SHIFT`. */
+export const DIRTY_WORD_SHIFT = 5;
+export const DIRTY_PAGES_PER_WORD = 1 << DIRTY_WORD_SHIFT;
 
 // ---- uses table: one vec4<u32> per declared range ----
 /** [first page, end page (exclusive), USE_* , 0] */
 export const USE_WORDS = 4;
 export const USE_READ = 1;
 export const USE_WRITE = 2;
+/** What `hmm_declared` gives every page in fault mode (CONTROL_USES == USES_ALL). */
+export const USE_ALL_ACCESS = USE_READ | USE_WRITE;

@@ -1,41 +1,67 @@
 /**
  * The kernel runtime of one mirror: the GPU objects every kernel run shares
  * (status block, dirty and fault bitmaps, control uniform, uses table, a
- * readback buffer, the bind group layout of group 0) and one dispatch of one
- * pass. Runs are serialized: one run's status and bitmaps are never mixed
- * with another's.
+ * readback buffer, the bind group layout of group 0), the kernels compiled
+ * on it, and one dispatch of one pass.
+ *
+ * - Runs are serialized: one run's status and bitmaps are never mixed with
+ *   another's.
+ * - Lifecycle: `Kernel.compile` registers each kernel here and
+ *   `kernel.destroy()` takes it out; `destroy()` destroys every live kernel,
+ *   then the runtime's own buffers. Both are idempotent.
  */
-import type { SpaceInternals } from '../space/internals.ts';
-import type { Migrator } from '../gpu/migration.ts';
-import type { MirrorStats } from '../gpu/mirror-stats.ts';
+import { invariant } from '../errors.ts';
+import type { MirrorHost } from '../gpu/mirror-host.ts';
 import {
   CONTROL_WORDS,
   DIRTY_PAGES_PER_WORD,
   FAULT_PAGES_PER_WORD,
+  MODE_COLLECT,
+  type MODE_RUN,
   NO_ERROR_VA,
+  STATUS_ERROR_KINDS,
   STATUS_ERROR_VA,
+  STATUS_FAULTED,
+  STATUS_STORED,
   STATUS_WORDS,
   USE_WORDS,
 } from './kernel-layout.ts';
 
-/** What the runtime needs of its mirror. */
-export interface KernelHost {
-  readonly device: GPUDevice;
-  readonly space: SpaceInternals;
-  /** Frames, then the zero frame, then the sink frame. */
-  readonly frames: GPUBuffer;
-  readonly zeroFrame: number;
-  readonly sinkFrame: number;
-  readonly pageTable: GPUBuffer;
-  readonly migrator: Migrator;
-  readonly counters: Omit<MirrorStats, 'framesInUse' | 'budget' | 'copyEngine'>;
-  /** Applies pending invalidation notices and uploads changed page table entries. */
-  beforeGpuUse(): void;
-  /** @throws DeviceLostError once detached or lost */
-  assertAttached(): void;
+/** A dispatch size: workgroups in x, y and z, each 1 to 65535. */
+export type Workgroups = readonly [number, number, number];
+
+/** MODE_COLLECT (a fault-collecting pass) or MODE_RUN (the real pass). */
+export type PassMode = typeof MODE_COLLECT | typeof MODE_RUN;
+
+/** One pass of a kernel, as `KernelRuntime.pass` dispatches it. */
+export interface PassOptions {
+  readonly pipeline: GPUComputePipeline;
+  readonly group: GPUBindGroup;
+  readonly workgroups: Workgroups;
+  /**
+   * MODE_COLLECT: stores suppressed; the fault bitmap is cleared before and
+   * read back after. MODE_RUN: stores land; the dirty bitmap is cleared
+   * before and read back after.
+   */
+  readonly mode: PassMode;
+  /** Entries of the uses table the pass checks (setUses), or USES_ALL (fault mode). */
+  readonly uses: number;
+  /** Labels the command encoder and the compute pass. */
+  readonly label: string;
 }
 
-export type Workgroups = readonly [number, number, number];
+/**
+ * One pass of one run of a kernel: its pipeline, bind group and workgroups
+ * are bound already; the run chooses the mode and uses.
+ * @throws InvalidArgumentError 'destroyed' once the kernel is destroyed
+ */
+export type Dispatch = (mode: PassMode, uses: number) => Promise<PassStatus>;
+
+/** What the runtime keeps of a kernel compiled on it. */
+export interface RuntimeKernel {
+  /** Frees the kernel's GPU objects and takes it out of the runtime; idempotent. */
+  destroy(): void;
+}
 
 /** A pass's status block, decoded. */
 export interface PassStatus {
@@ -70,8 +96,10 @@ export class KernelRuntime {
   generation = 0;
   private tail: Promise<unknown> = Promise.resolve();
   private pending = 0;
+  private readonly kernels = new Set<RuntimeKernel>();
+  private destroyed = false;
 
-  constructor(readonly host: KernelHost) {
+  constructor(readonly host: MirrorHost) {
     const { device } = host;
     const pageCount = host.space.table.pageCount;
     this.dirtyWords = Math.ceil(pageCount / DIRTY_PAGES_PER_WORD);
@@ -101,28 +129,27 @@ export class KernelRuntime {
     this.readback = this.createReadback(
       (STATUS_WORDS + Math.max(this.dirtyWords, this.faultWords)) * 4,
     );
-    const entry = (binding: number, type: GPUBufferBindingType): GPUBindGroupLayoutEntry => ({
-      binding,
-      visibility: GPUShaderStage.COMPUTE,
-      buffer: { type },
-    });
-    this.layout = device.createBindGroupLayout({
-      label: 'webhmm prelude group 0',
-      entries: [
-        entry(0, 'storage'),
-        entry(1, 'read-only-storage'),
-        entry(2, 'storage'),
-        entry(3, 'storage'),
-        entry(4, 'storage'),
-        entry(5, 'uniform'),
-        entry(6, 'read-only-storage'),
-        entry(7, 'uniform'),
-      ],
-    });
+    this.layout = groupZeroLayout(device);
     this.pipelineLayout = device.createPipelineLayout({
       label: 'webhmm kernel layout',
       bindGroupLayouts: [this.layout],
     });
+  }
+
+  /** Kernels compiled on this runtime and not destroyed yet (for tests; not public API). */
+  get liveKernels(): number {
+    return this.kernels.size;
+  }
+
+  /** Records a kernel compiled on this runtime, to be destroyed with it. */
+  register(kernel: RuntimeKernel): void {
+    invariant(!this.destroyed, 'a kernel compiled on a destroyed runtime');
+    this.kernels.add(kernel);
+  }
+
+  /** Forgets a kernel (it was destroyed). */
+  unregister(kernel: RuntimeKernel): void {
+    this.kernels.delete(kernel);
   }
 
   /** True when no run is in flight or queued. */
@@ -173,27 +200,21 @@ export class KernelRuntime {
    * One pass: resets the status (and the bitmap the pass fills), dispatches,
    * and reads back the status block and that bitmap in one round trip.
    */
-  async pass(
-    pipeline: GPUComputePipeline,
-    group: GPUBindGroup,
-    workgroups: Workgroups,
-    mode: number,
-    uses: number,
-    resetFaults: boolean,
-    label: string,
-  ): Promise<PassStatus> {
+  async pass(options: PassOptions): Promise<PassStatus> {
+    const { pipeline, group, workgroups, mode, uses, label } = options;
     const { device } = this.host;
+    const collecting = mode === MODE_COLLECT;
     device.queue.writeBuffer(this.status, 0, INITIAL_STATUS);
     device.queue.writeBuffer(this.control, 0, new Uint32Array([mode, uses, 0, 0]));
     const encoder = device.createCommandEncoder({ label });
-    if (resetFaults) encoder.clearBuffer(this.faults);
+    if (collecting) encoder.clearBuffer(this.faults);
     else encoder.clearBuffer(this.dirty);
     const compute = encoder.beginComputePass({ label });
     compute.setPipeline(pipeline);
     compute.setBindGroup(0, group);
     compute.dispatchWorkgroups(...workgroups);
     compute.end();
-    const [bitmap, bitmapWords] = resetFaults
+    const [bitmap, bitmapWords] = collecting
       ? [this.faults, this.faultWords]
       : [this.dirty, this.dirtyWords];
     encoder.copyBufferToBuffer(this.status, 0, this.readback, 0, STATUS_WORDS * 4);
@@ -202,15 +223,20 @@ export class KernelRuntime {
     const words = await this.read(STATUS_WORDS + bitmapWords);
     const errorVa = words[STATUS_ERROR_VA] ?? NO_ERROR_VA;
     return {
-      faulted: (words[0] ?? 0) !== 0,
-      stored: (words[1] ?? 0) !== 0,
+      faulted: (words[STATUS_FAULTED] ?? 0) !== 0,
+      stored: (words[STATUS_STORED] ?? 0) !== 0,
       errorVa: errorVa === NO_ERROR_VA ? undefined : errorVa,
-      errorKinds: words[3] ?? 0,
+      errorKinds: words[STATUS_ERROR_KINDS] ?? 0,
       bits: words.subarray(STATUS_WORDS),
     };
   }
 
+  /** Destroys every live kernel, then the runtime's own buffers. Idempotent. */
   destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const kernel of [...this.kernels]) kernel.destroy();
+    this.kernels.clear();
     for (const buffer of [
       this.status,
       this.dirty,
@@ -245,4 +271,30 @@ export class KernelRuntime {
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
   }
+}
+
+/**
+ * The bind group layout of group 0, the prelude's bindings in order. Every
+ * runtime builds it from this same descriptor, so layouts of different
+ * runtimes on one device are group-equivalent (pipeline-cache.ts relies on it).
+ */
+function groupZeroLayout(device: GPUDevice): GPUBindGroupLayout {
+  const entry = (binding: number, type: GPUBufferBindingType): GPUBindGroupLayoutEntry => ({
+    binding,
+    visibility: GPUShaderStage.COMPUTE,
+    buffer: { type },
+  });
+  return device.createBindGroupLayout({
+    label: 'webhmm prelude group 0',
+    entries: [
+      entry(0, 'storage'), // frames
+      entry(1, 'read-only-storage'), // device page table
+      entry(2, 'storage'), // dirty bitmap
+      entry(3, 'storage'), // fault bitmap
+      entry(4, 'storage'), // status block
+      entry(5, 'uniform'), // control
+      entry(6, 'read-only-storage'), // uses table
+      entry(7, 'uniform'), // params
+    ],
+  });
 }

@@ -31,7 +31,12 @@ import {
   ERROR_UNDECLARED,
   ACCESSED_READ,
   ACCESSED_WRITE,
+  DIRTY_PAGES_PER_WORD,
+  DIRTY_WORD_SHIFT,
+  FAULT_BITS_PER_PAGE,
+  FAULT_PAGES_PER_WORD,
   FAULT_READ,
+  FAULT_WORD_SHIFT,
   FAULT_WRITE,
   MODE_COLLECT,
   STATUS_ERROR_KINDS,
@@ -39,6 +44,7 @@ import {
   STATUS_FAULTED,
   STATUS_STORED,
   STATUS_WORDS,
+  USE_ALL_ACCESS,
   USE_WRITE,
   USES_ALL,
 } from './kernel-layout.ts';
@@ -87,7 +93,18 @@ fn hmm_frame_store(w: u32, value: u32) {
 }
 fn hmm_store_u32(va: u32, value: u32) { hmm_frames[hmm_translate(va, true)] = value; }`;
 
+/**
+ * The prelude for `config`: group 0's declarations, the bookkeeping, the
+ * translation, the frame accessors of the binding kind, then the load and
+ * store functions.
+ */
 export function prelude(config: PreludeConfig): string {
+  return `${declarations(config)}${BOOKKEEPING}${TRANSLATE}${config.atomics ? ATOMIC_FRAMES : PLAIN_FRAMES}
+${ACCESSORS}`;
+}
+
+/** Group 0's structs and bindings, and the constants baked in for this space and kernel. */
+function declarations(config: PreludeConfig): string {
   const pageWords = 2 ** config.pageShift / 4;
   const params =
     config.params.length > 0
@@ -114,7 +131,11 @@ const HMM_ZERO_WORDS: u32 = ${u(config.zeroFrame * pageWords)};
 const HMM_SINK_WORDS: u32 = ${u(config.sinkFrame * pageWords)};
 var<private> hmm_faulted_flag: bool = false;
 
-fn hmm_faulted() -> bool { return hmm_faulted_flag; }
+`;
+}
+
+/** Fault, error and dirty bookkeeping, and the uses lookup. */
+const BOOKKEEPING = `fn hmm_faulted() -> bool { return hmm_faulted_flag; }
 
 fn hmm_fail(va: u32, kind: u32) {
   atomicMin(&hmm_status[${STATUS_ERROR_VA}], va);
@@ -124,8 +145,8 @@ fn hmm_fail(va: u32, kind: u32) {
 
 // Sets \`bits\` of the page's nibble in the fault bitmap (once: loads first).
 fn hmm_note(page: u32, bits: u32) {
-  let word = page >> 3u;
-  let mask = bits << ((page & 7u) * 4u);
+  let word = page >> ${u(FAULT_WORD_SHIFT)};
+  let mask = bits << ((page & ${u(FAULT_PAGES_PER_WORD - 1)}) * ${u(FAULT_BITS_PER_PAGE)});
   if ((atomicLoad(&hmm_fault_bits[word]) & mask) != mask) { atomicOr(&hmm_fault_bits[word], mask); }
 }
 
@@ -136,8 +157,8 @@ fn hmm_record_fault(page: u32, bit: u32) {
 }
 
 fn hmm_mark_dirty(page: u32) {
-  let word = page >> 5u;
-  let mask = 1u << (page & 31u);
+  let word = page >> ${u(DIRTY_WORD_SHIFT)};
+  let mask = 1u << (page & ${u(DIRTY_PAGES_PER_WORD - 1)});
   if ((atomicLoad(&hmm_dirty[word]) & mask) == 0u) {
     atomicOr(&hmm_dirty[word], mask);
     atomicStore(&hmm_status[${STATUS_STORED}], 1u);
@@ -146,7 +167,7 @@ fn hmm_mark_dirty(page: u32) {
 
 // USE_* bits the run declared for \`page\` (all in fault mode), 0 if undeclared.
 fn hmm_declared(page: u32) -> u32 {
-  if (hmm_ctl.uses == ${u(USES_ALL)}) { return 3u; }
+  if (hmm_ctl.uses == ${u(USES_ALL)}) { return ${u(USE_ALL_ACCESS)}; }
   for (var i = 0u; i < hmm_ctl.uses; i++) {
     let use_ = hmm_uses[i];
     if (page >= use_.x && page < use_.y) { return use_.z; }
@@ -154,7 +175,10 @@ fn hmm_declared(page: u32) -> u32 {
   return 0u;
 }
 
-// The frame word of \`va\`, valid to the end of its page. For writing, it marks
+`;
+
+/** hmm_translate: where every access of a kernel is checked. */
+const TRANSLATE = `// The frame word of \`va\`, valid to the end of its page. For writing, it marks
 // the page dirty; a page that cannot be used as it is gives the zero frame
 // (reads) or the sink frame (writes) and sets hmm_faulted().
 fn hmm_translate(va: u32, forWrite: bool) -> u32 {
@@ -195,13 +219,14 @@ fn hmm_translate(va: u32, forWrite: bool) -> u32 {
   return frame_words;
 }
 
-${config.atomics ? ATOMIC_FRAMES : PLAIN_FRAMES}
-fn hmm_load_u32(va: u32) -> u32 { return hmm_frame_load(hmm_translate(va, false)); }
+`;
+
+/** The loads and stores built on the frame accessors. */
+const ACCESSORS = `fn hmm_load_u32(va: u32) -> u32 { return hmm_frame_load(hmm_translate(va, false)); }
 fn hmm_load_f32(va: u32) -> f32 { return bitcast<f32>(hmm_load_u32(va)); }
 fn hmm_store_f32(va: u32, value: f32) { hmm_store_u32(va, bitcast<u32>(value)); }
 // ---- end of the webhmm prelude ----
 `;
-}
 
 /** Lines the prelude adds before user code (for mapping compiler messages to user lines). */
 export function preludeLines(source: string): number {

@@ -14,12 +14,8 @@
  */
 import { invariant } from '../errors.ts';
 import { HEADER_FREE_PAGES } from './shared-layout.ts';
+import type { PageRun } from './page-run.ts';
 import type { SharedState } from './shared-state.ts';
-
-export interface PageRun {
-  readonly first: number;
-  readonly count: number;
-}
 
 export class PageAllocator {
   private readonly head: Int32Array;

@@ -257,11 +257,14 @@ export class FaultChannel {
   }
 }
 
-/** The error a requester gets when no thread services faults. */
+/**
+ * The error a requester gets when no thread services faults: WouldBlockError
+ * 'unserved' (not 'timeout': nothing was waited for, and waiting would not help).
+ */
 export function unservedFault(address: number): WouldBlockError {
   return new WouldBlockError(
     address,
-    'timeout',
+    'unserved',
     'the page is dirty on the GPU and no GpuMirror services faults',
   );
 }

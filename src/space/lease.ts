@@ -7,7 +7,14 @@
  */
 import { InvalidArgumentError } from '../errors.ts';
 
-export type LeaseMode = 'read' | 'write';
+/**
+ * How a scope (`space.access`, `space.acquire`) holds its range: 'read' keeps
+ * writers out, 'write' keeps everyone else out.
+ */
+export type AccessMode = 'read' | 'write';
+
+/** The access modes, for argument checks. */
+export const ACCESS_MODES: readonly AccessMode[] = ['read', 'write'];
 
 export class Lease {
   private released = false;
@@ -22,7 +29,8 @@ export class Lease {
     readonly va: number,
     /** Bytes in the range. */
     readonly len: number,
-    readonly mode: LeaseMode,
+    /** The mode the range is held in. */
+    readonly mode: AccessMode,
     private readonly onRelease: () => void,
   ) {}
 

@@ -2,23 +2,27 @@
  * Invalidation notices (HMM's mmu_interval_notifier): who learns that a range
  * stopped being what a GPU copy or a cached view believed.
  *
- * Guarantees (SPEC §3):
+ * Guarantees:
  * - a listener runs on the thread that registered it, never under a page hold;
  * - for its own thread's calls, synchronously before the call returns;
  * - for other threads' calls, on its event loop (Atomics.waitAsync on the
  *   log's head word), coalesced per cause;
- * - if the thread fell more than LOG_CAPACITY records behind, it gets one
- *   whole-space event with cause 'overflow' instead of the lost records.
+ * - if the thread fell more than LOG_CAPACITY (1024) records behind, it gets
+ *   one whole-space event with cause 'overflow' instead of the lost records.
+ *
+ * The full protocol, with the device side's part: docs/threads.md, "The
+ * invalidation protocol".
  *
  * The log is a ring in shared memory. A writer takes a ticket (Atomics.add on
  * the head word), fills the slot, then publishes it by storing ticket + 1 in
  * the slot's stamp and notifies the head word. A reader trusts a slot only if
  * its stamp reads ticket + 1 both before and after it copies the fields.
  */
+import { invariant } from '../errors.ts';
 import {
   HEADER_LOG_HEAD,
-  INVALIDATE_CAUSES,
   LOG_CAPACITY,
+  LOG_CAUSES,
   LOG_CAUSE_MASK,
   LOG_LEN,
   LOG_META,
@@ -26,22 +30,26 @@ import {
   LOG_STAMP,
   LOG_VA,
   LOG_WORDS,
-  type InvalidateCause,
+  type LogCause,
 } from './shared-layout.ts';
 import type { SharedState } from './shared-state.ts';
+
+/**
+ * Why a range was invalidated:
+ * - 'write': a CPU write made a GPU copy stale;
+ * - 'free', 'protect': the range was freed or its protection changed;
+ * - 'migrate': a migration took the pages from the CPU;
+ * - 'overflow': this thread missed notices; assume the whole space changed.
+ */
+export type InvalidateCause = LogCause | 'overflow';
 
 export interface InvalidateEvent {
   /** First byte of the invalidated range (clipped to the listener's range). */
   readonly va: number;
   /** Bytes in the range. */
   readonly len: number;
-  /**
-   * - 'write': a CPU write made a GPU copy stale;
-   * - 'free', 'protect': the range was freed or its protection changed;
-   * - 'migrate': a migration took the pages from the CPU;
-   * - 'overflow': this thread missed notices; assume the whole space changed.
-   */
-  readonly cause: InvalidateCause | 'overflow';
+  /** Why; see InvalidateCause. */
+  readonly cause: InvalidateCause;
 }
 
 export type InvalidateListener = (event: InvalidateEvent) => void;
@@ -105,7 +113,8 @@ export class InvalidationNotifier {
     Atomics.store(this.log, at + LOG_STAMP, 0);
     Atomics.store(this.log, at + LOG_VA, event.va | 0);
     Atomics.store(this.log, at + LOG_LEN, event.len | 0);
-    const cause = INVALIDATE_CAUSES.indexOf(event.cause as InvalidateCause);
+    const cause = LOG_CAUSES.indexOf(event.cause as LogCause);
+    invariant(cause >= 0, `an announced invalidation has a log cause, not '${event.cause}'`);
     Atomics.store(this.log, at + LOG_META, cause | (this.threadId << LOG_ORIGIN_SHIFT));
     Atomics.store(this.log, at + LOG_STAMP, (ticket + 1) | 0);
   }
@@ -155,7 +164,7 @@ export class InvalidationNotifier {
       const len = Atomics.load(this.log, at + LOG_LEN) >>> 0;
       const meta = Atomics.load(this.log, at + LOG_META);
       if (Atomics.load(this.log, at + LOG_STAMP) !== expected) return this.overflow(head);
-      const cause = INVALIDATE_CAUSES[meta & LOG_CAUSE_MASK];
+      const cause = LOG_CAUSES[meta & LOG_CAUSE_MASK];
       if (meta >>> LOG_ORIGIN_SHIFT !== this.threadId && cause !== undefined)
         events.push({ va, len, cause });
       this.cursor = (this.cursor + 1) | 0;

@@ -31,22 +31,24 @@ import {
 } from './page-lock.ts';
 import type { PageRun } from './page-run.ts';
 import {
+  FREED_PTE,
   assertAccess,
   assertMapped,
   hasFrame,
+  hasStaleRanges,
   isGpuDirty,
   isGpuOwned,
+  isStaleWhole,
   pteState,
+  withStaleRanges,
+  withStaleWhole,
   withState,
+  withoutStale,
   type Need,
 } from './pte.ts';
 import {
   PTE_CPU,
-  PTE_FREED,
   PTE_SHARED,
-  PTE_STALE_RANGES,
-  PTE_STALE_WHOLE,
-  PTE_UNMAPPED,
   PTE_ZERO,
   STALE_CAPACITY,
   STALE_MUTEX,
@@ -294,13 +296,11 @@ export class PageTable {
     const base = page * STALE_WORDS;
     this.lockStale(base, mayBlock);
     try {
-      if (this.pte(page) & PTE_STALE_WHOLE) return;
+      if (isStaleWhole(this.pte(page))) return;
       const whole =
         (lo === 0 && hi === this.pageSize) || !insertInterval(stale, base, STALE_CAPACITY, lo, hi);
       if (whole) clearIntervals(stale, base);
-      this.updatePte(page, (word) =>
-        whole ? (word & ~PTE_STALE_RANGES) | PTE_STALE_WHOLE : word | PTE_STALE_RANGES,
-      );
+      this.updatePte(page, (word) => (whole ? withStaleWhole(word) : withStaleRanges(word)));
     } finally {
       Atomics.and(stale, base, ~STALE_MUTEX);
       Atomics.notify(stale, base);
@@ -326,15 +326,15 @@ export class PageTable {
   /** What the page's frame lacks. Read under an exclusive hold (no writer can add to it). */
   staleness(page: number): Staleness {
     const pte = this.pte(page);
-    if (pte & PTE_STALE_WHOLE) return 'whole';
-    if (pte & PTE_STALE_RANGES) return intervalsAt(this.shared.stale, page * STALE_WORDS);
+    if (isStaleWhole(pte)) return 'whole';
+    if (hasStaleRanges(pte)) return intervalsAt(this.shared.stale, page * STALE_WORDS);
     return 'none';
   }
 
   /** Forgets the page's stale ranges (its frame was brought up to date). Under an exclusive hold. */
   clearStaleness(page: number): void {
     clearIntervals(this.shared.stale, page * STALE_WORDS);
-    this.updatePte(page, (pte) => pte & ~(PTE_STALE_WHOLE | PTE_STALE_RANGES));
+    this.updatePte(page, withoutStale);
   }
 
   /** Records an invalidation of the page (its sequence number moves on): call before changing it. */
@@ -369,7 +369,7 @@ export class PageTable {
     }
     clearIntervals(this.shared.stale, page * STALE_WORDS);
     Atomics.add(this.shared.seq, page, 1);
-    Atomics.store(this.shared.pte, page, PTE_UNMAPPED | PTE_FREED);
+    Atomics.store(this.shared.pte, page, FREED_PTE);
     Atomics.add(this.shared.gen, page, 1);
   }
 }

@@ -10,6 +10,8 @@
  * - Protection 'none' refuses every access; 'r' refuses writes; 'rw' allows
  *   both. The runtime's own transfers (write-back, sync, detach) check only
  *   that a page is mapped, never its protection.
+ * - A frame is stale as a whole or in recorded ranges, never both: marking it
+ *   stale whole drops the ranges bit.
  * - Snapshot `dirty`: 'gpu' for a GPU-dirty `gpu` page; 'cpu' for a `cpu`
  *   page whose existing frame lacks some bytes; 'none' otherwise.
  */
@@ -48,8 +50,8 @@ export interface PageSnapshot {
 
 /** State names, indexed by the PTE_* state code. */
 const STATE_NAMES: readonly PageState[] = ['unmapped', 'zero', 'cpu', 'shared', 'gpu'];
-/** Protection names, indexed by the PROT_* code. */
-const PROT_NAMES: readonly Protection[] = ['none', 'r', 'rw'];
+/** Every protection name, indexed by its PROT_* code. */
+export const PROTECTIONS: readonly Protection[] = ['none', 'r', 'rw'];
 const PROT_CODES: Readonly<Record<Protection, number>> = {
   none: PROT_NONE,
   r: PROT_R,
@@ -80,6 +82,14 @@ export function isMapped(pte: number): boolean {
   return pteState(pte) !== PTE_UNMAPPED;
 }
 
+/** Unmapped because it was freed (and not allocated again since), not because it never was mapped. */
+export function isFreed(pte: number): boolean {
+  return (pte & PTE_FREED) !== 0;
+}
+
+/** The word of a page `free` has just discarded: unmapped, freed, no frame, nothing stale. */
+export const FREED_PTE = PTE_UNMAPPED | PTE_FREED;
+
 /** GPU-owned (`gpu`), dirty or not. */
 export function isGpuOwned(pte: number): boolean {
   return pteState(pte) === PTE_GPU;
@@ -100,6 +110,31 @@ export function isStale(pte: number): boolean {
   return (pte & (PTE_STALE_WHOLE | PTE_STALE_RANGES)) !== 0;
 }
 
+/** The frame is stale as a whole: its recorded ranges, if any, no longer matter. */
+export function isStaleWhole(pte: number): boolean {
+  return (pte & PTE_STALE_WHOLE) !== 0;
+}
+
+/** The frame is stale in the ranges recorded in the page's stale entry. */
+export function hasStaleRanges(pte: number): boolean {
+  return (pte & PTE_STALE_RANGES) !== 0;
+}
+
+/** `pte` with the frame stale as a whole (any recorded ranges subsumed); other bits kept. */
+export function withStaleWhole(pte: number): number {
+  return (pte & ~PTE_STALE_RANGES) | PTE_STALE_WHOLE;
+}
+
+/** `pte` with the frame stale in its recorded ranges; other bits kept. */
+export function withStaleRanges(pte: number): number {
+  return pte | PTE_STALE_RANGES;
+}
+
+/** `pte` with the frame up to date (nothing stale); other bits kept. */
+export function withoutStale(pte: number): number {
+  return pte & ~(PTE_STALE_WHOLE | PTE_STALE_RANGES);
+}
+
 /** Whether the page's protection allows an access of `need` (mapping aside). */
 export function protAllows(pte: number, need: Need): boolean {
   const prot = pteProt(pte);
@@ -111,8 +146,7 @@ export function protAllows(pte: number, need: Need): boolean {
  * @throws AccessError 'freed' or 'unmapped' at `address`
  */
 export function assertMapped(pte: number, address: number, detail = ''): number {
-  if (!isMapped(pte))
-    throw new AccessError(address, pte & PTE_FREED ? 'freed' : 'unmapped', detail);
+  if (!isMapped(pte)) throw new AccessError(address, isFreed(pte) ? 'freed' : 'unmapped', detail);
   return pte;
 }
 
@@ -135,7 +169,7 @@ export function assertAccess(pte: number, need: Need, address: number, actor = '
 
 /** The name of a PROT_* code. */
 export function protName(prot: number): Protection {
-  return PROT_NAMES[prot] ?? 'none';
+  return PROTECTIONS[prot] ?? 'none';
 }
 
 /** The PROT_* code of a protection name, or undefined for anything else. */

@@ -116,9 +116,14 @@ export const LOG_LEN = 2;
 export const LOG_META = 3;
 export const LOG_CAUSE_MASK = 0xff;
 export const LOG_ORIGIN_SHIFT = 8;
-/** Log cause codes, index into INVALIDATE_CAUSES. */
-export const INVALIDATE_CAUSES = ['write', 'free', 'protect', 'migrate'] as const;
-export type InvalidateCause = (typeof INVALIDATE_CAUSES)[number];
+/**
+ * Log cause codes: the cause field of a record is an index into LOG_CAUSES.
+ * A record never carries 'overflow': that cause is the reader's own, when it
+ * fell behind the ring (notifier.ts).
+ */
+export const LOG_CAUSES = ['write', 'free', 'protect', 'migrate'] as const;
+/** A cause a log record can carry. */
+export type LogCause = (typeof LOG_CAUSES)[number];
 
 // ---- CPU fault channel ----
 // A thread that meets a GPU-dirty page claims a slot, posts the page range,
@@ -172,9 +177,14 @@ export const THREAD_STOPPED = 3;
 /** What `space.handle` carries to another thread (structured-cloneable). */
 export interface SpaceHandle {
   readonly type: 'webhmm-space';
+  /** LAYOUT_VERSION of the space; `attach` refuses any other. */
   readonly version: number;
+  /** The CPU memory: `size` bytes, VA == byte offset, fixed length. */
   readonly memory: SharedArrayBuffer;
+  /** Everything else (the sections above), as an Int32Array's buffer. */
   readonly meta: SharedArrayBuffer;
+  /** The space's `faultTimeoutMs`, ms (a positive integer). */
   readonly faultTimeoutMs: number;
+  /** The space's `spinLimitMs`, ms (a non-negative integer). */
   readonly spinLimitMs: number;
 }

@@ -1,8 +1,9 @@
 /**
- * How a call waits. SPEC §3: a call may block unless it runs on a browser's
- * main thread or on the thread that owns a GpuMirror (a thread parked in
+ * How a call waits. A call may block unless it runs on a browser's main
+ * thread or on the thread that owns a GpuMirror (a thread parked in
  * Atomics.wait receives no mapAsync callback, so it would deadlock its own
- * faults). The decision is made per call through an injectable `mayBlock`.
+ * faults). The decision is made per call through an injectable `mayBlock`
+ * (docs/address-space.md, "Waiting").
  *
  * - may block: Atomics.wait, for at most `faultTimeoutMs` in all, then
  *   WouldBlockError 'timeout';

@@ -1,15 +1,8 @@
 /**
  * The worker side of `Threads`: `serveThread(create)` waits for the page's
- * init message, attaches the address space, builds the thread's API with
- * `create(space, thread)` and exposes it through comlink.
- *
- * ```ts
- * // worker.ts
- * import { serveThread } from 'webhmm';
- * serveThread((space, thread) => ({
- *   sum(va: number, len: number) { ... space.read(va, len) ... },
- * }));
- * ```
+ * init message, attaches the address space as a thread `Threads` may end,
+ * builds the thread's API with `create(space, thread)` and exposes it
+ * through comlink on the port the page sent.
  */
 import { expose } from 'comlink';
 import { attachThread, type AddressSpace } from '../space/address-space.ts';
@@ -18,10 +11,35 @@ import { isThreadInit, type ThreadReady } from './thread-protocol.ts';
 
 /** Which of the spawned threads this is. */
 export interface ThreadInfo {
+  /** This thread's place in spawn order: 0 to count - 1 inclusive. */
   readonly index: number;
+  /** Threads started by the same `Threads.spawn` call (>= 1). */
   readonly count: number;
 }
 
+/**
+ * Serves this worker as one thread of `Threads.spawn`: on the page's init
+ * message it attaches the space, calls `create` once and exposes what it
+ * returns through comlink. Call it once, at the top level of the worker's
+ * module. A `create` that throws or rejects (or an attach that fails, as when
+ * every thread record of the space is taken) makes `Threads.spawn` reject
+ * with InvalidArgumentError 'worker-failed', its message carried along.
+ *
+ * ```ts
+ * // sum.worker.ts
+ * import { serveThread, type AddressSpace } from 'webhmm';
+ * const create = (space: AddressSpace) => ({
+ *   sum(va: number, len: number): number {
+ *     return new Float32Array(space.read(va, len).buffer).reduce((a, b) => a + b, 0);
+ *   },
+ * });
+ * export type SumApi = ReturnType<typeof create>; // for Threads.spawn<SumApi>
+ * serveThread(create);
+ * ```
+ *
+ * In the worker, `space` may block (a worker may wait): sync reads of
+ * GPU-dirty pages fault them back and wait.
+ */
 export function serveThread<Api extends object>(
   create: (space: AddressSpace, thread: ThreadInfo) => Api | Promise<Api>,
 ): void {

@@ -1,21 +1,21 @@
 /**
  * CPU threads for apps: `Threads.spawn(space, worker, n)` starts n workers,
  * each with the space attached (see `serveThread`), and gives their APIs as
- * comlink proxies. `terminate()` ends them.
- *
- * ```ts
- * const threads = await Threads.spawn<SumApi>(space, new URL('./sum.worker.ts', import.meta.url), 4);
- * const sums = await threads.map((thread, i) => thread.sum(va + i * part, part));
- * await threads.terminate();
- * ```
+ * comlink proxies. `terminate()` ends them, safely at any moment: what a
+ * thread held in the space is taken back (docs/threads.md, "Ending a thread").
  */
 import { releaseProxy, wrap, type Remote } from 'comlink';
+import { nonNegativeInteger, positiveInteger } from '../arguments.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { AddressSpace } from '../space/address-space.ts';
 import { internalsOf } from '../space/internals.ts';
 import { isThreadReady, type ThreadInit } from './thread-protocol.ts';
 
-/** A module worker's URL, or a function that starts one (for bundlers that need `new Worker(new URL(...))` in app code). */
+/**
+ * A module worker's URL (a `URL`, or a string resolved as `new Worker` does),
+ * or a function that starts one (for bundlers that need
+ * `new Worker(new URL(...))` in app code). The worker's module calls `serveThread`.
+ */
 export type WorkerSource = URL | string | (() => Worker);
 
 interface Spawned<Api> {
@@ -26,6 +26,20 @@ interface Spawned<Api> {
   readonly lifeLock: string;
 }
 
+/**
+ * A pool of CPU threads (module workers) with one AddressSpace attached,
+ * each serving the API its module builds with `serveThread`. Calls go
+ * through comlink; the space's bytes, faults and coherence never do: they
+ * are the SharedArrayBuffer and Atomics.
+ *
+ * ```ts
+ * import type { SumApi } from './sum.worker.ts'; // the worker calls serveThread: see there
+ * const threads = await Threads.spawn<SumApi>(space, new URL('./sum.worker.ts', import.meta.url), 4);
+ * const part = len / threads.size;
+ * const sums = await threads.map((thread, i) => thread.sum(va + i * part, part));
+ * await threads.terminate();
+ * ```
+ */
 export class Threads<Api> {
   private readonly ended = new Set<Spawned<Api>>();
 
@@ -36,17 +50,21 @@ export class Threads<Api> {
 
   /**
    * Starts `count` workers from `source`, each running `serveThread`, and
-   * resolves once every one has attached `space`.
-   * @throws InvalidArgumentError for a bad count; the worker's error if one fails to start
+   * resolves once every one has attached `space`. All or none: if one fails
+   * to start, the others are ended (and what they held taken back) before
+   * the promise rejects.
+   * @param count workers to start: a positive integer
+   * @throws InvalidArgumentError 'count': 'not-integer', 'negative' or 'zero'
+   * @throws InvalidArgumentError 'source' 'worker-failed' if a worker fails to load, or
+   *   its `serveThread` fails to attach or build its API: `value` names the source,
+   *   the message the thread and why, `cause` is the worker's own error message
    */
   static async spawn<Api>(
     space: AddressSpace,
     source: WorkerSource,
     count: number,
   ): Promise<Threads<Api>> {
-    if (!Number.isInteger(count) || count < 1) {
-      throw new InvalidArgumentError('count', count, 'bad-value', 'an integer of at least 1');
-    }
+    positiveInteger('count', count);
     const starting = Array.from({ length: count }, (_, index) =>
       start<Api>(space, source, index, count),
     );
@@ -69,11 +87,12 @@ export class Threads<Api> {
     );
   }
 
-  /** The threads' APIs, in spawn order. */
+  /** The threads' APIs, in spawn order (index 0 first). */
   get workers(): readonly Remote<Api>[] {
     return this.spawned.map((thread) => thread.api);
   }
 
+  /** Threads spawned (ended ones included): valid indices are 0 to size - 1. */
   get size(): number {
     return this.spawned.length;
   }
@@ -88,11 +107,15 @@ export class Threads<Api> {
    * point (outside any critical section of webhmm; it may be waiting, or
    * running its own code), then ended, and the page holds and fault requests
    * it had are taken back, so the other threads go on. Idempotent.
-   * @throws InvalidArgumentError for an index out of range
+   * @param index the thread to end, 0 to size - 1 inclusive; all of them if omitted
+   * @throws InvalidArgumentError 'index': 'not-integer', 'negative', or 'too-large' (size or more)
    */
   async terminate(index?: number): Promise<void> {
-    if (index !== undefined && (!Number.isInteger(index) || !this.spawned[index])) {
-      throw new InvalidArgumentError('index', index, 'bad-value', `0 to ${this.size - 1}`);
+    if (index !== undefined) {
+      nonNegativeInteger('index', index);
+      if (index >= this.size) {
+        throw new InvalidArgumentError('index', index, 'too-large', `0 to ${this.size - 1}`);
+      }
     }
     const ending = (index === undefined ? this.spawned : [this.spawned[index]]).filter(
       (thread): thread is Spawned<Api> => thread !== undefined && !this.ended.has(thread),
@@ -126,7 +149,15 @@ function start<Api>(
   return new Promise<Spawned<Api>>((resolve, reject) => {
     const fail = (message: string): void => {
       worker.terminate();
-      reject(new Error(`webhmm thread ${index} did not start: ${message}`));
+      reject(
+        new InvalidArgumentError(
+          'source',
+          sourceName(source),
+          'worker-failed',
+          `webhmm thread ${index} did not start: ${message}`,
+          { cause: message },
+        ),
+      );
     };
     worker.addEventListener('error', (event) => fail(event.message || 'the worker failed to load'));
     worker.addEventListener('message', function onReady(event: MessageEvent) {
@@ -153,6 +184,11 @@ function start<Api>(
     };
     worker.postMessage(init, [channel.port2]);
   });
+}
+
+/** How `source` is named in an error: the URL, or 'a worker function'. */
+function sourceName(source: WorkerSource): string {
+  return typeof source === 'function' ? 'a worker function' : String(source);
 }
 
 /** Resolves once the worker holding Web Lock `lifeLock` has ended (the browser released the lock). */

@@ -1,29 +1,10 @@
 // The environment webhmm depends on: a cross-origin isolated page, a WebGPU adapter
 // that runs compute shaders, and module workers that share memory with the page.
 import { releaseProxy, wrap } from 'comlink';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { requireAdapter } from '../support/gpu.ts';
 import { Slot } from './atomics-slots.ts';
 import type { AtomicsWorkerApi } from './atomics.worker.ts';
-
-const cleanups: (() => void)[] = [];
-afterEach(() => {
-  for (const cleanup of cleanups.splice(0).reverse()) cleanup();
-});
-
-async function requireAdapter(): Promise<GPUAdapter> {
-  if (!('gpu' in navigator)) {
-    throw new Error(
-      'navigator.gpu is missing: Chromium must run with --enable-unsafe-webgpu in a secure context',
-    );
-  }
-  const adapter = await navigator.gpu.requestAdapter();
-  if (!adapter) {
-    throw new Error(
-      'navigator.gpu.requestAdapter() returned null: no WebGPU adapter (expected a GPU or SwiftShader)',
-    );
-  }
-  return adapter;
-}
 
 describe('the test page', () => {
   it('is cross-origin isolated, so SharedArrayBuffer is available', () => {
@@ -50,7 +31,7 @@ describe('WebGPU', () => {
   it('runs a compute shader that doubles 256 u32s and reads the result back', async () => {
     const adapter = await requireAdapter();
     const device = await adapter.requestDevice({ label: 'env-test device' });
-    cleanups.push(() => device.destroy());
+    onTestFinished(() => device.destroy());
     const n = 256;
     const input = Uint32Array.from({ length: n }, (_, i) => i * 3 + 1);
 
@@ -60,13 +41,13 @@ describe('WebGPU', () => {
       size: input.byteLength,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
     });
-    cleanups.push(() => storage.destroy());
+    onTestFinished(() => storage.destroy());
     const readback = device.createBuffer({
       label: 'env-test readback',
       size: input.byteLength,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
-    cleanups.push(() => readback.destroy());
+    onTestFinished(() => readback.destroy());
     device.queue.writeBuffer(storage, 0, input);
 
     const module = device.createShaderModule({
@@ -114,8 +95,8 @@ describe('a module worker', () => {
       name: 'env-test atomics',
     });
     const api = wrap<AtomicsWorkerApi>(worker);
-    cleanups.push(() => worker.terminate());
-    cleanups.push(() => api[releaseProxy]());
+    onTestFinished(() => worker.terminate());
+    onTestFinished(() => api[releaseProxy]());
 
     expect(await api.isolated()).toBe(true);
 

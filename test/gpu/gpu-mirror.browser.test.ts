@@ -5,7 +5,7 @@ import { releaseProxy, wrap } from 'comlink';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AccessError, DeviceLostError, OutOfMemoryError } from '../../src/errors.ts';
 import type { CopyMode } from '../../src/gpu/copy-engines.ts';
-import { GpuMirror } from '../../src/gpu/gpu-mirror.ts';
+import { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
 import { testDevice, type TestDevice } from '../support/gpu.ts';
 import { testMirror } from '../support/mirror.ts';

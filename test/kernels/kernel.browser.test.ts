@@ -4,7 +4,7 @@ import { releaseProxy, wrap, type Remote } from 'comlink';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LIST_WALK, SAXPY_PER_ELEMENT } from '../../src/bench/workloads.ts';
 import { AccessError, InvalidArgumentError } from '../../src/errors.ts';
-import type { GpuMirror } from '../../src/gpu/gpu-mirror.ts';
+import type { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
 import type { AddressSpace } from '../../src/space/address-space.ts';
 import { testMirror } from '../support/mirror.ts';
 import { testRandom } from '../support/random.ts';
@@ -232,5 +232,57 @@ fn main(@builtin(global_invocation_id) id: vec3u) {
     expect(error).toMatchObject({ reason: 'wgsl' });
     expect((error as Error).message).toMatch(/line 3:/);
     await expect(broken.run({ workgroups: 1 })).rejects.toMatchObject({ reason: 'wgsl' });
+  });
+
+  it('rejects a run after kernel.destroy() as destroyed, and destroy() again changes nothing', async () => {
+    const { space, gpu } = await setup(4 * MiB, 4 * KiB);
+    const va = space.alloc(4 * KiB);
+    const store = gpu.kernel({
+      code: `@compute @workgroup_size(1) fn main() { hmm_store_u32(hmm_params.va, 7u); }`,
+      params: { va: 'u32' },
+    });
+    const uses = [{ va, len: 4, access: 'write' as const }];
+    await store.run({ workgroups: 1, params: { va }, uses });
+    store.destroy();
+    store.destroy();
+    const error = await store
+      .run({ workgroups: 1, params: { va }, uses })
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect(error).toMatchObject({ argument: 'kernel', reason: 'destroyed' });
+    await expect(store.run({ workgroups: 1, params: { va } })).rejects.toMatchObject({
+      reason: 'destroyed',
+    });
+    expect(new Uint32Array((await space.readAsync(va, 4)).buffer)[0]).toBe(7);
+    // Other kernels of the mirror run on.
+    const other = gpu.kernel({
+      code: `@compute @workgroup_size(1) fn main() { hmm_store_u32(hmm_params.va, 9u); }`,
+      params: { va: 'u32' },
+    });
+    await other.run({ workgroups: 1, params: { va }, uses });
+    expect(new Uint32Array((await space.readAsync(va, 4)).buffer)[0]).toBe(9);
+  });
+
+  it('rejects a run queued before destroy() as destroyed, releasing the pages it held', async () => {
+    const { space, gpu } = await setup(4 * MiB, 4 * KiB);
+    const va = space.alloc(4 * KiB);
+    space.fill(va, 4 * KiB, 1);
+    const store = gpu.kernel({
+      code: `@compute @workgroup_size(1) fn main() { hmm_store_u32(hmm_params.va, 7u); }`,
+      params: { va: 'u32' },
+    });
+    const queued = store.run({
+      workgroups: 1,
+      params: { va },
+      uses: [{ va, len: 4 * KiB, access: 'write' }],
+    });
+    store.destroy();
+    await expect(queued).rejects.toMatchObject({ argument: 'kernel', reason: 'destroyed' });
+    // The page the run held from the call is free again: this thread may not wait, so a
+    // write to a held page would throw.
+    space.write(va, new Uint32Array([5]));
+    expect(new Uint32Array((await space.readAsync(va, 8)).buffer)).toEqual(
+      new Uint32Array([5, 0x01010101]),
+    );
   });
 });

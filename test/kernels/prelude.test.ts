@@ -1,4 +1,14 @@
 import { describe, expect, it } from 'vitest';
+import {
+  DIRTY_PAGES_PER_WORD,
+  DIRTY_WORD_SHIFT,
+  FAULT_BITS_PER_PAGE,
+  FAULT_PAGES_PER_WORD,
+  FAULT_WORD_SHIFT,
+  USE_READ,
+  USE_WRITE,
+  USES_ALL,
+} from '../../src/kernels/kernel-layout.ts';
 import { prelude, usesAtomics } from '../../src/kernels/prelude.ts';
 
 const config = { pageShift: 16, pageCount: 64, zeroFrame: 8, sinkFrame: 9, params: [] } as const;
@@ -15,5 +25,19 @@ describe('the prelude', () => {
     const atomic = prelude({ ...config, atomics: true });
     expect(atomic).toContain('var<storage, read_write> hmm_frames: array<atomic<u32>>;');
     expect(atomic).toContain('fn hmm_atomic_add_u32');
+  });
+
+  it('addresses the fault and dirty bitmaps with the geometry kernel-layout.ts declares', () => {
+    const wgsl = prelude({ ...config, atomics: false });
+    expect(wgsl).toContain(`let word = page >> ${FAULT_WORD_SHIFT}u;`);
+    expect(wgsl).toContain(
+      `let mask = bits << ((page & ${FAULT_PAGES_PER_WORD - 1}u) * ${FAULT_BITS_PER_PAGE}u);`,
+    );
+    expect(wgsl).toContain(`let word = page >> ${DIRTY_WORD_SHIFT}u;`);
+    expect(wgsl).toContain(`let mask = 1u << (page & ${DIRTY_PAGES_PER_WORD - 1}u);`);
+    // Fault mode: every page is declared for reading and writing.
+    expect(wgsl).toContain(
+      `if (hmm_ctl.uses == ${USES_ALL}u) { return ${USE_READ | USE_WRITE}u; }`,
+    );
   });
 });

@@ -9,8 +9,8 @@ import {
   PTE_GPU,
   PTE_GPU_DIRTY,
   PTE_SHARED,
-  PTE_STATE_MASK,
 } from '../../src/space/shared-layout.ts';
+import { isGpuOwned, withState } from '../../src/space/pte.ts';
 import { WaitBudget } from '../../src/space/waiting.ts';
 
 const PAGE = 4096;
@@ -29,9 +29,7 @@ function fakeServer(space: AddressSpace): { batches: number[][]; stop: () => voi
       for (const request of taken) {
         for (let page = request.first; page < request.first + request.count; page++) {
           table.updatePte(page, (pte) =>
-            (pte & PTE_STATE_MASK) === PTE_GPU
-              ? (pte & ~(PTE_STATE_MASK | PTE_GPU_DIRTY)) | PTE_SHARED
-              : pte,
+            isGpuOwned(pte) ? withState(pte & ~PTE_GPU_DIRTY, PTE_SHARED) : pte,
           );
         }
         faults.complete(request);
@@ -51,7 +49,7 @@ function fakeServer(space: AddressSpace): { batches: number[][]; stop: () => voi
 function makeGpuDirty(space: AddressSpace, va: number): void {
   const { table } = internalsOf(space);
   const page = va / space.pageSize;
-  table.updatePte(page, (pte) => (pte & ~PTE_STATE_MASK) | PTE_GPU | PTE_GPU_DIRTY | PTE_FRAME);
+  table.updatePte(page, (pte) => withState(pte, PTE_GPU) | PTE_GPU_DIRTY | PTE_FRAME);
 }
 
 describe('CPU faults through the fault channel', () => {

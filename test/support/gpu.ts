@@ -5,13 +5,16 @@
  */
 export async function requireAdapter(): Promise<GPUAdapter> {
   if (!('gpu' in navigator)) {
-    throw new Error('navigator.gpu is missing: Chromium must run with --enable-unsafe-webgpu');
+    throw new Error(
+      'navigator.gpu is missing: Chromium must run with --enable-unsafe-webgpu in a secure context',
+    );
   }
   const adapter = await navigator.gpu.requestAdapter();
-  if (!adapter)
+  if (!adapter) {
     throw new Error(
-      'requestAdapter() returned null: no WebGPU adapter (expected a GPU or SwiftShader)',
+      'navigator.gpu.requestAdapter() returned null: no WebGPU adapter (expected a GPU or SwiftShader)',
     );
+  }
   return adapter;
 }
 

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { GpuMirror, type GpuMirrorOptions } from '../../src/gpu/gpu-mirror.ts';
+import { GpuMirror, type GpuMirrorOptions } from '../../src/mirror/gpu-mirror.ts';
 import { AddressSpace, type AddressSpaceOptions } from '../../src/space/address-space.ts';
 import { testDevice, type TestDevice } from './gpu.ts';
 

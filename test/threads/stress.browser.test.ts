@@ -4,7 +4,7 @@
 // several); shared counters take CPU and GPU atomic increments. At the end every
 // word holds its writer's last value and every counter the exact sum.
 import { afterEach, describe, expect, it } from 'vitest';
-import { GpuMirror } from '../../src/gpu/gpu-mirror.ts';
+import { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
 import { Threads } from '../../src/threads/threads.ts';
 import { testDevice } from '../support/gpu.ts';

@@ -2,7 +2,7 @@
 // concurrent faults, fault-around, termination.
 import type { Remote } from 'comlink';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AccessError } from '../../src/errors.ts';
+import { AccessError, InvalidArgumentError } from '../../src/errors.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
 import { Threads } from '../../src/threads/threads.ts';
 import { internalsOf } from '../../src/space/internals.ts';
@@ -52,12 +52,82 @@ describe('Threads', () => {
     await expect(Threads.spawn(space, 'data:text/javascript,', 0)).rejects.toMatchObject({
       code: 'INVALID_ARGUMENT',
       argument: 'count',
+      reason: 'zero',
     });
-    await expect(
-      Threads.spawn(space, new URL('./missing.worker.ts', import.meta.url), 1),
-    ).rejects.toThrow(/did not start/);
+    const missing = new URL('./missing.worker.ts', import.meta.url);
+    const failed = await rejection(Threads.spawn(space, missing, 1));
+    expect(failed).toBeInstanceOf(InvalidArgumentError);
+    expect(failed).toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      argument: 'source',
+      value: missing.href,
+      reason: 'worker-failed',
+    });
+    expect(failed.message).toMatch(/did not start/);
+    expect(failed.message).toContain('webhmm thread 0');
+    expect(typeof failed.cause).toBe('string');
+    expect(failed.message).toContain(String(failed.cause));
+  });
+
+  it('rejects a worker whose serveThread fails, carrying its message as the cause', async () => {
+    const space = AddressSpace.create({ size: 1 * MiB });
+    // Answers the init message as a serveThread whose `create` threw would.
+    const code = `addEventListener('message', (event) => {
+      if (event.data?.type === 'webhmm-thread-init')
+        postMessage({ type: 'webhmm-thread-failed', message: 'Error: no api today' });
+    });`;
+    const url = URL.createObjectURL(new Blob([code], { type: 'text/javascript' }));
+    try {
+      const failed = await rejection(Threads.spawn(space, url, 1));
+      expect(failed).toBeInstanceOf(InvalidArgumentError);
+      expect(failed).toMatchObject({
+        argument: 'source',
+        value: url,
+        reason: 'worker-failed',
+        cause: 'Error: no api today',
+      });
+      expect(failed.message).toMatch(/webhmm thread 0 did not start: Error: no api today/);
+      const fromFunction = await rejection(
+        Threads.spawn(space, () => new Worker(url, { type: 'module' }), 1),
+      );
+      expect(fromFunction).toMatchObject({
+        argument: 'source',
+        value: 'a worker function',
+        reason: 'worker-failed',
+      });
+    } finally {
+      URL.revokeObjectURL(url);
+    }
+  });
+
+  it('refuses to terminate an index that is not one of its threads, with the integer reasons', async () => {
+    const space = AddressSpace.create({ size: 1 * MiB });
+    const threads = await spawn(space, 2);
+    const cases: [number, string][] = [
+      [1.5, 'not-integer'],
+      [-1, 'negative'],
+      [2, 'too-large'],
+    ];
+    for (const [index, reason] of cases) {
+      const refused = await rejection(threads.terminate(index));
+      expect(refused).toBeInstanceOf(InvalidArgumentError);
+      expect(refused).toMatchObject({ argument: 'index', value: index, reason });
+    }
+    // Nothing was ended: both threads still answer.
+    expect(await threads.map((thread) => thread.index())).toEqual([0, 1]);
   });
 });
+
+/** The error `promise` rejects with (fails the test if it resolves). */
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(error).toBeInstanceOf(Error);
+    return error as Error;
+  }
+  throw new Error('expected a rejection');
+}
 
 /** Fault slots in use and pages with a hold: both 0 when nothing is left behind. */
 function leftovers(space: AddressSpace): { faultSlots: number; heldPages: number } {

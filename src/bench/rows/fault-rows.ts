@@ -1,5 +1,5 @@
 /**
- * CPU fault rows (SPEC §5): how long a worker waits for a GPU-dirty page,
+ * CPU fault rows (docs/benchmarks.md): how long a worker waits for a GPU-dirty page,
  * and how many pages per second come back while 8 workers fault at once,
  * against the raw readback round trip of one page.
  */

@@ -1,5 +1,5 @@
 /**
- * Kernel rows (SPEC §5): SAXPY through the prelude against plain buffers,
+ * Kernel rows (docs/benchmarks.md): SAXPY through the prelude against plain buffers,
  * fault mode against declared uses, and the iterative CPU/GPU loop against
  * the naive whole-buffer round trip.
  */
@@ -276,6 +276,75 @@ fn main(@builtin(workgroup_id) group: vec3u, @builtin(local_invocation_index) la
   }
 }`;
 
+interface IterativeShape {
+  readonly bytes: number;
+  readonly iterations: number;
+  /** Chunks the CPU updates per iteration. */
+  readonly perIteration: number;
+  /** What the CPU writes into each chunk. */
+  readonly update: Float32Array;
+  /** Throws unless a chunk's last float reads back transformed. */
+  readonly check: (value: number | undefined) => void;
+}
+
+/** The iterative row's baseline: a typed array, full writeBuffer, the chunk kernel, full readback. */
+async function naiveIterativeLoop(
+  device: GPUDevice,
+  shape: IterativeShape,
+): Promise<{ run: () => Promise<void>; destroy: () => void }> {
+  const { bytes, iterations, perIteration, update, check } = shape;
+  const totalChunks = bytes / PAGE;
+  const plain = scratchBuffer(device, bytes, 'iterative data');
+  const chunkBuffer = device.createBuffer({
+    label: 'bench chunk list',
+    size: perIteration * 4,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+  });
+  const readback = device.createBuffer({
+    label: 'bench iterative readback',
+    size: bytes,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  const pipeline = await device.createComputePipelineAsync({
+    layout: 'auto',
+    compute: { module: device.createShaderModule({ code: ITERATE_PLAIN }), entryPoint: 'main' },
+  });
+  const bindGroup = device.createBindGroup({
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [
+      { binding: 0, resource: { buffer: plain } },
+      { binding: 1, resource: { buffer: chunkBuffer } },
+    ],
+  });
+  const host = new Float32Array(bytes / 4);
+  const naive = async () => {
+    for (let i = 0; i < iterations; i++) {
+      const chunks = randomDistinct(totalChunks, perIteration);
+      for (const chunk of chunks) host.set(update, chunk * CHUNK_FLOATS);
+      device.queue.writeBuffer(plain, 0, host);
+      device.queue.writeBuffer(chunkBuffer, 0, Uint32Array.from(chunks));
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(chunks.length);
+      pass.end();
+      encoder.copyBufferToBuffer(plain, 0, readback, 0, bytes);
+      device.queue.submit([encoder.finish()]);
+      await readback.mapAsync(GPUMapMode.READ);
+      host.set(new Float32Array(readback.getMappedRange()));
+      readback.unmap();
+      for (const chunk of chunks) check(host[(chunk + 1) * CHUNK_FLOATS - 1]);
+    }
+  };
+  return {
+    run: naive,
+    destroy: () => {
+      for (const buffer of [plain, chunkBuffer, readback]) buffer.destroy();
+    },
+  };
+}
+
 const iterative: BenchRow = {
   name: 'iterative.webhmm',
   unit: 'ms',
@@ -322,56 +391,20 @@ const iterative: BenchRow = {
       }
     };
 
-    const plain = scratchBuffer(device, bytes, 'iterative data');
-    const chunkBuffer = device.createBuffer({
-      label: 'bench chunk list',
-      size: perIteration * 4,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    const naive = await naiveIterativeLoop(device, {
+      bytes,
+      iterations,
+      perIteration,
+      update,
+      check,
     });
-    const readback = device.createBuffer({
-      label: 'bench iterative readback',
-      size: bytes,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    const pipeline = await device.createComputePipelineAsync({
-      layout: 'auto',
-      compute: { module: device.createShaderModule({ code: ITERATE_PLAIN }), entryPoint: 'main' },
-    });
-    const bindGroup = device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: plain } },
-        { binding: 1, resource: { buffer: chunkBuffer } },
-      ],
-    });
-    const host = new Float32Array(bytes / 4);
-    const naive = async () => {
-      for (let i = 0; i < iterations; i++) {
-        const chunks = randomDistinct(totalChunks, perIteration);
-        for (const chunk of chunks) host.set(update, chunk * CHUNK_FLOATS);
-        device.queue.writeBuffer(plain, 0, host);
-        device.queue.writeBuffer(chunkBuffer, 0, Uint32Array.from(chunks));
-        const encoder = device.createCommandEncoder();
-        const pass = encoder.beginComputePass();
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(0, bindGroup);
-        pass.dispatchWorkgroups(chunks.length);
-        pass.end();
-        encoder.copyBufferToBuffer(plain, 0, readback, 0, bytes);
-        device.queue.submit([encoder.finish()]);
-        await readback.mapAsync(GPUMapMode.READ);
-        host.set(new Float32Array(readback.getMappedRange()));
-        readback.unmap();
-        for (const chunk of chunks) check(host[(chunk + 1) * CHUNK_FLOATS - 1]);
-      }
-    };
     return {
       value: timed(webhmm),
-      baseline: timed(naive),
+      baseline: timed(naive.run),
       notes: () => ({ iterations, chunksPerIteration: perIteration }),
       teardown: async () => {
         await gpu.detach();
-        for (const buffer of [plain, chunkBuffer, readback]) buffer.destroy();
+        naive.destroy();
       },
     };
   },

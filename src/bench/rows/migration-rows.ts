@@ -1,5 +1,5 @@
 /**
- * Migration rows (SPEC §5): contiguous uploads and readbacks, scattered
+ * Migration rows (docs/benchmarks.md): contiguous uploads and readbacks, scattered
  * pages, bringing a mostly clean GPU copy up to date, and the memcpy ceiling.
  */
 import { BufferCopyEngine } from '../../gpu/buffer-copy-engine.ts';

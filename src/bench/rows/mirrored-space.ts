@@ -1,6 +1,6 @@
 /** The space every webhmm bench row works in. */
 import type { CopyMode } from '../../gpu/copy-engines.ts';
-import { GpuMirror } from '../../gpu/gpu-mirror.ts';
+import { GpuMirror } from '../../mirror/gpu-mirror.ts';
 import { AddressSpace } from '../../space/address-space.ts';
 import type { BenchContext } from '../bench-types.ts';
 

@@ -1,0 +1,120 @@
+/**
+ * The frame map: which GPU frame each page has on this mirror, with the
+ * page's generation when it got it, and the device page table kept in step.
+ * Mirror-thread state: nothing here is shared with other threads.
+ *
+ * Guarantees:
+ * - A frame follows its page's generation: a frame whose page was freed (and
+ *   maybe allocated again) since it got it goes back to the pool before the
+ *   VA can be mirrored again, so late device work never lands on a reused VA.
+ * - A device page table entry is derived from the page's pte and installed
+ *   only if the page's sequence number did not move meanwhile (another
+ *   thread changed the page): it is derived again instead.
+ * - Frames never exceed the pool's capacity, the budget.
+ */
+import type { PageTable } from '../space/page-table.ts';
+import { hasFrame } from '../space/pte.ts';
+import { PTE_FRAME } from '../space/shared-layout.ts';
+import type { Segment } from './copy-engine.ts';
+import { deviceEntry } from './device-access-rules.ts';
+import type { DevicePageTable } from './device-page-table.ts';
+import type { FramePool } from './frame-pool.ts';
+import type { MirrorCounters } from './mirror-stats.ts';
+
+export interface FrameMapContext {
+  readonly table: PageTable;
+  readonly pool: FramePool;
+  readonly dpt: DevicePageTable;
+  readonly counters: MirrorCounters;
+}
+
+export class FrameMap {
+  /** Frame of each page, -1 if none. */
+  private readonly frames: Int32Array;
+  /** The page's generation when it got its frame. */
+  private readonly generations: Int32Array;
+  private readonly pageSize: number;
+
+  constructor(private readonly ctx: FrameMapContext) {
+    this.frames = new Int32Array(ctx.table.pageCount).fill(-1);
+    this.generations = new Int32Array(ctx.table.pageCount);
+    this.pageSize = ctx.table.pageSize;
+  }
+
+  /** The page's frame on this mirror, or -1. */
+  frameOf(page: number): number {
+    return this.frames[page] ?? -1;
+  }
+
+  has(page: number): boolean {
+    return this.frameOf(page) >= 0;
+  }
+
+  /** Pages that have a frame now, ascending. */
+  pagesWithFrames(): number[] {
+    const out: number[] = [];
+    this.frames.forEach((frame, page) => {
+      if (frame >= 0) out.push(page);
+    });
+    return out;
+  }
+
+  /**
+   * Gives `page` a frame from the pool and marks its pte as having one, so
+   * CPU writers from now on record what the frame lacks. The caller checked
+   * the pool has one (migration-plan.ts) and holds the page exclusively.
+   */
+  assign(page: number): number {
+    const frame = this.ctx.pool.take();
+    this.frames[page] = frame;
+    this.generations[page] = this.ctx.table.generation(page);
+    this.ctx.table.updatePte(page, (pte) => pte | PTE_FRAME);
+    return frame;
+  }
+
+  /** Returns the page's frame to the pool and clears its device entry. */
+  drop(page: number): void {
+    const frame = this.frameOf(page);
+    if (frame >= 0) this.ctx.pool.give(frame);
+    this.frames[page] = -1;
+    this.ctx.dpt.set(page, 0);
+  }
+
+  /** Drops the frame of a page that was freed (and maybe reused) since it got it. */
+  reclaimIfStale(page: number): void {
+    if (!this.has(page)) return;
+    const pte = this.ctx.table.pte(page);
+    if (hasFrame(pte) && this.ctx.table.generation(page) === this.generations[page]) return;
+    this.drop(page);
+  }
+
+  /** Derives the page's device page table entry from its pte again (see the module doc). */
+  refreshEntry(page: number): void {
+    const frame = this.frameOf(page);
+    if (frame < 0) {
+      this.ctx.dpt.set(page, 0);
+      return;
+    }
+    const { table } = this.ctx;
+    for (;;) {
+      const begin = table.sequence(page);
+      const entry = deviceEntry(frame, table.pte(page));
+      if (table.sequence(page) === begin) {
+        this.ctx.dpt.set(page, entry);
+        return;
+      }
+      this.ctx.counters.entryRetries++;
+    }
+  }
+
+  /** Page-relative bytes [lo, hi) of the page's frame as a segment, widened to 4-byte alignment. */
+  segment(page: number, lo: number, hi: number): Segment {
+    const alignedLo = lo & ~3;
+    const alignedHi = Math.min(this.pageSize, (hi + 3) & ~3);
+    return {
+      va: page * this.pageSize + alignedLo,
+      frameOffset: Math.max(0, this.frameOf(page)) * this.pageSize + alignedLo,
+      len: alignedHi - alignedLo,
+    };
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * Migration planning, pure: from the pages' ptes and stale ranges, which
+ * pages need a frame, a cleared frame, which byte ranges an upload, which
+ * pages a readback, and which pages change owner. No GPU, no holds: the
+ * migration engine (migration.ts) runs the plan under exclusive holds.
+ *
+ * The rules (page states as in docs/gpu-mirror.md):
+ * - `shared` and `gpu` pages are resident: nothing to fetch.
+ * - A `zero` page gets a cleared frame and no upload; a device write that
+ *   covers the whole page skips the clear.
+ * - A `cpu` page uploads what its frame lacks: its stale ranges, or the
+ *   whole page when it has no frame or is stale as a whole; a device write
+ *   skips the stale ranges it overwrites whole. Ranges widen to 4 bytes.
+ * - Only GPU-dirty `gpu` pages are read back; other pages move no bytes.
+ */
+import type { PageRun } from '../space/page-run.ts';
+import type { Staleness } from '../space/page-table.ts';
+import { isGpuDirty, isGpuOwned, pteState } from '../space/pte.ts';
+import { PTE_GPU, PTE_SHARED, PTE_ZERO } from '../space/shared-layout.ts';
+
+/** What planning reads of the page table and the frame map. */
+export interface PlanView {
+  readonly pageSize: number;
+  pte(page: number): number;
+  /** What the page's frame lacks (read only for `cpu` pages that have a frame). */
+  staleness(page: number): Staleness;
+  /** Whether the page has a (current-generation) frame on this mirror. */
+  hasFrame(page: number): boolean;
+}
+
+/** How one page's frame is brought up to date. */
+export interface PagePlan {
+  readonly page: number;
+  /** The page needs a new frame. */
+  readonly newFrame: boolean;
+  /** Clear the frame: a zero page. */
+  readonly clear: boolean;
+  /** Page-relative [lo, hi) byte ranges to upload, 4-byte aligned, hi <= pageSize. */
+  readonly upload: readonly (readonly [number, number])[];
+}
+
+/** A device write's byte range [lo, hi), absolute VAs: stale bytes inside it need no upload. */
+export interface Overwrite {
+  readonly lo: number;
+  readonly hi: number;
+}
+
+/** The plan for making every page of `runs` resident; resident pages need none. */
+export function planResidency(
+  view: PlanView,
+  runs: readonly PageRun[],
+  overwrite?: Overwrite,
+): PagePlan[] {
+  const plans: PagePlan[] = [];
+  for (const run of runs) {
+    for (let page = run.first; page < run.first + run.count; page++) {
+      const plan = planPage(view, page, overwrite);
+      if (plan) plans.push(plan);
+    }
+  }
+  return plans;
+}
+
+function planPage(view: PlanView, page: number, overwrite?: Overwrite): PagePlan | undefined {
+  const { pageSize } = view;
+  const state = pteState(view.pte(page));
+  if (state === PTE_SHARED || state === PTE_GPU) return undefined;
+  const base = page * pageSize;
+  const covered = overwrite && {
+    lo: Math.max(overwrite.lo, base) - base,
+    hi: Math.min(overwrite.hi, base + pageSize) - base,
+  };
+  const framed = view.hasFrame(page);
+  if (state === PTE_ZERO) {
+    const whole = covered !== undefined && covered.lo === 0 && covered.hi === pageSize;
+    return { page, newFrame: !framed, clear: !whole, upload: [] };
+  }
+  // A `cpu` page: upload what the frame lacks (all of it without a frame).
+  const staleness = framed ? view.staleness(page) : 'whole';
+  const stale: readonly (readonly [number, number])[] =
+    staleness === 'whole' ? [[0, pageSize]] : staleness === 'none' ? [] : staleness;
+  const upload = stale
+    .filter(([lo, hi]) => !(covered && covered.lo <= lo && hi <= covered.hi))
+    .map(([lo, hi]) => [lo & ~3, Math.min(pageSize, (hi + 3) & ~3)] as const);
+  return { page, newFrame: !framed, clear: false, upload };
+}
+
+/** New frames a plan takes from the pool. */
+export function framesNeeded(plans: readonly PagePlan[]): number {
+  return plans.reduce((sum, plan) => sum + (plan.newFrame ? 1 : 0), 0);
+}
+
+/** Pages whose bytes a plan uploads (cleared frames move no bytes). */
+export function pagesUploaded(plans: readonly PagePlan[]): number {
+  return plans.reduce((sum, plan) => sum + (plan.upload.length > 0 ? 1 : 0), 0);
+}
+
+/** The GPU-dirty pages of `runs`: the only ones a migration to the CPU reads back. */
+export function pagesToReadBack(view: Pick<PlanView, 'pte'>, runs: readonly PageRun[]): number[] {
+  return pagesOfRuns(runs).filter((page) => isGpuDirty(view.pte(page)));
+}
+
+/** The pages of `runs` that a migration to 'gpu' takes from the CPU (those not GPU-owned yet). */
+export function pagesBecomingGpu(view: Pick<PlanView, 'pte'>, runs: readonly PageRun[]): number[] {
+  return pagesOfRuns(runs).filter((page) => !isGpuOwned(view.pte(page)));
+}
+
+/** The GPU-owned pages of `runs`: those a migration to the CPU makes `shared`. */
+export function pagesGpuOwned(view: Pick<PlanView, 'pte'>, runs: readonly PageRun[]): number[] {
+  return pagesOfRuns(runs).filter((page) => isGpuOwned(view.pte(page)));
+}
+
+function pagesOfRuns(runs: readonly PageRun[]): number[] {
+  const pages: number[] = [];
+  for (const run of runs)
+    for (let page = run.first; page < run.first + run.count; page++) pages.push(page);
+  return pages;
+}

@@ -1,0 +1,192 @@
+/**
+ * Runs with `uses`: the kernel declares the ranges it touches, and the run
+ *
+ * - merges them into disjoint page runs, each with the union of the USE_*
+ *   bits of the ranges covering it;
+ * - holds those runs exclusively, at the call when no other run is queued
+ *   (so a CPU write made after `run()` was called waits for the kernel),
+ *   otherwise when the run starts;
+ * - checks protections before anything moves (AccessError 'unmapped',
+ *   'freed' or 'protection' naming the first such page), then makes read
+ *   runs resident (`zero`/`cpu` -> `shared`) and write runs GPU-owned
+ *   (-> `gpu`) in one batch;
+ * - lets CPU readers join the runs it only reads, and runs one pass;
+ * - marks dirty only the pages the kernel stored to. An access outside the
+ *   declared runs fails the run with AccessError 'undeclared' (run-error.ts).
+ *
+ * Partial progress on failure: pages fetched stay fetched; stores that
+ * landed stay (and their pages are dirty); every hold is released.
+ */
+import { InvalidArgumentError } from '../errors.ts';
+import type { MirrorHost } from '../gpu/mirror-host.ts';
+import type { MigrationResult } from '../gpu/migration.ts';
+import type { InvalidateEvent } from '../space/notifier.ts';
+import { runEnd, runsOf, type PageRun } from '../space/page-run.ts';
+import type { SpaceInternals } from '../space/internals.ts';
+import type { HoldKind } from '../space/page-lock.ts';
+import type { Hold, PageTable } from '../space/page-table.ts';
+import { assertAccess } from '../space/pte.ts';
+import { dirtyPages } from './bitmaps.ts';
+import { MODE_RUN, USE_READ, USE_WORDS, USE_WRITE } from './kernel-layout.ts';
+import type { KernelUse, RunCounts } from './kernel-options.ts';
+import type { Dispatch, KernelRuntime } from './kernel-runtime.ts';
+import { runError } from './run-error.ts';
+
+/** A declared run of pages with its USE_* bits. */
+export interface UseRun extends PageRun {
+  readonly access: number;
+}
+
+/** A run's declared pages, and the holds of them it could take at the call. */
+export interface DeclaredUses {
+  /** Disjoint, ascending. */
+  readonly runs: readonly UseRun[];
+  /** Exclusive holds of `runs`, index for index, taken at the call; undefined if they could not be. */
+  readonly early: Hold[] | undefined;
+}
+
+const ACCESS_BITS: Readonly<Record<string, number | undefined>> = {
+  read: USE_READ,
+  write: USE_WRITE,
+  readwrite: USE_READ | USE_WRITE,
+};
+
+/**
+ * The declared runs of `uses`, held at once when the runtime is idle and
+ * they are free: an earlier queued run might need them first.
+ * @throws as declaredRuns does
+ */
+export function declareUses(runtime: KernelRuntime, uses: readonly KernelUse[]): DeclaredUses {
+  const runs = declaredRuns(runtime.host.space, uses);
+  const holds = holdsOf(runs, 'exclusive-long');
+  const taken = runtime.idle && runtime.host.space.table.tryHoldAll(holds) === undefined;
+  return { runs, early: taken ? holds : undefined };
+}
+
+/**
+ * The pages of `uses` as disjoint, ascending page runs, each page with the
+ * union of the USE_* bits of the uses covering it; neighbouring pages with
+ * the same bits share a run.
+ * @throws InvalidArgumentError 'bad-value' (argument 'access') for an access
+ *   other than 'read', 'write', 'readwrite'; InvalidArgumentError or
+ *   AccessError 'out-of-range' for a `va`/`len` the space refuses
+ */
+export function declaredRuns(space: SpaceInternals, uses: readonly KernelUse[]): UseRun[] {
+  const access = new Map<number, number>();
+  for (const use of uses) {
+    const bits = ACCESS_BITS[use.access];
+    if (bits === undefined)
+      throw new InvalidArgumentError(
+        'access',
+        use.access,
+        'bad-value',
+        "'read', 'write' or 'readwrite'",
+      );
+    const { first, count } = space.pageSpan(use.va, use.len);
+    for (let page = first; page < first + count; page++)
+      access.set(page, (access.get(page) ?? 0) | bits);
+  }
+  const byBits = new Map<number, number[]>();
+  for (const [page, bits] of access) {
+    const pages = byBits.get(bits);
+    if (pages) pages.push(page);
+    else byBits.set(bits, [page]);
+  }
+  const runs: UseRun[] = [];
+  for (const [bits, pages] of byBits) {
+    for (const run of runsOf(pages)) runs.push({ ...run, access: bits });
+  }
+  return runs.sort((a, b) => a.first - b.first);
+}
+
+/**
+ * Checks that every declared page is mapped and that its protection allows
+ * the declared access (a run declared with USE_WRITE needs 'rw').
+ * @throws AccessError 'unmapped', 'freed' or 'protection' at the first such page
+ */
+export function checkProtections(table: PageTable, runs: readonly UseRun[]): void {
+  for (const run of runs) {
+    const need = run.access & USE_WRITE ? 'write' : 'read';
+    for (let page = run.first; page < runEnd(run); page++) {
+      assertAccess(table.pte(page), need, table.address(page), 'a kernel');
+    }
+  }
+}
+
+/**
+ * A run with `uses`: holds (unless `declared.early` holds already), checks,
+ * fetches, runs one pass and marks what it stored to dirty, then releases
+ * every hold and announces the invalidations the fetches caused.
+ * @throws AccessError (protection, or an access the pass made outside its uses)
+ */
+export async function runDeclared(
+  runtime: KernelRuntime,
+  dispatch: Dispatch,
+  declared: DeclaredUses,
+): Promise<RunCounts> {
+  const { host } = runtime;
+  const { runs, early } = declared;
+  const { table } = host.space;
+  const exclusive = early ?? holdsOf(runs, 'exclusive-long');
+  if (!early) await table.holdAsync(exclusive, table.address(runs[0]?.first ?? 0));
+  let holds: Hold[] = exclusive;
+  const events: InvalidateEvent[] = [];
+  let dirty: number[] = [];
+  let fetched: MigrationResult;
+  try {
+    host.space.pollNotices();
+    checkProtections(table, runs);
+    fetched = await fetchDeclared(host, runs, events);
+    // The kernel only reads these: CPU readers may join while it runs.
+    const written = (i: number) => ((runs[i]?.access ?? 0) & USE_WRITE) !== 0;
+    holds = [
+      ...table.downgradeHolds(exclusive.filter((_, i) => !written(i))),
+      ...exclusive.filter((_, i) => written(i)),
+    ];
+    host.beforeGpuUse();
+    runtime.setUses(usesTable(runs));
+    const status = await dispatch(MODE_RUN, runs.length);
+    if (status.stored || status.errorKinds) {
+      dirty = dirtyPages(status.bits);
+      host.migrator.markDirty(dirty);
+    }
+    if (status.errorKinds) throw runError(table, status, runs, dirty);
+  } finally {
+    table.releaseHolds(holds);
+    host.space.announce(events);
+  }
+  return {
+    replays: 0,
+    gpuFaults: fetched.pages,
+    bytesToGpu: fetched.bytes,
+    pagesWritten: dirty.length,
+  };
+}
+
+/** Makes read runs `shared` and write runs `gpu`, in one batch, and counts the fetch. */
+async function fetchDeclared(
+  host: MirrorHost,
+  runs: readonly UseRun[],
+  events: InvalidateEvent[],
+): Promise<MigrationResult> {
+  const reads = runs.filter((run) => !(run.access & USE_WRITE));
+  const writes = runs.filter((run) => run.access & USE_WRITE);
+  const started = performance.now();
+  const read = await host.migrator.makeResident(reads, 'shared', events);
+  const written = await host.migrator.makeResident(writes, 'gpu', events);
+  const fetched = { pages: read.pages + written.pages, bytes: read.bytes + written.bytes };
+  host.migrator.countFetch(fetched.pages, runs, fetched, started);
+  return fetched;
+}
+
+/** The uses table the prelude reads: USE_WORDS u32 per run, [first, end, USE_*, 0]. */
+export function usesTable(runs: readonly UseRun[]): Uint32Array<ArrayBuffer> {
+  const table = new Uint32Array(runs.length * USE_WORDS);
+  runs.forEach((run, i) => table.set([run.first, runEnd(run), run.access, 0], i * USE_WORDS));
+  return table;
+}
+
+/** Holds of `runs`, index for index. */
+function holdsOf(runs: readonly PageRun[], kind: HoldKind): Hold[] {
+  return runs.map((run) => ({ first: run.first, count: run.count, kind }));
+}

@@ -1,0 +1,95 @@
+/**
+ * The pipeline cache: one compute pipeline per device and distinct kernel
+ * source, shared by every kernel compiled from it. A failed compilation is
+ * not cached (the next `kernel()` of the same code tries again).
+ *
+ * Why a WeakMap keyed by device: a destroyed or lost device's pipelines are
+ * collected with it, and the cache keeps no device alive (webgpu-utils keeps
+ * its mipmap pipelines the same way, for the same reason).
+ *
+ * Why a pipeline built with one mirror's pipeline layout serves another
+ * mirror's kernels on the same device: WebGPU bind group layouts created
+ * from identical descriptors are group-equivalent, so a bind group made with
+ * one runtime's layout is valid with a pipeline made with another's. Every
+ * runtime creates group 0's layout from the same descriptor, and the key is
+ * the entry point plus the whole source, prelude included, so it holds
+ * everything the prelude bakes in: page shift and count, the zero and sink
+ * frames, the parameters and whether frames are bound as atomics.
+ */
+import { InvalidArgumentError } from '../errors.ts';
+
+/** What to compile. */
+export interface PipelineSource {
+  /** The full WGSL: the prelude, then the user's code. */
+  readonly code: string;
+  readonly entryPoint: string;
+  /** Lines the prelude adds before the user's code, to report the user's own line numbers. */
+  readonly preludeLines: number;
+  /** The pipeline layout (group 0 of the prelude) of the runtime compiling first. */
+  readonly layout: GPUPipelineLayout;
+}
+
+const pipelines = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+
+/**
+ * The pipeline of `source` on `device`: the cached one, or a new one (cached
+ * from now on unless its compilation fails).
+ * @returns a promise that rejects with InvalidArgumentError 'wgsl' for code that does not compile
+ */
+export function cachedPipeline(
+  device: GPUDevice,
+  source: PipelineSource,
+): Promise<GPUComputePipeline> {
+  const key = `${source.entryPoint}\n${source.code}`;
+  let cache = pipelines.get(device);
+  if (!cache) pipelines.set(device, (cache = new Map<string, Promise<GPUComputePipeline>>()));
+  let pipeline = cache.get(key);
+  if (!pipeline) {
+    pipeline = createPipeline(device, source);
+    cache.set(key, pipeline);
+    pipeline.catch(() => cache.delete(key));
+  }
+  return pipeline;
+}
+
+/**
+ * Compiles `source` on `device`.
+ * @throws InvalidArgumentError 'wgsl' (argument 'code', value the entry
+ *   point) naming each error's line in the user's code, or "in the prelude"
+ */
+export async function createPipeline(
+  device: GPUDevice,
+  source: PipelineSource,
+): Promise<GPUComputePipeline> {
+  const { code, entryPoint, preludeLines, layout } = source;
+  // A WGSL error is also a validation error: catch it here, report it from the compilation info.
+  device.pushErrorScope('validation');
+  const module = device.createShaderModule({ label: `webhmm kernel ${entryPoint}`, code });
+  const scoped = device.popErrorScope();
+  const info = await module.getCompilationInfo();
+  await scoped;
+  const errors = info.messages.filter((message) => message.type === 'error');
+  if (errors.length > 0) {
+    const lines = errors.map((message) => {
+      const line = message.lineNum - preludeLines;
+      return line > 0
+        ? `line ${line}:${message.linePos}: ${message.message}`
+        : `in the prelude: ${message.message}`;
+    });
+    throw new InvalidArgumentError('code', entryPoint, 'wgsl', lines.join('; '));
+  }
+  try {
+    return await device.createComputePipelineAsync({
+      label: `webhmm kernel ${entryPoint}`,
+      layout,
+      compute: { module, entryPoint },
+    });
+  } catch (error) {
+    throw new InvalidArgumentError(
+      'code',
+      entryPoint,
+      'wgsl',
+      error instanceof Error ? error.message : 'pipeline creation failed',
+    );
+  }
+}

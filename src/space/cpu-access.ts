@@ -1,0 +1,302 @@
+/**
+ * CPU access: how one thread's reads, writes, atomics and scopes touch the
+ * space. Every AddressSpace accessor goes through here.
+ *
+ * Guarantees:
+ * - An access holds the pages it touches (page-lock.ts) and checks them only
+ *   once held, so it sees one consistent page state, and a failed access
+ *   changes nothing.
+ * - A GPU-dirty page is never read or written in place: the access releases
+ *   its holds, asks the GpuMirror's thread for the pages through the fault
+ *   channel (waiting as the thread may), and takes and checks them again.
+ *   A clean GPU-owned page comes back at once, with no transfer.
+ * - A write marks its bytes stale on the GPU (page-table.ts `markWritten`)
+ *   before its holds are released; the invalidations it causes are announced
+ *   once every hold is released, never under one.
+ * - A sync call on a range that overlaps a scope (access/acquire) of this very
+ *   thread throws WouldBlockError 'reentrant' instead of waiting for itself.
+ */
+import { nonNegativeInteger, oneOf, positiveInteger } from '../arguments.ts';
+import { AccessError, InvalidArgumentError, WouldBlockError } from '../errors.ts';
+import { unservedFault, type FaultChannel } from './fault-channel.ts';
+import { ACCESS_MODES, Lease, type AccessMode } from './lease.ts';
+import { coalesce, type InvalidateEvent, type InvalidationNotifier } from './notifier.ts';
+import type { PageRun } from './page-run.ts';
+import type { Hold, PageTable } from './page-table.ts';
+import type { Need } from './pte.ts';
+import { WaitBudget, type WaitLimits } from './waiting.ts';
+
+/** A held run of pages with what the CPU access needs of them: bytes [va, va + len). */
+export interface Access extends Hold {
+  /** The first byte accessed. */
+  readonly va: number;
+  /** Bytes accessed (>= 1). */
+  readonly len: number;
+  readonly need: Need;
+}
+
+/** The pages to fault back, from `first` (a GPU-dirty page) to the end of the access at `va`. */
+interface Fault extends PageRun {
+  readonly va: number;
+}
+
+export interface CpuAccessParts {
+  readonly table: PageTable;
+  readonly faults: FaultChannel;
+  readonly notifier: InvalidationNotifier;
+  readonly limits: WaitLimits;
+  /** The space's CPU memory, which leases view. */
+  readonly memory: SharedArrayBuffer;
+  /** Whether this call may block: the policy, unless this thread owns a GPUDevice. */
+  readonly mayBlock: () => boolean;
+}
+
+export class CpuAccess {
+  readonly mayBlock: () => boolean;
+  private readonly table: PageTable;
+  private readonly faults: FaultChannel;
+  private readonly notifier: InvalidationNotifier;
+  private readonly limits: WaitLimits;
+  private readonly memory: SharedArrayBuffer;
+  /** Ranges held by this thread's scopes (access/acquire), for the re-entrancy check. */
+  private readonly scopes = new Set<PageRun>();
+  /** Invalidations of the call in progress, announced once its holds are released. */
+  private outbox: InvalidateEvent[] = [];
+
+  constructor(parts: CpuAccessParts) {
+    this.table = parts.table;
+    this.faults = parts.faults;
+    this.notifier = parts.notifier;
+    this.limits = parts.limits;
+    this.memory = parts.memory;
+    this.mayBlock = parts.mayBlock;
+  }
+
+  // ---------------------------------------------------------------- what an access is
+
+  /**
+   * The pages of [va, va + len), validated.
+   * @throws InvalidArgumentError 'va' ('not-integer', 'negative'), 'len' ('not-integer',
+   *   'negative', 'zero'); AccessError 'out-of-range' at the first byte past the space
+   */
+  span(va: number, len: number): PageRun {
+    nonNegativeInteger('va', va);
+    positiveInteger('len', len);
+    const size = this.table.pageCount * this.table.pageSize;
+    if (va + len > size) {
+      throw new AccessError(
+        Math.max(va, size),
+        'out-of-range',
+        `the space ends at 0x${size.toString(16)}`,
+      );
+    }
+    const first = Math.floor(va / this.table.pageSize);
+    return { first, count: Math.floor((va + len - 1) / this.table.pageSize) - first + 1 };
+  }
+
+  /** A plain CPU access of [va, va + len), validated as `span`. */
+  plain(va: number, len: number, need: Need): Access {
+    return { ...this.span(va, len), kind: need, va, len, need };
+  }
+
+  /**
+   * A scalar access of the 4 bytes at `va`.
+   * @throws InvalidArgumentError 'misaligned' unless `va` is 4-byte aligned; as `span`
+   */
+  word(va: number, need: Need): Access {
+    nonNegativeInteger('va', va);
+    if (va % 4 !== 0) {
+      throw new InvalidArgumentError('va', va, 'misaligned', 'scalar accesses are 4-byte aligned', {
+        address: va,
+      });
+    }
+    return this.plain(va, 4, need);
+  }
+
+  /**
+   * A scope's access: read scopes keep writers out, write scopes everyone.
+   * @throws InvalidArgumentError 'mode' 'bad-value'; as `span`
+   */
+  scope(va: number, len: number, mode: AccessMode): Access {
+    oneOf('mode', mode, ACCESS_MODES);
+    const kind = mode === 'read' ? 'scope-read' : 'exclusive-long';
+    return { ...this.span(va, len), kind, va, len, need: mode };
+  }
+
+  // ---------------------------------------------------------------- plain accesses
+
+  /**
+   * Holds `accesses`, checks them (faulting GPU-dirty pages back), marks the
+   * written ones stale on the GPU, runs `body` (webhmm's own copy), releases,
+   * announces. All or nothing: on a throw no hold is kept and nothing changed.
+   * @throws WouldBlockError 'reentrant', 'may-not-block', 'timeout', 'unserved';
+   *   AccessError at the first refused byte
+   */
+  runSync<T>(accesses: readonly Access[], body: () => T): T {
+    for (const access of accesses) this.assertNotInScope(access, access.va);
+    // `body` is webhmm's own copy: the whole access is one critical section.
+    const result = this.table.critical(() => {
+      this.holdSync(accesses);
+      try {
+        this.markWritten(accesses);
+        return body();
+      } finally {
+        this.table.releaseHolds(accesses);
+      }
+    });
+    this.announce();
+    return result;
+  }
+
+  /** `runSync` that waits asynchronously, on any thread. */
+  async runAsync<T>(accesses: readonly Access[], body: () => T): Promise<T> {
+    await this.holdAsync(accesses);
+    const result = this.table.critical(() => {
+      try {
+        this.markWritten(accesses);
+        return body();
+      } finally {
+        this.table.releaseHolds(accesses);
+      }
+    });
+    this.announce();
+    return result;
+  }
+
+  // ---------------------------------------------------------------- scopes
+
+  /** Holds `access` (a `scope`) synchronously and opens it. Throws as `runSync`. */
+  openSync(access: Access, mode: AccessMode): Lease {
+    this.assertNotInScope(access, access.va);
+    return this.table.critical(() => {
+      this.holdSync([access]);
+      return this.open(access, mode);
+    });
+  }
+
+  /** Holds `access` (a `scope`), waiting asynchronously on any thread, and opens it. */
+  async openAsync(access: Access, mode: AccessMode): Promise<Lease> {
+    await this.holdAsync([access]);
+    return this.table.critical(() => this.open(access, mode));
+  }
+
+  /**
+   * Throws if [first, first + count) overlaps a scope of this thread.
+   * @throws WouldBlockError 'reentrant' at `va`
+   */
+  assertNotInScope(run: PageRun, va: number): void {
+    for (const scope of this.scopes) {
+      if (run.first < scope.first + scope.count && scope.first < run.first + run.count) {
+        throw new WouldBlockError(
+          va,
+          'reentrant',
+          'the range is held by an access() or acquire() scope of this thread; use its lease',
+        );
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- invalidations
+
+  /** Records an invalidation of the call in progress, to announce once its holds are released. */
+  invalidated(event: InvalidateEvent): void {
+    this.outbox.push(event);
+  }
+
+  /** Announces the call's invalidations: to other threads through the log, to this thread's listeners now. */
+  announce(): void {
+    if (this.outbox.length === 0) return;
+    const events = coalesce(this.outbox);
+    this.outbox = [];
+    this.notifier.announce(events);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  /**
+   * Holds `accesses` with every page checked and CPU-accessible, bringing
+   * GPU-dirty pages back through the fault channel first (waiting as the
+   * thread may). On return the holds are taken.
+   */
+  private holdSync(accesses: readonly Access[]): void {
+    for (;;) {
+      this.table.holdSync(accesses, accesses[0]?.va ?? 0, this.mayBlock);
+      const fault = this.checkOrRelease(accesses);
+      if (!fault) return;
+      const address = Math.max(fault.va, this.table.address(fault.first));
+      if (!this.mayBlock()) {
+        throw new WouldBlockError(
+          address,
+          'may-not-block',
+          'the page is dirty on the GPU and needs a readback; use the async variant',
+        );
+      }
+      if (!this.faults.served) throw unservedFault(address);
+      this.faults.requestSync(fault.first, fault.count, new WaitBudget(this.limits, address));
+    }
+  }
+
+  private async holdAsync(accesses: readonly Access[]): Promise<void> {
+    for (;;) {
+      await this.table.holdAsync(accesses, accesses[0]?.va ?? 0);
+      const fault = this.checkOrRelease(accesses);
+      if (!fault) return;
+      const address = Math.max(fault.va, this.table.address(fault.first));
+      if (!this.faults.served) throw unservedFault(address);
+      await this.faults.requestAsync(
+        fault.first,
+        fault.count,
+        new WaitBudget(this.limits, address),
+      );
+    }
+  }
+
+  /**
+   * Checks held accesses. Returns the pages to fault back (from the first
+   * GPU-dirty page to the end of its access), having released the holds, or
+   * undefined with the holds kept. On an AccessError, releases and throws.
+   */
+  private checkOrRelease(accesses: readonly Access[]): Fault | undefined {
+    return this.table.critical(() => {
+      try {
+        for (const access of accesses) {
+          const faulted = this.table.checkHeld(access.first, access.count, access.va, access.need);
+          if (faulted >= 0) {
+            this.table.releaseHolds(accesses);
+            return { first: faulted, count: access.first + access.count - faulted, va: access.va };
+          }
+        }
+        return undefined;
+      } catch (error) {
+        this.table.releaseHolds(accesses);
+        throw error;
+      }
+    });
+  }
+
+  private markWritten(accesses: readonly Access[]): void {
+    for (const access of accesses) {
+      if (access.need === 'write') {
+        this.table.markWritten(access.va, access.len, this.mayBlock, this.outbox);
+      }
+    }
+  }
+
+  /** Registers a scope over held, checked pages; returns its lease. */
+  private open(access: Access, mode: AccessMode): Lease {
+    try {
+      this.markWritten([access]);
+    } catch (error) {
+      this.outbox = [];
+      this.table.releaseHolds([access]);
+      throw error;
+    }
+    const scope: PageRun = { first: access.first, count: access.count };
+    this.scopes.add(scope);
+    return new Lease(this.memory, access.va, access.len, mode, () => {
+      this.scopes.delete(scope);
+      this.table.releaseHolds([access]);
+      this.announce();
+    });
+  }
+}

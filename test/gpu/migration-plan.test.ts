@@ -1,0 +1,169 @@
+// Migration planning, pure: which pages need frames, clears, uploads and readbacks.
+import { describe, expect, it } from 'vitest';
+import {
+  framesNeeded,
+  pagesBecomingGpu,
+  pagesGpuOwned,
+  pagesToReadBack,
+  pagesUploaded,
+  planResidency,
+  type PlanView,
+} from '../../src/gpu/migration-plan.ts';
+import type { Staleness } from '../../src/space/page-table.ts';
+import {
+  PTE_CPU,
+  PTE_FRAME,
+  PTE_GPU,
+  PTE_GPU_DIRTY,
+  PTE_SHARED,
+  PTE_STALE_RANGES,
+  PTE_STALE_WHOLE,
+  PTE_UNMAPPED,
+  PTE_ZERO,
+} from '../../src/space/shared-layout.ts';
+
+const PAGE = 4096;
+
+/** A page table of `ptes` (page -> pte) with stale ranges and frames as given. */
+function view(
+  ptes: Record<number, number>,
+  stale: Record<number, Staleness> = {},
+  framed: readonly number[] = [],
+): PlanView {
+  return {
+    pageSize: PAGE,
+    pte: (page) => ptes[page] ?? PTE_UNMAPPED,
+    staleness: (page) => stale[page] ?? 'none',
+    hasFrame: (page) => framed.includes(page),
+  };
+}
+
+describe('planResidency', () => {
+  it('plans nothing for resident pages: shared and gpu pages need no fetch', () => {
+    const plans = planResidency(view({ 1: PTE_SHARED, 2: PTE_GPU | PTE_GPU_DIRTY }), [
+      { first: 1, count: 2 },
+    ]);
+    expect(plans).toEqual([]);
+  });
+
+  it('gives a zero page a cleared new frame and uploads nothing', () => {
+    const plans = planResidency(view({ 3: PTE_ZERO }), [{ first: 3, count: 1 }]);
+    expect(plans).toEqual([{ page: 3, newFrame: true, clear: true, upload: [] }]);
+    expect(framesNeeded(plans)).toBe(1);
+    expect(pagesUploaded(plans)).toBe(0);
+  });
+
+  it('skips the clear of a zero page that a device write covers whole', () => {
+    const whole = planResidency(view({ 3: PTE_ZERO }), [{ first: 3, count: 1 }], {
+      lo: 3 * PAGE,
+      hi: 4 * PAGE,
+    });
+    const part = planResidency(view({ 3: PTE_ZERO }), [{ first: 3, count: 1 }], {
+      lo: 3 * PAGE,
+      hi: 4 * PAGE - 4,
+    });
+    expect(whole[0]?.clear).toBe(false);
+    expect(part[0]?.clear).toBe(true);
+  });
+
+  it('uploads a whole cpu page that has no frame', () => {
+    const plans = planResidency(view({ 1: PTE_CPU }), [{ first: 1, count: 1 }]);
+    expect(plans).toEqual([{ page: 1, newFrame: true, clear: false, upload: [[0, PAGE]] }]);
+  });
+
+  it('uploads only the stale ranges of a cpu page with a frame, widened to 4 bytes', () => {
+    const ptes = { 1: PTE_CPU | PTE_FRAME | PTE_STALE_RANGES };
+    const plans = planResidency(
+      view(
+        ptes,
+        {
+          1: [
+            [5, 9],
+            [100, 104],
+          ],
+        },
+        [1],
+      ),
+      [{ first: 1, count: 1 }],
+    );
+    expect(plans).toEqual([
+      {
+        page: 1,
+        newFrame: false,
+        clear: false,
+        upload: [
+          [4, 12],
+          [100, 104],
+        ],
+      },
+    ]);
+    expect(framesNeeded(plans)).toBe(0);
+    expect(pagesUploaded(plans)).toBe(1);
+  });
+
+  it('uploads the whole page of a frame that is stale as a whole', () => {
+    const ptes = { 1: PTE_CPU | PTE_FRAME | PTE_STALE_WHOLE };
+    const plans = planResidency(view(ptes, { 1: 'whole' }, [1]), [{ first: 1, count: 1 }]);
+    expect(plans[0]?.upload).toEqual([[0, PAGE]]);
+  });
+
+  it('moves no bytes for a cpu page whose frame lacks nothing, but still plans its state change', () => {
+    const plans = planResidency(view({ 1: PTE_CPU | PTE_FRAME }, {}, [1]), [
+      { first: 1, count: 1 },
+    ]);
+    expect(plans).toEqual([{ page: 1, newFrame: false, clear: false, upload: [] }]);
+    expect(pagesUploaded(plans)).toBe(0);
+  });
+
+  it('skips stale ranges that a device write overwrites whole, and keeps those it covers in part', () => {
+    const ptes = { 1: PTE_CPU | PTE_FRAME | PTE_STALE_RANGES };
+    const plans = planResidency(
+      view(
+        ptes,
+        {
+          1: [
+            [0, 64],
+            [200, 300],
+          ],
+        },
+        [1],
+      ),
+      [{ first: 1, count: 1 }],
+      { lo: PAGE, hi: PAGE + 256 },
+    );
+    expect(plans[0]?.upload).toEqual([[200, 300]]);
+  });
+
+  it('clips a device write to each page of a multi-page plan', () => {
+    const ptes = { 1: PTE_ZERO, 2: PTE_ZERO, 3: PTE_ZERO };
+    const plans = planResidency(view(ptes), [{ first: 1, count: 3 }], {
+      lo: PAGE + 8,
+      hi: 4 * PAGE,
+    });
+    expect(plans.map((plan) => plan.clear)).toEqual([true, false, false]);
+    expect(framesNeeded(plans)).toBe(3);
+  });
+});
+
+describe('pages that change state', () => {
+  const ptes = {
+    1: PTE_GPU | PTE_FRAME | PTE_GPU_DIRTY,
+    2: PTE_GPU | PTE_FRAME,
+    3: PTE_SHARED | PTE_FRAME,
+    4: PTE_CPU,
+    5: PTE_ZERO,
+  };
+  const runs = [{ first: 1, count: 5 }];
+
+  it('reads back only GPU-dirty pages', () => {
+    expect(pagesToReadBack(view(ptes), runs)).toEqual([1]);
+  });
+
+  it('makes GPU-owned pages shared on the way to the CPU, dirty or clean', () => {
+    expect(pagesGpuOwned(view(ptes), runs)).toEqual([1, 2]);
+  });
+
+  it('takes every page that is not GPU-owned yet from the CPU on the way to the GPU', () => {
+    expect(pagesBecomingGpu(view(ptes), runs)).toEqual([3, 4, 5]);
+  });
+});
