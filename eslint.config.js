@@ -1,9 +1,11 @@
-// ESLint (flat config): typescript-eslint's type-aware recommended rules over all code,
-// run by `npm run lint` with --max-warnings 0.
+// ESLint (flat config): typescript-eslint's type-aware recommended rules over all code, and
+// webhmm's architecture (layer order of src/, file, function and parameter limits: see
+// scripts/eslint/architecture.js), run by `npm run lint` with --max-warnings 0.
 import js from '@eslint/js';
 import globals from 'globals';
 import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
+import { architecture } from './scripts/eslint/architecture.js';
 import { relativeImportExtension } from './scripts/eslint/relative-import-extension.js';
 
 export default defineConfig(
@@ -56,6 +58,8 @@ export default defineConfig(
     files: ['test/**/*.ts'],
     languageOptions: { globals: { ...globals.browser, ...globals.node } },
   },
+  // Layer order and size limits; test/lint/architecture.test.ts lints samples with these blocks.
+  ...architecture,
   {
     // Imports the build (dist/), which lint of a clean checkout runs before: its types are unknown then.
     files: ['test/package/built-thread.worker.js'],
