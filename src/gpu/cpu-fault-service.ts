@@ -12,14 +12,19 @@
  *   reading sequentially faults once per block, not once per page.
  *   Neighbours held by anyone (a kernel, a scope) are left alone: they must
  *   not delay the fault.
- * - A batch that fails (a page freed meanwhile) completes its requests all
- *   the same: the requesters retry and see the truth; after a device loss
- *   they are told so (DeviceLostError).
+ * - A batch that fails completes its requests all the same, and the service
+ *   goes on, whatever the failure: a page freed meanwhile completes them
+ *   normally (the requesters retry and see the truth); a device loss fails
+ *   them with DeviceLostError naming their pages that could not be saved;
+ *   anything else (a spin on a short critical section that ran out, a bug)
+ *   fails them with WouldBlockError 'unserved' and is logged.
  */
+import { AccessError } from '../errors.ts';
+import type { FaultRequest, FaultResult } from '../space/fault-channel.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import { alignedBlockAround, coalesceRuns, runEnd, type PageRun } from '../space/page-run.ts';
 import { isGpuOwned } from '../space/pte.ts';
-import type { Migrator } from './migration.ts';
+import type { MigrationResult, Migrator } from './migration.ts';
 import type { MirrorCounters, TraceEvent } from './mirror-stats.ts';
 
 /** The aligned block a CPU fault brings idle GPU-owned neighbours back from, bytes. */
@@ -35,52 +40,98 @@ export interface CpuFaultServiceContext {
   readonly emit: (event: TraceEvent) => void;
   /** True once the mirror stops serving (detach or device loss). */
   readonly stopped: () => boolean;
-  /** True once the device was lost: failed batches then report DeviceLostError. */
-  readonly lost: () => boolean;
+  /** Whether `error` (a failed batch's) came of a device loss: then its requests fail with DeviceLostError. */
+  readonly lostBy: (error: unknown) => Promise<boolean>;
+  /** After a device loss: the run of `request`'s pages whose GPU copy was lost (see FaultChannel.complete). */
+  readonly unsavedIn: (request: PageRun) => PageRun | undefined;
 }
 
 /** Serves CPU faults until `stopped()`; resolves then. Never rejects. */
 export async function serveCpuFaults(ctx: CpuFaultServiceContext): Promise<void> {
   const { faults } = ctx.space;
   while (!ctx.stopped()) {
-    const seen = faults.doorbell();
-    const requests = faults.take();
-    if (requests.length === 0) {
-      await faults.ring(seen, IDLE_WAIT_MS);
-      continue;
+    let requests: FaultRequest[] = [];
+    try {
+      const seen = faults.doorbell();
+      requests = faults.take();
+      if (requests.length === 0) {
+        await faults.ring(seen, IDLE_WAIT_MS);
+        continue;
+      }
+      const result = await serveBatch(ctx, requests);
+      completeAll(ctx, requests, result);
+    } catch (error) {
+      // Whatever threw (a spin on a short critical section that ran out, a
+      // bug), this batch's requesters are told and the service goes on.
+      reportFailure(error);
+      completeAll(ctx, requests, 'failed');
+      await nextTask();
     }
-    const lost = await serveBatch(ctx, requests);
-    for (const request of requests) faults.complete(request, lost);
   }
 }
 
-/** Brings one batch of requests back; returns whether it failed for a lost device. */
+/**
+ * Brings one batch of requests back.
+ * @returns 'ok' when served, or when a page was freed meanwhile (the
+ *   requester retries and sees the truth); 'device-lost' when the device was lost
+ * @throws anything else that went wrong (the caller fails the batch)
+ */
 async function serveBatch(
   ctx: CpuFaultServiceContext,
-  requests: readonly PageRun[],
-): Promise<boolean> {
+  requests: readonly FaultRequest[],
+): Promise<FaultResult> {
   const started = performance.now();
   const runs = requests.map((request) => faultAround(ctx.space, request));
+  let moved: MigrationResult;
   try {
-    const moved = await ctx.migrator.toCpu(coalesceRuns(runs), 'fault-cpu', false);
-    ctx.counters.cpuFaults += requests.length;
-    const { pageSize } = ctx.space.table;
-    ctx.emit({
-      t: started,
-      kind: 'fault',
-      cause: 'fault-cpu',
-      to: 'cpu',
-      va: (runs[0]?.first ?? 0) * pageSize,
-      len: runs.reduce((sum, run) => sum + run.count, 0) * pageSize,
-      pages: moved.pages,
-      bytes: moved.bytes,
-      ms: performance.now() - started,
-    });
-    return false;
-  } catch {
-    // A page freed meanwhile: the requester retries and sees the truth. A lost device: it is told.
-    return ctx.lost();
+    moved = await ctx.migrator.toCpu(coalesceRuns(runs), 'fault-cpu', false);
+  } catch (error) {
+    if (await ctx.lostBy(error)) return 'device-lost';
+    if (error instanceof AccessError) return 'ok';
+    throw error;
   }
+  ctx.counters.cpuFaults += requests.length;
+  const { pageSize } = ctx.space.table;
+  ctx.emit({
+    t: started,
+    kind: 'fault',
+    cause: 'fault-cpu',
+    to: 'cpu',
+    va: (runs[0]?.first ?? 0) * pageSize,
+    len: runs.reduce((sum, run) => sum + run.count, 0) * pageSize,
+    pages: moved.pages,
+    bytes: moved.bytes,
+    ms: performance.now() - started,
+  });
+  return 'ok';
+}
+
+/** Completes every request of a batch with `result`; one that cannot be completed does not stop the others. */
+function completeAll(
+  ctx: CpuFaultServiceContext,
+  requests: readonly FaultRequest[],
+  result: FaultResult,
+): void {
+  for (const request of requests) {
+    try {
+      ctx.space.faults.complete(
+        request,
+        result,
+        result === 'device-lost' ? ctx.unsavedIn(request) : undefined,
+      );
+    } catch (error) {
+      reportFailure(error);
+    }
+  }
+}
+
+function reportFailure(error: unknown): void {
+  console.error('webhmm: a batch of CPU fault requests failed; its requesters were told', error);
+}
+
+/** Yields to the event loop: a failure that repeats at once never starves it. */
+function nextTask(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
 }
 
 /** A faulting request grown over its idle GPU-owned neighbours (see the module doc). */

@@ -13,20 +13,32 @@
  *   fails with OutOfMemoryError 'budget' and moves nothing.
  * - Changes other threads make (frees, protections, writes) reach the device
  *   page table in batches before each GPU use, never by re-uploading it whole.
- * - `detach()` writes every GPU-dirty page back, so waiting CPU faults
- *   complete normally, then destroys every GPU buffer the mirror made.
- *   It is idempotent; any other call after it throws DeviceLostError 'detached'.
+ * - Every public call registers while in flight (kernel runs too, through
+ *   the Kernel objects GpuMirror hands out). `detach()` refuses new calls
+ *   (DeviceLostError 'detached'), waits for those in flight, writes every
+ *   GPU-dirty page back, so waiting CPU faults complete normally, takes every
+ *   frame back and destroys every GPU buffer the mirror made. It always
+ *   ends: a page held past faultTimeoutMs is released without its hold
+ *   (frame-release.ts) and named in its error. It is idempotent.
+ * - Device loss (device-loss.ts): `lost` resolves once with the exact
+ *   unsaved ranges; pending and later calls reject with DeviceLostError
+ *   carrying them; the pages fall back to their CPU copies.
+ * - With the `writeBack` option, acknowledged dirty pages are written back
+ *   in the background past an age or a byte bound (write-back.ts).
  */
-import { DeviceLostError, InvalidArgumentError } from '../errors.ts';
+import { DeviceLostError, InvalidArgumentError, WouldBlockError } from '../errors.ts';
 import { oneOf, viewBytes } from '../arguments.ts';
 import type { AddressSpace } from '../space/address-space.ts';
 import type { SpaceInternals } from '../space/internals.ts';
-import { describePte, type PageSnapshot } from '../space/pte.ts';
+import { runsOf } from '../space/page-run.ts';
+import { describePte, isGpuDirty, type PageSnapshot } from '../space/pte.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import { serveCpuFaults } from './cpu-fault-service.ts';
 import type { DevicePageTable } from './device-page-table.ts';
 import type { FramePool } from './frame-pool.ts';
+import { LossWatch, type DeviceLoss } from './device-loss.ts';
 import { Migrator, type MigrationResult } from './migration.ts';
+import { BackgroundWriteBack, type WriteBackOptions } from './write-back.ts';
 import type { MirrorHost } from './mirror-host.ts';
 import type { MirrorParts } from './mirror-setup.ts';
 import {
@@ -44,6 +56,15 @@ export interface MirrorResource {
 export class DeviceMirror {
   /** The device the mirror uses. */
   readonly device: GPUDevice;
+  /**
+   * Resolves once, only if the device is lost (never on detach), with what
+   * the loss took: `unsaved`, the GPU-dirty byte ranges acknowledged writes
+   * left that could not be read back (coalesced; runs in flight are rejected,
+   * not listed). Every pending and later call then rejects with
+   * DeviceLostError carrying the same list; `stats()` still works and
+   * `detach()` resolves.
+   */
+  readonly lost: Promise<DeviceLoss>;
   /** Bytes of GPU frames. */
   readonly budget: number;
   private readonly space: AddressSpace;
@@ -59,11 +80,19 @@ export class DeviceMirror {
   private readonly resources = new Set<MirrorResource>();
   private readonly stopNotices: () => void;
   private readonly faultService: Promise<void>;
-  private detached = false;
-  /** Set when the device was lost: the GPU-dirty ranges that could not be saved. */
-  private lost:
-    { readonly unsaved: { va: number; len: number }[]; readonly message: string } | undefined;
+  /** Calls in flight (migrations, device reads and writes, syncs, kernel runs): detach waits for them. */
+  private readonly inFlight = new Set<Promise<unknown>>();
+  /** Set when detach began (or the device was lost): new calls are refused. */
+  private closing = false;
+  /** Set once the mirror stops serving: its GPU objects go next. */
+  private stopped = false;
+  /** The device's loss, once it happens (device-loss.ts). */
+  private readonly loss: LossWatch;
+  /** Background write-back, with the `writeBack` option (write-back.ts). */
+  private readonly background: BackgroundWriteBack | undefined;
   private detaching: Promise<void> | undefined;
+  /** Taking the frames back and stopping the services: once, for detach and loss alike. */
+  private finishing: Promise<number[]> | undefined;
 
   protected constructor(parts: MirrorParts) {
     ({
@@ -77,12 +106,17 @@ export class DeviceMirror {
       engine: this.engine,
       budget: this.budget,
     } = parts);
+    this.loss = new LossWatch(this.device, this.space.pageSize);
+    this.lost = this.loss.lost;
     this.migrator = new Migrator({
       ...parts,
       space: parts.internals,
       counters: this.counters,
       emit: (event) => this.emit(event),
+      assertLive: () => this.loss.assertLive(),
+      dirtied: (pages) => this.background?.dirtied(pages),
     });
+    this.background = parts.writeBack && this.backgroundWriteBack(parts.writeBack);
     this.stopNotices = this.space.onInvalidate(0, this.space.size, (event) =>
       this.migrator.applyNotice(event),
     );
@@ -92,9 +126,11 @@ export class DeviceMirror {
       migrator: this.migrator,
       counters: this.counters,
       emit: (event) => this.emit(event),
-      stopped: () => this.detached,
-      lost: () => this.lost !== undefined,
+      stopped: () => this.stopped,
+      lostBy: (error) => this.loss.causedBy(error),
+      unsavedIn: (request) => this.loss.unsavedIn(request),
     });
+    // Registered before any call can wait on device.lost: the loss is recorded first.
     void this.device.lost.then((info) => this.onDeviceLost(info));
   }
 
@@ -111,7 +147,7 @@ export class DeviceMirror {
   async migrate(va: number, len: number, to: 'gpu' | 'cpu'): Promise<MigrationResult> {
     this.assertAttached();
     const target = oneOf('to', to, ['gpu', 'cpu']);
-    const run = this.internals.pageSpan(va, len);
+    const run = { ...this.internals.pageSpan(va, len), va };
     return target === 'gpu'
       ? this.migrator.toGpu([run], 'explicit', true)
       : this.migrator.toCpu([run], 'explicit', true);
@@ -139,9 +175,8 @@ export class DeviceMirror {
    * first (`zero` and `cpu` become `shared`; counted in `gpuFaults`).
    * @throws AccessError for unmapped, freed or `prot: 'none'` pages
    */
-  async read(va: number, len: number): Promise<Uint8Array> {
-    this.assertAttached();
-    return this.migrator.deviceRead(va, len);
+  read(va: number, len: number): Promise<Uint8Array> {
+    return this.track(() => this.migrator.deviceRead(va, len));
   }
 
   /**
@@ -150,25 +185,25 @@ export class DeviceMirror {
    * @throws InvalidArgumentError 'bad-value' (not a view), 'zero' (empty), 'misaligned'
    * @throws AccessError for unmapped, freed or non-writable pages; OutOfMemoryError 'budget'
    */
-  async write(va: number, data: ArrayBufferView): Promise<void> {
-    this.assertAttached();
-    const bytes = viewBytes('data', data);
-    if (va % 4 !== 0 || bytes.byteLength % 4 !== 0) {
-      throw new InvalidArgumentError(
-        'va',
-        va,
-        'misaligned',
-        'device writes are 4-byte aligned in start and length',
-        { address: va },
-      );
-    }
-    return this.migrator.deviceWrite(va, bytes);
+  write(va: number, data: ArrayBufferView): Promise<void> {
+    return this.track(() => {
+      const bytes = viewBytes('data', data);
+      if (va % 4 !== 0 || bytes.byteLength % 4 !== 0) {
+        throw new InvalidArgumentError(
+          'va',
+          va,
+          'misaligned',
+          'device writes are 4-byte aligned in start and length',
+          { address: va },
+        );
+      }
+      return this.migrator.deviceWrite(va, bytes);
+    });
   }
 
   /** Writes every GPU-dirty page back to the CPU (only those); they become `shared`. */
-  async sync(): Promise<MigrationResult> {
-    this.assertAttached();
-    return this.writeBack();
+  sync(): Promise<MigrationResult> {
+    return this.track(() => this.writeBack());
   }
 
   // ---------------------------------------------------------------- observation
@@ -193,12 +228,22 @@ export class DeviceMirror {
   // ---------------------------------------------------------------- lifecycle
 
   /**
-   * Writes back every GPU-dirty page, lets waiting CPU faults complete from
-   * them, and destroys every GPU buffer the mirror made (and the device, if
-   * the mirror requested it). Idempotent.
-   * @throws DeviceLostError if writing back failed, listing the pages that were not saved
+   * Waits for the calls in flight (migrations, device reads and writes,
+   * syncs, kernel runs; calls made from now on reject with DeviceLostError
+   * 'detached'), writes back every GPU-dirty page, lets waiting CPU faults
+   * complete from them, takes every frame back (pages become `cpu` with
+   * their CPU bytes), and destroys every GPU buffer the mirror made (and the
+   * device, if the mirror requested it). Idempotent. After a device loss it
+   * resolves.
+   * @throws DeviceLostError if the device was lost while it wrote back, listing what was not saved
+   * @throws WouldBlockError 'timeout' if pages were held by others past
+   *   faultTimeoutMs: it names them; they lost their frames without the hold
+   *   (their CPU copies are current: a CPU hold never rests on a GPU-dirty
+   *   page) and are readable `cpu` pages; the mirror is detached all the same
    */
   detach(): Promise<void> {
+    // After a loss, detach resolves (a detach in progress at the loss rejects with it).
+    if (this.loss.current) return this.finish().then(() => undefined);
     this.detaching ??= this.teardown();
     return this.detaching;
   }
@@ -218,8 +263,32 @@ export class DeviceMirror {
         this.internals.pollNotices();
         this.dpt.flush();
       },
-      assertAttached: () => this.assertAttached(),
+      // A run called before detach began goes on while detach waits for it.
+      assertAttached: () => this.assertUsable(),
     };
+  }
+
+  /**
+   * Runs a public call as one in flight: refused (DeviceLostError) once detach
+   * began or the device was lost; detach waits for it to end. A call that
+   * fails because of a device loss rejects with the loss's DeviceLostError.
+   */
+  protected track<T>(call: () => Promise<T>): Promise<T> {
+    let started: Promise<T>;
+    try {
+      this.assertAttached();
+      started = call();
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
+    const promise = started.catch(async (error: unknown) => {
+      if (await this.loss.causedBy(error)) throw this.loss.error();
+      throw error;
+    });
+    this.inFlight.add(promise);
+    const forget = (): void => void this.inFlight.delete(promise);
+    promise.then(forget, forget);
+    return promise;
   }
 
   /** Destroys `resource` when the mirror stops (detach or device loss). */
@@ -227,34 +296,91 @@ export class DeviceMirror {
     this.resources.add(resource);
   }
 
-  /** @throws DeviceLostError once the mirror is detached or its device lost */
+  /** @throws DeviceLostError once detach began or the device was lost: for new calls */
   protected assertAttached(): void {
-    if (this.lost) throw new DeviceLostError(this.lost.unsaved, this.lost.message);
-    if (this.detached) throw new DeviceLostError([], 'the mirror was detached', 'detached');
+    this.loss.assertLive();
+    if (this.closing) throw new DeviceLostError([], 'the mirror was detached', 'detached');
+  }
+
+  /** @throws DeviceLostError once the device was lost or the mirror stopped: for calls in flight */
+  private assertUsable(): void {
+    this.loss.assertLive();
+    if (this.stopped) throw new DeviceLostError([], 'the mirror was detached', 'detached');
+  }
+
+  /** Background write-back over this mirror's pages; its passes are in flight like calls (detach waits). */
+  private backgroundWriteBack(options: WriteBackOptions): BackgroundWriteBack {
+    const { table } = this.internals;
+    return new BackgroundWriteBack(options, {
+      pageSize: this.space.pageSize,
+      isDirty: (page) => isGpuDirty(table.pte(page)),
+      isHeld: (page) => table.isHeld(page),
+      writeBack: (runs) => {
+        if (this.closing) return Promise.resolve();
+        const pass = this.migrator.toCpu(runs, 'writeback', false).then(() => undefined);
+        this.inFlight.add(pass);
+        const forget = (): void => void this.inFlight.delete(pass);
+        pass.then(forget, forget);
+        return pass;
+      },
+    });
+  }
+
+  /** Resolves once no call is in flight (calls are refused by then, so none starts). */
+  private async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
   private async teardown(): Promise<void> {
-    this.detached = true;
-    const dirty = this.unsavedRanges();
+    this.closing = true;
+    this.background?.stop();
+    await this.settled();
     let failure: unknown;
+    let dirty: { va: number; len: number }[] = [];
     try {
-      await this.writeBack();
+      if (!this.loss.current) await this.writeBack();
     } catch (error) {
-      failure = error;
+      if (!(await this.loss.causedBy(error))) {
+        failure = error;
+        dirty = this.unsavedRanges();
+      }
     }
-    try {
-      // Frames go whatever happened: the CPU copies are all that is left.
-      await this.migrator.releaseAllFrames();
-    } finally {
-      await this.stopServices();
-      if (this.ownsDevice) this.device.destroy();
-    }
+    // Frames go whatever happened: the CPU copies are all that is left.
+    const forced = await this.finish();
+    if (this.loss.current) throw this.loss.error();
     if (failure !== undefined) {
       throw new DeviceLostError(
         dirty,
         `writing back GPU-dirty pages failed: ${failure instanceof Error ? failure.message : typeof failure}`,
       );
     }
+    if (forced.length > 0) throw this.heldPastTimeout(forced);
+  }
+
+  /** Takes every frame back and stops the services, once; resolves with the pages released without their hold. */
+  private finish(): Promise<number[]> {
+    this.finishing ??= (async () => {
+      try {
+        return await this.migrator.releaseAllFrames();
+      } finally {
+        await this.stopServices();
+        if (this.ownsDevice) this.device.destroy();
+      }
+    })();
+    return this.finishing;
+  }
+
+  /** The error of a detach that found pages held past faultTimeoutMs (frame-release.ts). */
+  private heldPastTimeout(pages: readonly number[]): WouldBlockError {
+    const { pageSize } = this.space;
+    const ranges = runsOf(pages)
+      .map(({ first, count }) => `0x${(first * pageSize).toString(16)}+${count * pageSize}`)
+      .join(', ');
+    return new WouldBlockError(
+      (pages[0] ?? 0) * pageSize,
+      'timeout',
+      `detach waited ${this.internals.limits.faultTimeoutMs} ms (faultTimeoutMs) for pages another holder kept and could not release them in order: ${ranges}; they lost their frames without the hold and are \`cpu\` pages with their CPU bytes, readable; the mirror is detached`,
+    );
   }
 
   /** The GPU-dirty ranges now, as DeviceLostError reports them. */
@@ -267,31 +393,37 @@ export class DeviceMirror {
 
   /**
    * The device is gone (not by detach): the GPU-dirty bytes are lost with it.
-   * Pages fall back to their CPU copies, waiting faults fail with
-   * DeviceLostError, and every later call throws it, listing what could not
-   * be saved. Writes acknowledged on the CPU side are all kept.
+   * Records the loss first, synchronously (device-loss.ts: what is dirty now
+   * is exactly what acknowledged writes left), then waits for the calls in
+   * flight to fail, falls the pages back to their CPU copies (waiting faults
+   * fail with DeviceLostError) and stops. Writes acknowledged on the CPU side
+   * are all kept.
    */
   private async onDeviceLost(info: GPUDeviceLostInfo): Promise<void> {
-    if (this.detached) return;
-    this.detached = true;
-    this.lost = { unsaved: this.unsavedRanges(), message: `${info.reason}: ${info.message}` };
-    this.detaching = (async () => {
-      try {
-        await this.migrator.releaseAllFrames();
-      } finally {
-        await this.stopServices();
-      }
-    })();
-    await this.detaching;
+    if (this.stopped) return;
+    this.closing = true;
+    this.background?.stop();
+    const dirty: number[] = [];
+    for (const run of this.migrator.dirtyRuns()) {
+      for (let page = run.first; page < run.first + run.count; page++) dirty.push(page);
+    }
+    this.loss.record(info, dirty, this.internals.table.pageCount);
+    this.internals.faults.wakeServer();
+    await this.settled();
+    await this.finish();
   }
 
   /** Ends fault service (completing what is left) and frees the mirror's GPU objects. */
   private async stopServices(): Promise<void> {
+    this.stopped = true;
     const { faults } = this.internals;
     faults.wakeServer();
     await this.faultService;
     // Requests that arrived after the last service: their pages are on the CPU now.
-    for (const request of faults.take()) faults.complete(request, this.lost !== undefined);
+    const lost = this.loss.current !== undefined;
+    for (const request of faults.take()) {
+      faults.complete(request, lost ? 'device-lost' : 'ok', this.loss.unsavedIn(request));
+    }
     faults.stopServing(this.internals.threadId);
     this.stopNotices();
     this.internals.ownDevice(false);

@@ -23,20 +23,14 @@ import type { SpaceInternals } from '../space/internals.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
 import { runsOf, type PageRun } from '../space/page-run.ts';
 import type { Hold } from '../space/page-table.ts';
-import {
-  assertAccess,
-  assertMapped,
-  hasFrame,
-  isGpuOwned,
-  pteState,
-  withState,
-  type Need,
-} from '../space/pte.ts';
-import { PTE_CPU, PTE_FRAME, PTE_GPU, PTE_GPU_DIRTY, PTE_SHARED } from '../space/shared-layout.ts';
+import { assertAccess, assertMapped, isGpuOwned, withState, type Need } from '../space/pte.ts';
+import { PTE_FRAME, PTE_GPU, PTE_GPU_DIRTY, PTE_SHARED } from '../space/shared-layout.ts';
 import { bufferSource } from './buffer-source.ts';
 import type { CopyEngine, Segment } from './copy-engine.ts';
 import type { DevicePageTable } from './device-page-table.ts';
 import { FrameMap } from './frame-map.ts';
+import { releaseFrames } from './frame-release.ts';
+import { inBatches } from './hold-batches.ts';
 import type { FramePool } from './frame-pool.ts';
 import {
   framesNeeded,
@@ -68,6 +62,14 @@ export interface MigrationContext {
   readonly engine: CopyEngine;
   readonly counters: MirrorCounters;
   readonly emit: (event: TraceEvent) => void;
+  /**
+   * @throws DeviceLostError once the mirror's device is lost (device-loss.ts):
+   * checked after each wait for the GPU and before pages become GPU-dirty, so
+   * no page is made dirty (acknowledged) after the loss is recorded
+   */
+  readonly assertLive: () => void;
+  /** Told the pages a write made GPU-dirty, as it is acknowledged (background write-back: write-back.ts). */
+  readonly dirtied?: (pages: readonly number[]) => void;
 }
 
 export class Migrator {
@@ -122,15 +124,20 @@ export class Migrator {
     checkProt: boolean,
   ): Promise<MigrationResult> {
     const started = performance.now();
-    const holds = await this.holdChecked(runs, checkProt);
-    let result: MigrationResult;
-    const events: InvalidateEvent[] = [];
-    try {
-      result = await this.makeResident(runs, 'gpu', events);
-    } finally {
-      this.ctx.space.table.releaseHolds(holds);
-    }
-    this.ctx.space.announce(events);
+    const precheck = (): void => {
+      this.precheck(runs, checkProt);
+      this.plan(runs); // the budget, for all batches
+    };
+    const result = await inBatches(runs, this.journaled, precheck, async (batch) => {
+      const holds = await this.holdChecked(batch, checkProt);
+      const events: InvalidateEvent[] = [];
+      try {
+        return await this.makeResident(batch, 'gpu', events);
+      } finally {
+        this.ctx.space.table.releaseHolds(holds);
+        this.ctx.space.announce(events);
+      }
+    });
     this.account('gpu', cause, runs, result, started);
     return result;
   }
@@ -162,12 +169,17 @@ export class Migrator {
     return fetched;
   }
 
-  /** Marks held `gpu` pages GPU-dirty (a kernel stored to them). */
+  /**
+   * Marks held `gpu` pages GPU-dirty (a kernel stored to them).
+   * @throws DeviceLostError once the device is lost: the run is not acknowledged
+   */
   markDirty(pages: readonly number[]): void {
+    this.ctx.assertLive();
     const { table } = this.ctx.space;
     for (const page of pages) {
       table.updatePte(page, (pte) => (isGpuOwned(pte) ? pte | PTE_GPU_DIRTY : pte));
     }
+    if (pages.length > 0) this.ctx.dirtied?.(pages);
   }
 
   // ---------------------------------------------------------------- to the CPU
@@ -182,20 +194,22 @@ export class Migrator {
     checkProt: boolean,
   ): Promise<MigrationResult> {
     const started = performance.now();
-    const holds = await this.holdChecked(runs, checkProt);
-    let result: MigrationResult = { pages: 0, bytes: 0 };
-    try {
-      const dirty = pagesToReadBack(this.view, runs);
-      if (dirty.length > 0) {
-        await this.ctx.engine.download(dirty.map((page) => this.wholePage(page)));
-        this.ctx.counters.readbacks++;
-        result = { pages: dirty.length, bytes: dirty.length * this.pageSize };
+    const precheck = (): void => this.precheck(runs, checkProt);
+    const result = await inBatches(runs, this.journaled, precheck, async (batch) => {
+      const holds = await this.holdChecked(batch, checkProt);
+      try {
+        const dirty = pagesToReadBack(this.view, batch);
+        if (dirty.length > 0) {
+          await this.ctx.engine.download(dirty.map((page) => this.wholePage(page)));
+          this.ctx.counters.readbacks++;
+        }
+        for (const page of pagesGpuOwned(this.view, batch)) this.settle(page, PTE_SHARED, false);
+        return { pages: dirty.length, bytes: dirty.length * this.pageSize };
+      } finally {
+        this.ctx.space.table.releaseHolds(holds);
       }
-      for (const page of pagesGpuOwned(this.view, runs)) this.settle(page, PTE_SHARED, false);
-    } finally {
-      this.ctx.space.table.releaseHolds(holds);
-    }
-    if (cause === 'sync') this.ctx.counters.writebacks += result.pages;
+    });
+    if (cause === 'sync' || cause === 'writeback') this.ctx.counters.writebacks += result.pages;
     this.account('cpu', cause, runs, result, started);
     return result;
   }
@@ -239,7 +253,8 @@ export class Migrator {
     try {
       const plans = this.plan([run], { lo: va, hi: va + data.byteLength });
       this.countFetch(plans.length, [run], await this.fetch(plans), started);
-      for (const { page, lo, hi } of this.pieces(va, data.byteLength)) {
+      const pieces = this.pieces(va, data.byteLength);
+      for (const { page, lo, hi } of pieces) {
         const base = page * this.pageSize;
         const frameOffset = Math.max(0, this.frameMap.frameOf(page)) * this.pageSize + lo;
         const source = bufferSource(data);
@@ -250,13 +265,18 @@ export class Migrator {
           base + lo - va,
           hi - lo,
         );
+      }
+      await this.ctx.device.queue.onSubmittedWorkDone();
+      // The write is acknowledged here, with its pages made dirty, or not at all (device-loss.ts).
+      this.ctx.assertLive();
+      for (const { page } of pieces) {
         if (!isGpuOwned(this.ctx.space.table.pte(page))) {
           this.ctx.space.table.invalidate(page);
-          events.push({ va: base, len: this.pageSize, cause: 'migrate' });
+          events.push({ va: page * this.pageSize, len: this.pageSize, cause: 'migrate' });
         }
         this.settle(page, PTE_GPU, true);
       }
-      await this.ctx.device.queue.onSubmittedWorkDone();
+      this.ctx.dirtied?.(pieces.map(({ page }) => page));
     } finally {
       this.ctx.space.table.releaseHolds(holds);
     }
@@ -267,28 +287,21 @@ export class Migrator {
 
   /**
    * Forgets every frame: pages keep their CPU bytes (the caller wrote dirty
-   * ones back first) and lose their frames. Holds each page while it does.
+   * ones back first) and lose their frames, each under its hold; a page still
+   * held by a CPU scope after faultTimeoutMs loses it without (frame-release.ts).
+   * @returns the pages whose frames were taken without their hold
    */
-  async releaseAllFrames(): Promise<void> {
-    const pages = this.frameMap.pagesWithFrames();
-    if (pages.length === 0) return;
-    const holds: Hold[] = runsOf(pages).map((run) => ({ ...run, kind: 'exclusive-long' }));
-    const { table } = this.ctx.space;
-    await table.holdAsync(holds, 0);
-    try {
-      for (const page of pages) {
-        table.updatePte(page, (pte) => {
-          if (!hasFrame(pte)) return pte;
-          const state = pteState(pte);
-          const next = state === PTE_GPU || state === PTE_SHARED ? PTE_CPU : state;
-          return withState(pte & ~(PTE_FRAME | PTE_GPU_DIRTY), next);
-        });
-        table.clearStaleness(page);
-        this.frameMap.drop(page);
-      }
-    } finally {
-      table.releaseHolds(holds);
-    }
+  releaseAllFrames(): Promise<number[]> {
+    return releaseFrames({
+      table: this.ctx.space.table,
+      frameMap: this.frameMap,
+      journaled: this.journaled,
+    });
+  }
+
+  /** The mirror's thread journals its holds (a `Threads` worker), so migrations hold in batches. */
+  private get journaled(): boolean {
+    return this.ctx.space.limits.record !== undefined;
   }
 
   /** Pages that are GPU-dirty now, as runs. */
@@ -313,6 +326,7 @@ export class Migrator {
     const holds: Hold[] = runs.map((run) => ({ ...run, kind: 'exclusive-long' }));
     await this.ctx.space.table.holdAsync(holds, (runs[0]?.first ?? 0) * this.pageSize);
     try {
+      this.ctx.assertLive();
       this.ctx.space.pollNotices();
       for (const run of runs) this.check(run, checkProt, need);
     } catch (error) {
@@ -320,6 +334,12 @@ export class Migrator {
       throw error;
     }
     return holds;
+  }
+
+  /** Checks every run as `holdChecked` does, holding nothing (before a migration in batches). */
+  private precheck(runs: readonly PageRun[], checkProt: boolean): void {
+    this.ctx.space.pollNotices();
+    for (const run of runs) this.check(run, checkProt, 'read');
   }
 
   private check(run: PageRun, checkProt: boolean, need: Need): void {
@@ -368,6 +388,7 @@ export class Migrator {
     if (clears.length > 0) this.clearFrames(clears);
     if (segments.length > 0) this.ctx.engine.upload(segments);
     if (clears.length > 0 || segments.length > 0) await this.ctx.device.queue.onSubmittedWorkDone();
+    this.ctx.assertLive();
     const bytes = segments.reduce((sum, segment) => sum + segment.len, 0);
     return { pages: pagesUploaded(plans), bytes };
   }

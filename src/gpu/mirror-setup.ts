@@ -13,6 +13,7 @@ import { createCopyEngine, type ChosenCopyEngine, type CopyMode } from './copy-e
 import { DPTE_MAX_FRAMES } from './device-layout.ts';
 import { DevicePageTable } from './device-page-table.ts';
 import { FramePool } from './frame-pool.ts';
+import { checkWriteBack, type WriteBackOptions } from './write-back.ts';
 
 export interface GpuMirrorOptions {
   /** The device to use; default: the default adapter's, with its largest storage binding. */
@@ -25,6 +26,14 @@ export interface GpuMirrorOptions {
   readonly budget?: number;
   /** Which copy engine moves pages; default 'auto' (calibrated per device). */
   readonly copy?: CopyMode;
+  /**
+   * Bounds what a device loss can take: acknowledged GPU-dirty bytes that no
+   * run in flight holds are written back in the background (cause
+   * 'writeback') once older than `maxDirtyAgeMs`, or, oldest first, beyond
+   * `maxDirtyBytes` (write-back.ts). Default: none (dirty pages stay on the
+   * GPU until something needs them).
+   */
+  readonly writeBack?: WriteBackOptions;
 }
 
 /** What a mirror is made of, once attached. */
@@ -41,6 +50,8 @@ export interface MirrorParts {
   readonly engine: ChosenCopyEngine;
   /** Bytes of GPU frames. */
   readonly budget: number;
+  /** The `writeBack` option, checked. */
+  readonly writeBack: WriteBackOptions | undefined;
 }
 
 /** Frames past the budget: the zero frame faulted loads read, and the sink suppressed stores go to. */
@@ -49,7 +60,7 @@ const DEFAULT_BUDGET_CAP = 256 << 20;
 
 /**
  * Makes the parts of a mirror of `space`, claiming the space's fault service.
- * @throws InvalidArgumentError (a budget out of bounds, or the space is mirrored already)
+ * @throws InvalidArgumentError (a budget or `writeBack` bound out of bounds, or the space is mirrored already)
  * @throws OutOfMemoryError when the device refuses the frames buffer
  * @throws DeviceLostError 'no-adapter' when no WebGPU adapter is available
  */
@@ -58,6 +69,7 @@ export async function prepareMirror(
   options: GpuMirrorOptions,
 ): Promise<MirrorParts> {
   const internals = internalsOf(space);
+  const writeBack = checkWriteBack(options.writeBack);
   const ownsDevice = options.device === undefined;
   const device = options.device ?? (await requestDevice());
   try {
@@ -72,7 +84,8 @@ export async function prepareMirror(
       );
     }
     try {
-      return await createParts({ space, internals, device, ownsDevice, budget }, options.copy);
+      const base = { space, internals, device, ownsDevice, budget, writeBack };
+      return await createParts(base, options.copy);
     } catch (error) {
       internals.faults.stopServing(internals.threadId);
       throw error;
@@ -84,7 +97,7 @@ export async function prepareMirror(
 }
 
 async function createParts(
-  base: Pick<MirrorParts, 'space' | 'internals' | 'device' | 'ownsDevice' | 'budget'>,
+  base: Pick<MirrorParts, 'space' | 'internals' | 'device' | 'ownsDevice' | 'budget' | 'writeBack'>,
   copy: CopyMode = 'auto',
 ): Promise<MirrorParts> {
   const { device, internals, budget, space } = base;

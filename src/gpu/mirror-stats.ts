@@ -8,14 +8,16 @@ import type { CopyEngineKind } from './copy-engine.ts';
 /**
  * Why memory moved: 'fault-cpu' (a CPU access to a GPU-dirty page),
  * 'fault-gpu' (a kernel run or gpu.read/write fetched pages), 'sync'
- * (sync() and detach() writing back), 'explicit' (migrate()).
+ * (sync() and detach() writing back), 'writeback' (background write-back
+ * under the `writeBack` option: write-back.ts), 'explicit' (migrate()).
  */
-export type MigrationCause = 'fault-cpu' | 'fault-gpu' | 'sync' | 'explicit';
+export type MigrationCause = 'fault-cpu' | 'fault-gpu' | 'sync' | 'writeback' | 'explicit';
 
 export const MIGRATION_CAUSES: readonly MigrationCause[] = [
   'fault-cpu',
   'fault-gpu',
   'sync',
+  'writeback',
   'explicit',
 ];
 
@@ -42,7 +44,7 @@ export interface MirrorStats {
   gpuFaults: number;
   /** Kernel fault-collecting passes that found faults. */
   replays: number;
-  /** Pages written back to the CPU by sync or detach. */
+  /** Pages written back to the CPU by sync, detach or background write-back. */
   writebacks: number;
   /** Pages whose GPU copy another thread's notice invalidated. */
   invalidations: number;

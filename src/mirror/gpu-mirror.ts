@@ -59,7 +59,12 @@ export class GpuMirror extends DeviceMirror {
    */
   kernel(options: KernelOptions): Kernel {
     this.assertAttached();
-    return Kernel.compile(this.kernelRuntime(), options);
+    const kernel = Kernel.compile(this.kernelRuntime(), options);
+    // Each run is a call in flight of the mirror: refused once detach began,
+    // waited for by detach (and by the device-loss handling) otherwise.
+    const run = kernel.run.bind(kernel);
+    kernel.run = (runOptions) => this.track(() => run(runOptions));
+    return kernel;
   }
 
   private kernelRuntime(): KernelRuntime {

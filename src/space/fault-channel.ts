@@ -9,11 +9,18 @@
  * - the server takes every posted request at once, so faults pending at the
  *   same moment are serviced in one batch;
  * - a requester wakes only when its request is complete (or failed), and a
- *   requester that gives up (timeout) never leaves a slot behind.
+ *   requester that gives up (timeout) never leaves a slot behind;
+ * - a request is never left waiting for a server that is gone: `stopServing`
+ *   wakes requesters whose requests were not taken (they retry and see the
+ *   page as it is), and when the serving thread ended without stopping
+ *   (`abandonOwnedBy`), its requests fail with DeviceLostError, its pages
+ *   fall back to their CPU copies and the server word is free again.
  *
  * Word layout: `FAULT_*` in shared-layout.ts.
  */
 import { DeviceLostError, WouldBlockError } from '../errors.ts';
+import type { PageRun } from './page-run.ts';
+import { hasFrame, isGpuDirty, isGpuOwned, pteState, withoutStale, withState } from './pte.ts';
 import {
   FAULT_ABANDONED,
   FAULT_CLAIMED,
@@ -25,6 +32,7 @@ import {
   FAULT_POSTED,
   FAULT_RESULT,
   FAULT_RESULT_DEVICE_LOST,
+  FAULT_RESULT_FAILED,
   FAULT_RESULT_OK,
   FAULT_SERVICING,
   FAULT_SLOTS,
@@ -33,9 +41,27 @@ import {
   HEADER_FAULT_DOORBELL,
   HEADER_FAULT_SERVER,
   HEADER_FAULT_SLOTS_FREED,
+  PTE_CPU,
+  PTE_FRAME,
+  PTE_GPU_DIRTY,
+  PTE_SHARED,
 } from './shared-layout.ts';
 import type { SharedState } from './shared-state.ts';
 import type { WaitBudget } from './waiting.ts';
+
+/**
+ * How the server ends a request: 'ok' (served, or nothing to do: the
+ * requester retries and sees the page as it is), 'device-lost' (the GPU copy
+ * is gone: the requester throws DeviceLostError), 'failed' (the batch threw:
+ * the requester throws WouldBlockError 'unserved').
+ */
+export type FaultResult = 'ok' | 'device-lost' | 'failed';
+
+const RESULT_CODES: Record<FaultResult, number> = {
+  ok: FAULT_RESULT_OK,
+  'device-lost': FAULT_RESULT_DEVICE_LOST,
+  failed: FAULT_RESULT_FAILED,
+};
 
 /** A request as the server sees it. */
 export interface FaultRequest {
@@ -47,9 +73,10 @@ export interface FaultRequest {
 export class FaultChannel {
   private readonly slots: Int32Array;
   private readonly header: Int32Array;
+  private readonly pageShift: number;
 
   constructor(
-    shared: SharedState,
+    private readonly shared: SharedState,
     /** The requesting thread's id, recorded in its slots. */
     private readonly owner = 0,
     /** Runs a multi-word slot change as one critical section of the thread (thread-record.ts). */
@@ -57,6 +84,7 @@ export class FaultChannel {
   ) {
     this.slots = shared.faults;
     this.header = shared.header;
+    this.pageShift = shared.pageShift;
   }
 
   /** True if some thread services faults (a GpuMirror is attached). */
@@ -79,6 +107,7 @@ export class FaultChannel {
     const state = FAULT_WORDS * slot + FAULT_STATE;
     try {
       for (let seen = this.stateOf(slot); seen === FAULT_POSTED || seen === FAULT_SERVICING;) {
+        if (this.orphaned(seen)) break;
         budget.waitSync(true, this.slots, state, seen, false);
         seen = this.stateOf(slot);
       }
@@ -99,6 +128,7 @@ export class FaultChannel {
     const state = FAULT_WORDS * slot + FAULT_STATE;
     try {
       for (let seen = this.stateOf(slot); seen === FAULT_POSTED || seen === FAULT_SERVICING;) {
+        if (this.orphaned(seen)) break;
         await budget.waitAsync(this.slots, state, seen);
         seen = this.stateOf(slot);
       }
@@ -107,6 +137,15 @@ export class FaultChannel {
       throw error;
     }
     this.finish(slot, first);
+  }
+
+  /**
+   * A posted request no server will take (the server stopped after the
+   * requester saw it serving): the requester gives it up and retries, seeing
+   * the page as it is now.
+   */
+  private orphaned(state: number): boolean {
+    return state === FAULT_POSTED && !this.served;
   }
 
   /** A free slot, claimed and posted with the request, or -1 if none is free. */
@@ -139,16 +178,48 @@ export class FaultChannel {
     Atomics.notify(this.header, HEADER_FAULT_DOORBELL);
   }
 
-  /** Reads the result, frees the slot, throws if the request failed. */
+  /**
+   * Reads the result, frees the slot (or gives it up if it is still posted:
+   * see `orphaned`), throws if the request failed.
+   * @throws DeviceLostError listing the request's pages whose GPU copy was lost;
+   *   WouldBlockError 'unserved' when the server's batch failed
+   */
   private finish(slot: number, first: number): void {
-    const result = Atomics.load(this.slots, FAULT_WORDS * slot + FAULT_RESULT);
+    const at = FAULT_WORDS * slot;
+    if (this.stateOf(slot) === FAULT_POSTED) {
+      this.abandon(slot);
+      return;
+    }
+    const result = Atomics.load(this.slots, at + FAULT_RESULT);
+    const lostFirst = Atomics.load(this.slots, at + FAULT_FIRST);
+    const lostCount = Atomics.load(this.slots, at + FAULT_COUNT);
     this.free(slot);
+    const address = first << this.pageShift;
     if (result === FAULT_RESULT_DEVICE_LOST) {
-      throw new DeviceLostError([], `the GPU was lost while page ${first} was GPU-dirty`);
+      const unsaved =
+        lostCount > 0
+          ? [{ va: lostFirst << this.pageShift, len: lostCount << this.pageShift }]
+          : [];
+      throw new DeviceLostError(
+        unsaved,
+        `the GPU was lost while the page at 0x${address.toString(16)} was GPU-dirty; it keeps its last CPU bytes`,
+      );
+    }
+    if (result === FAULT_RESULT_FAILED) {
+      throw new WouldBlockError(
+        address,
+        'unserved',
+        "the GpuMirror's fault service failed to bring the page back (its batch threw; the mirror's thread logged why); the call may be retried",
+      );
     }
   }
 
-  /** Gives back every slot thread `owner` (terminated) had: as if it had given up waiting. */
+  /**
+   * Gives back what thread `owner` (ended: Threads.terminate) had in the
+   * channel: every slot it had, as if it had given up waiting, and, if it
+   * served faults (it had a GpuMirror it never detached), the server role:
+   * see `serverEnded`.
+   */
   abandonOwnedBy(owner: number): void {
     for (let slot = 0; slot < FAULT_SLOTS; slot++) {
       // A claimed slot is another thread's, being posted: claim and post are one critical section.
@@ -156,6 +227,56 @@ export class FaultChannel {
       if (state === FAULT_FREE || state === FAULT_CLAIMED) continue;
       if (Atomics.load(this.slots, FAULT_WORDS * slot + FAULT_OWNER) === owner) this.abandon(slot);
     }
+    if (Atomics.load(this.header, HEADER_FAULT_SERVER) === owner) this.serverEnded(owner);
+  }
+
+  /**
+   * The serving thread `server` ended without detaching its mirror (its holds
+   * were released already): its GPU frames went with it, as in a device loss.
+   * A space has one mirror, the server's, so every page with a frame or
+   * owned by the GPU was that mirror's: each becomes a `cpu` page with its
+   * CPU bytes and no frame (a GPU-dirty page loses its newer bytes, which
+   * were only on that device); then the requests waiting on the server fail
+   * with DeviceLostError naming the pages of theirs that were GPU-dirty; then
+   * the server word is free, so a new mirror can attach.
+   */
+  private serverEnded(server: number): void {
+    const { pte, seq } = this.shared;
+    const lost = new Uint8Array(this.shared.pageCount);
+    for (let page = 0; page < this.shared.pageCount; page++) {
+      let word = Atomics.load(pte, page);
+      if (!hasFrame(word) && !isGpuOwned(word)) continue;
+      Atomics.add(seq, page, 1);
+      for (;;) {
+        const state = pteState(word);
+        const next = withoutStale(
+          withState(
+            word & ~(PTE_FRAME | PTE_GPU_DIRTY),
+            isGpuOwned(word) || state === PTE_SHARED ? PTE_CPU : state,
+          ),
+        );
+        const seen = Atomics.compareExchange(pte, page, word, next);
+        if (seen === word) break;
+        word = seen;
+      }
+      if (isGpuDirty(word)) lost[page] = 1;
+      Atomics.add(seq, page, 1);
+      Atomics.notify(pte, page);
+    }
+    for (const request of this.take())
+      this.complete(request, 'device-lost', lostSpan(request, lost));
+    // Requests in service by the ended server: taken, never completed.
+    for (let slot = 0; slot < FAULT_SLOTS; slot++) {
+      if (this.stateOf(slot) !== FAULT_SERVICING) continue;
+      const at = FAULT_WORDS * slot;
+      const request = {
+        slot,
+        first: Atomics.load(this.slots, at + FAULT_FIRST),
+        count: Atomics.load(this.slots, at + FAULT_COUNT),
+      };
+      this.complete(request, 'device-lost', lostSpan(request, lost));
+    }
+    this.stopServing(server);
   }
 
   /** Gives up a request: frees the slot, or leaves it for the server to free if in service. */
@@ -197,9 +318,17 @@ export class FaultChannel {
     return Atomics.compareExchange(this.header, HEADER_FAULT_SERVER, 0, threadId) === 0;
   }
 
-  /** Stops serving; call after completing every request taken. */
+  /**
+   * Stops serving; call after completing every request taken. Requesters
+   * still waiting on a posted request wake and retry (see `orphaned`).
+   */
   stopServing(threadId: number): void {
-    Atomics.compareExchange(this.header, HEADER_FAULT_SERVER, threadId, 0);
+    if (Atomics.compareExchange(this.header, HEADER_FAULT_SERVER, threadId, 0) !== threadId) return;
+    for (let slot = 0; slot < FAULT_SLOTS; slot++) {
+      if (this.stateOf(slot) === FAULT_POSTED) {
+        Atomics.notify(this.slots, FAULT_WORDS * slot + FAULT_STATE);
+      }
+    }
   }
 
   /** The doorbell's value, to wait on after a `take`. */
@@ -238,14 +367,18 @@ export class FaultChannel {
     return taken;
   }
 
-  /** Completes a taken request and wakes its requester. */
-  complete(request: FaultRequest, deviceLost = false): void {
+  /**
+   * Completes a taken request and wakes its requester. With 'device-lost',
+   * `unsaved` is the run of the request's pages whose GPU copy was lost
+   * (first to last such page), reported in the requester's DeviceLostError.
+   */
+  complete(request: FaultRequest, result: FaultResult = 'ok', unsaved?: PageRun): void {
     const at = FAULT_WORDS * request.slot;
-    Atomics.store(
-      this.slots,
-      at + FAULT_RESULT,
-      deviceLost ? FAULT_RESULT_DEVICE_LOST : FAULT_RESULT_OK,
-    );
+    if (result === 'device-lost') {
+      Atomics.store(this.slots, at + FAULT_FIRST, unsaved?.first ?? 0);
+      Atomics.store(this.slots, at + FAULT_COUNT, unsaved?.count ?? 0);
+    }
+    Atomics.store(this.slots, at + FAULT_RESULT, RESULT_CODES[result]);
     if (
       Atomics.compareExchange(this.slots, at + FAULT_STATE, FAULT_SERVICING, FAULT_DONE) !==
       FAULT_SERVICING
@@ -267,4 +400,19 @@ export function unservedFault(address: number): WouldBlockError {
     'unserved',
     'the page is dirty on the GPU and no GpuMirror services faults',
   );
+}
+
+/**
+ * The pages of `request` marked in `lost`, as one run from the first to the
+ * last (undefined if none): what its requester is told could not be saved.
+ */
+export function lostSpan(request: PageRun, lost: ArrayLike<number>): PageRun | undefined {
+  let first = -1;
+  let last = -1;
+  for (let page = request.first; page < request.first + request.count; page++) {
+    if (!lost[page]) continue;
+    if (first < 0) first = page;
+    last = page;
+  }
+  return first < 0 ? undefined : { first, count: last - first + 1 };
 }

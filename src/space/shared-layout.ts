@@ -149,6 +149,11 @@ export const FAULT_DONE = 4;
 export const FAULT_ABANDONED = 5;
 export const FAULT_RESULT_OK = 0;
 export const FAULT_RESULT_DEVICE_LOST = 1;
+/**
+ * The server failed to serve the request for another reason (its batch threw,
+ * e.g. a spin on a short critical section ran out); it goes on serving others.
+ */
+export const FAULT_RESULT_FAILED = 2;
 
 // ---- thread records ----
 // One per attached thread: whether it is inside a critical section (a run of

@@ -94,10 +94,11 @@ describe('CPU faults through the fault channel', () => {
   it('applies back-pressure when every slot is taken, dropping nothing', async () => {
     const space = AddressSpace.create({ size: 64 * PAGE, pageSize: PAGE });
     const { faults, limits } = internalsOf(space);
+    // Served from the start: a request posted while nothing serves returns at once for its caller to retry.
+    const server = fakeServer(space);
     const requests = Array.from({ length: FAULT_SLOTS + 20 }, (_, i) =>
       faults.requestAsync(1 + (i % 60), 1, new WaitBudget(limits, 0)),
     );
-    const server = fakeServer(space);
     try {
       await Promise.all(requests);
       expect(server.batches.flat()).toHaveLength(FAULT_SLOTS + 20);
@@ -108,9 +109,12 @@ describe('CPU faults through the fault channel', () => {
 
   it('a requester that times out gives its slot back', async () => {
     const space = AddressSpace.create({ size: 64 * PAGE, pageSize: PAGE });
-    const { faults } = internalsOf(space);
+    const { faults, threadId } = internalsOf(space);
+    // A server that never answers: the requester's wait runs out.
+    expect(faults.serve(threadId)).toBe(true);
     const budget = new WaitBudget({ faultTimeoutMs: 20, spinLimitMs: 0 }, PAGE);
     await expect(faults.requestAsync(1, 1, budget)).rejects.toMatchObject({ reason: 'timeout' });
     expect(new FaultChannel(internalsOf(space).table.shared).take()).toEqual([]);
+    faults.stopServing(threadId);
   });
 });
