@@ -46,3 +46,47 @@ export function oneOf<T extends string>(name: string, value: unknown, allowed: r
     allowed.map((option) => `'${option}'`).join(', '),
   );
 }
+
+/**
+ * `value` as a u32: an integer from 0 to 2^32 - 1.
+ * @throws InvalidArgumentError 'not-integer', 'negative' or 'too-large'
+ */
+export function u32Value(name: string, value: unknown): asserts value is number {
+  nonNegativeInteger(name, value);
+  if (value > 0xffff_ffff)
+    throw new InvalidArgumentError(name, value, 'too-large', 'a u32: at most 2^32 - 1');
+}
+
+/**
+ * `value` as an f32 to store: any number (NaN and infinities are f32 values too).
+ * @throws InvalidArgumentError 'not-integer' for anything that is not a number
+ */
+export function numberValue(name: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number')
+    throw new InvalidArgumentError(name, value, 'not-integer', 'a number');
+}
+
+/**
+ * `value` as a function to call: a callback passed as anything else would fail
+ * later, far from the mistake.
+ * @throws InvalidArgumentError 'bad-value'
+ */
+export function callback(
+  name: string,
+  value: unknown,
+): asserts value is (...args: never[]) => unknown {
+  if (typeof value !== 'function')
+    throw new InvalidArgumentError(name, typeof value, 'bad-value', 'a function');
+}
+
+/**
+ * An options bag: omitted (undefined) reads as no options; anything but an
+ * object is refused rather than read as one.
+ * @throws InvalidArgumentError 'bad-value'
+ */
+export function optionsBag<T extends object>(name: string, value: T | undefined): Partial<T> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null)
+    throw new InvalidArgumentError(name, value, 'bad-value', 'an options object, or nothing');
+  return value;
+}

@@ -23,7 +23,14 @@ import type { SpaceInternals } from '../space/internals.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
 import { runsOf, type PageRun } from '../space/page-run.ts';
 import type { Hold } from '../space/page-table.ts';
-import { assertAccess, assertMapped, isGpuOwned, withState, type Need } from '../space/pte.ts';
+import {
+  assertAccess,
+  assertMapped,
+  isGpuOwned,
+  isMapped,
+  withState,
+  type Need,
+} from '../space/pte.ts';
 import { PTE_FRAME, PTE_GPU, PTE_GPU_DIRTY, PTE_SHARED } from '../space/shared-layout.ts';
 import { bufferSource } from './buffer-source.ts';
 import type { CopyEngine, Segment } from './copy-engine.ts';
@@ -51,6 +58,11 @@ export interface MigrationResult {
   readonly pages: number;
   /** Bytes that crossed, in either direction. */
   readonly bytes: number;
+}
+
+/** A run of pages a call asked for, with the byte it asked from (errors name it; default the page start). */
+export interface RequestedRun extends PageRun {
+  readonly va?: number;
 }
 
 export interface MigrationContext {
@@ -91,6 +103,11 @@ export class Migrator {
     };
   }
 
+  /** Frames free in the pool now, and the pool's capacity (the budget), in frames. */
+  get frames(): { readonly free: number; readonly capacity: number } {
+    return { free: this.ctx.pool.available, capacity: this.ctx.pool.capacity };
+  }
+
   // ---------------------------------------------------------------- notices
 
   /**
@@ -119,7 +136,7 @@ export class Migrator {
    * @throws AccessError (unmapped, freed, or with `checkProt`, `prot: 'none'`), OutOfMemoryError (budget); nothing moved
    */
   async toGpu(
-    runs: readonly PageRun[],
+    runs: readonly RequestedRun[],
     cause: MigrationCause,
     checkProt: boolean,
   ): Promise<MigrationResult> {
@@ -189,7 +206,7 @@ export class Migrator {
    * the dirty ones (frames stay). Other states are left as they are.
    */
   async toCpu(
-    runs: readonly PageRun[],
+    runs: readonly RequestedRun[],
     cause: MigrationCause,
     checkProt: boolean,
   ): Promise<MigrationResult> {
@@ -222,7 +239,7 @@ export class Migrator {
    */
   async deviceRead(va: number, len: number): Promise<Uint8Array> {
     const started = performance.now();
-    const run = this.ctx.space.pageSpan(va, len);
+    const run = { ...this.ctx.space.pageSpan(va, len), va };
     const holds = await this.holdChecked([run], true);
     try {
       const plans = this.plan([run]);
@@ -247,7 +264,7 @@ export class Migrator {
    */
   async deviceWrite(va: number, data: Uint8Array): Promise<void> {
     const started = performance.now();
-    const run = this.ctx.space.pageSpan(va, data.byteLength);
+    const run = { ...this.ctx.space.pageSpan(va, data.byteLength), va };
     const holds = await this.holdChecked([run], true, 'write');
     const events: InvalidateEvent[] = [];
     try {
@@ -317,7 +334,7 @@ export class Migrator {
    * protected to allow `need`.
    */
   async holdChecked(
-    runs: readonly PageRun[],
+    runs: readonly RequestedRun[],
     checkProt: boolean,
     need: Need = 'read',
   ): Promise<Hold[]> {
@@ -336,16 +353,16 @@ export class Migrator {
     return holds;
   }
 
-  /** Checks every run as `holdChecked` does, holding nothing (before a migration in batches). */
-  private precheck(runs: readonly PageRun[], checkProt: boolean): void {
+  /** As `holdChecked` checks, holding nothing; throws AccessError at the first refused byte. */
+  private precheck(runs: readonly RequestedRun[], checkProt: boolean): void {
     this.ctx.space.pollNotices();
     for (const run of runs) this.check(run, checkProt, 'read');
   }
 
-  private check(run: PageRun, checkProt: boolean, need: Need): void {
+  private check(run: RequestedRun, checkProt: boolean, need: Need): void {
     const { table } = this.ctx.space;
     for (let page = run.first; page < run.first + run.count; page++) {
-      const address = page * this.pageSize;
+      const address = Math.max(run.va ?? 0, page * this.pageSize);
       if (checkProt) assertAccess(table.pte(page), need, address, 'the device');
       else assertMapped(table.pte(page), address);
     }
@@ -425,7 +442,10 @@ export class Migrator {
     const { table } = this.ctx.space;
     table.clearStaleness(page);
     const bits = PTE_FRAME | (dirty ? PTE_GPU_DIRTY : 0);
-    table.updatePte(page, (pte) => withState(pte & ~PTE_GPU_DIRTY, state) | bits);
+    // A page freed under this hold stays freed: its give-back waits for the release.
+    table.updatePte(page, (pte) =>
+      isMapped(pte) ? withState(pte & ~PTE_GPU_DIRTY, state) | bits : pte,
+    );
     this.frameMap.refreshEntry(page);
   }
 

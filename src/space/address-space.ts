@@ -10,17 +10,32 @@
  *   (cpu-access.ts), so a call sees one consistent page state and a failed
  *   call changes nothing.
  * - Plain CPU reads, writes and atomics never exclude each other; read scopes
- *   exclude writers; write scopes, frees and migrations exclude everyone.
+ *   exclude writers; write scopes and migrations exclude everyone; a free
+ *   excludes every CPU access and scope (page-lock.ts). One call waits at
+ *   most `faultTimeoutMs` in all, and waits its turn (holding.ts).
  * - A page's newest bytes are never discarded except by `free`; freed pages
  *   are zeroed before the allocator can hand them out again, and only once
- *   the CPU accesses that began before the free have finished (mapping.ts).
+ *   the CPU accesses and device holds (kernel runs, migrations) that began
+ *   before the free have finished; the CPU sees them unmapped at once, and a
+ *   free waits for no device work (mapping.ts).
+ * - A listener that throws fails neither the call that triggered it nor the
+ *   other listeners (notifier.ts).
  * - A CPU write to a page whose GPU copy was valid makes that copy stale in
  *   exactly the written byte ranges (up to STALE_CAPACITY (8) ranges per
  *   page, then the whole page) and reports the page to `onInvalidate` listeners.
  *
  * The rules in full: docs/address-space.md.
  */
-import { nonNegativeInteger, oneOf, positiveInteger, viewBytes } from '../arguments.ts';
+import {
+  callback,
+  nonNegativeInteger,
+  numberValue,
+  oneOf,
+  optionsBag,
+  positiveInteger,
+  u32Value,
+  viewBytes,
+} from '../arguments.ts';
 import { InvalidArgumentError, invariant } from '../errors.ts';
 import { PageAllocator } from './allocator.ts';
 import { CpuAccess } from './cpu-access.ts';
@@ -29,11 +44,13 @@ import { registerInternals, type SpaceInternals } from './internals.ts';
 import type { AccessMode, Lease } from './lease.ts';
 import { Mapping } from './mapping.ts';
 import { InvalidationNotifier, coalesce, type InvalidateListener } from './notifier.ts';
+import { forgetCpuWaiters } from './page-lock.ts';
 import { PageTable } from './page-table.ts';
 import { PROTECTIONS, describePte, protCode, type PageSnapshot, type Protection } from './pte.ts';
 import { HEADER_THREAD_IDS, LAYOUT_VERSION, type SpaceHandle } from './shared-layout.ts';
 import { createSharedState, type SharedState } from './shared-state.ts';
 import {
+  mayBlockOption,
   openHandle,
   spaceGeometry,
   waitLimits,
@@ -41,7 +58,7 @@ import {
   type AttachOptions,
 } from './space-options.ts';
 import { ThreadRecord } from './thread-record.ts';
-import { defaultMayBlock, type WaitLimits } from './waiting.ts';
+import type { WaitLimits } from './waiting.ts';
 
 export type { AccessMode } from './lease.ts';
 export type { PageSnapshot, PageState, Protection } from './pte.ts';
@@ -137,7 +154,10 @@ export class AddressSpace {
       allocator: new PageAllocator(shared),
       cpu: this.cpu,
       limits: this.limits,
+      memory,
     });
+    // A free the device delayed is finished by the device's last release (mapping.ts).
+    this.table.onDeviceReleased = (pages) => this.mapping.finishDeferred(pages);
     registerInternals(this, this.internals(threadId));
   }
 
@@ -151,19 +171,24 @@ export class AddressSpace {
       threadId,
       limits: this.limits,
       stopThread: (id) => ThreadRecord.stop(threads, id),
-      recoverThread: (id) =>
+      recoverThread: (id) => {
         ThreadRecord.recover(
           threads,
           id,
           (holds) => this.table.releaseLocks(holds),
           (owner) => this.faults.abandonOwnedBy(owner),
-        ),
+        );
+        // The thread may have ended while it waited: its claims as a waiter go too.
+        forgetCpuWaiters(this.shared.lock);
+      },
       announce: (events) => this.notifier.announce(coalesce(events)),
       pollNotices: () => this.notifier.poll(),
       ownDevice: (owned) => {
         this.devicesOwned += owned ? 1 : -1;
       },
       pageSpan: (va, len) => this.cpu.span(va, len),
+      assertNotInScope: (first, count, va) => this.cpu.assertNotInScope({ first, count }, va),
+      onListenerError: (handler) => this.notifier.onListenerError(handler),
       allocationRun: (page) => this.mapping.allocationRun(page),
     };
   }
@@ -174,15 +199,18 @@ export class AddressSpace {
    *   (see AddressSpaceOptions); nothing is created
    */
   static create(options: AddressSpaceOptions): AddressSpace {
+    // A missing bag is a missing size: refused by the size check below.
+    options = optionsBag('options', options) as AddressSpaceOptions;
     const { size, pageSize } = spaceGeometry(options);
     const limits = waitLimits(options);
+    const mayBlock = mayBlockOption(options);
     const shared = createSharedState(size / pageSize, Math.log2(pageSize));
     new PageAllocator(shared).initialize();
     return new AddressSpace({
       memory: new SharedArrayBuffer(size),
       shared,
       limits,
-      mayBlock: options.mayBlock ?? defaultMayBlock,
+      mayBlock,
       terminable: false,
     });
   }
@@ -205,11 +233,12 @@ export class AddressSpace {
     terminable: boolean,
   ): AddressSpace {
     const shared = openHandle(handle);
+    const mayBlock = mayBlockOption(optionsBag('options', options));
     return new AddressSpace({
       memory: handle.memory,
       shared,
       limits: waitLimits(handle),
-      mayBlock: options.mayBlock ?? defaultMayBlock,
+      mayBlock,
       terminable,
     });
   }
@@ -238,7 +267,8 @@ export class AddressSpace {
    */
   alloc(bytes: number, options: { readonly prot?: Protection } = {}): number {
     positiveInteger('bytes', bytes);
-    return this.mapping.alloc(bytes, protectionCode(options.prot ?? 'rw'));
+    const { prot = 'rw' } = optionsBag('options', options);
+    return this.mapping.alloc(bytes, protectionCode(prot));
   }
 
   /**
@@ -246,10 +276,14 @@ export class AddressSpace {
    * of [va, va + len) (len rounded up to pages, like munmap). The CPU sees the
    * range unmapped at once; the data is discarded and the pages are zeroed and
    * returned to the allocator once the accesses already holding them finish.
+   * It waits for CPU accesses and other threads' scopes on the range, never
+   * for the device: pages a kernel run or a migration holds are unmapped at
+   * once and go back to the allocator when the device lets go of them.
    * @throws InvalidArgumentError 'misaligned' (va not page-aligned), 'not-allocated'
    *   (double free, or never allocated), 'not-allocation-start' (no len, va inside an allocation)
    * @throws AccessError 'out-of-range'
-   * @throws WouldBlockError where waiting for a scope holding the range is not allowed
+   * @throws WouldBlockError where waiting for a scope holding the range is not allowed,
+   *   'reentrant' inside a scope of this thread on the range
    */
   free(va: number, len?: number): void {
     this.mapping.free(va, len);
@@ -257,7 +291,8 @@ export class AddressSpace {
 
   /**
    * Sets the protection of the whole pages of [va, va + len) for accesses that
-   * start after this call.
+   * start after this call: it waits for no access, scope or device hold, only
+   * (briefly) for a free or protect of the same pages in progress.
    * @throws InvalidArgumentError 'misaligned' (va not page-aligned), or a bad size or prot
    * @throws AccessError 'unmapped' / 'freed' / 'out-of-range' at the first such page; nothing changes
    */
@@ -316,6 +351,8 @@ export class AddressSpace {
    * @throws AccessError for an unreadable source or unwritable destination byte; WouldBlockError
    */
   copy(dstVa: number, srcVa: number, len: number): void {
+    nonNegativeInteger('dstVa', dstVa);
+    nonNegativeInteger('srcVa', srcVa);
     const accesses = [this.cpu.plain(srcVa, len, 'read'), this.cpu.plain(dstVa, len, 'write')];
     this.cpu.runSync(accesses, () => this.bytes.copyWithin(dstVa, srcVa, srcVa + len));
   }
@@ -331,6 +368,7 @@ export class AddressSpace {
    * @throws InvalidArgumentError 'mode' 'bad-value'; AccessError as `read`/`write`; WouldBlockError
    */
   access<T>(va: number, len: number, mode: AccessMode, fn: (lease: Lease) => T): T {
+    callback('fn', fn);
     const lease = this.cpu.openSync(this.cpu.scope(va, len, mode), mode);
     try {
       return fn(lease);
@@ -356,6 +394,7 @@ export class AddressSpace {
 
   /** Stores the u32 `value` at `va` (4-byte aligned). Throws as `write`. */
   setU32(va: number, value: number): void {
+    u32Value('value', value);
     this.cpu.runSync([this.cpu.word(va, 'write')], () =>
       Atomics.store(this.words, va >>> 2, value),
     );
@@ -368,6 +407,7 @@ export class AddressSpace {
 
   /** Stores the f32 `value` at `va` (4-byte aligned). Throws as `write`. */
   setF32(va: number, value: number): void {
+    numberValue('value', value);
     this.cpu.runSync([this.cpu.word(va, 'write')], () => {
       this.floats[va >>> 2] = value;
     });
@@ -379,6 +419,7 @@ export class AddressSpace {
    * to the CPU first).
    */
   atomicAddU32(va: number, value: number): number {
+    u32Value('value', value);
     return this.cpu.runSync([this.cpu.word(va, 'write')], () =>
       Atomics.add(this.words, va >>> 2, value),
     );
@@ -386,6 +427,8 @@ export class AddressSpace {
 
   /** Atomically replaces the u32 at `va` with `value` if it equals `expected`; returns the old value. */
   atomicCasU32(va: number, expected: number, value: number): number {
+    u32Value('expected', expected);
+    u32Value('value', value);
     return this.cpu.runSync([this.cpu.word(va, 'write')], () =>
       Atomics.compareExchange(this.words, va >>> 2, expected, value),
     );
@@ -402,6 +445,7 @@ export class AddressSpace {
    * event loop, coalesced, for other threads'. Returns the function that unsubscribes.
    */
   onInvalidate(va: number, len: number, listener: InvalidateListener): () => void {
+    callback('listener', listener);
     this.cpu.span(va, len);
     return this.notifier.listen(va, len, listener);
   }

@@ -83,6 +83,27 @@ export class PageAllocator {
     Atomics.add(this.header, HEADER_FREE_PAGES, count);
   }
 
+  /**
+   * Cuts the pages [first, first + count) out of the allocated runs they lie
+   * in, as allocated runs of their own (one per run they lay in), so that
+   * what is left of those runs can be freed by its own start while these
+   * pages wait to be given back (a free the device delays). Every page must
+   * be allocated.
+   */
+  isolate(first: number, count: number): void {
+    const end = first + count;
+    for (let page = first; page < end;) {
+      const run = this.runAt(page);
+      invariant(run.allocated, `page ${page} is free`);
+      const runEnd = run.first + run.count;
+      const pieceEnd = Math.min(end, runEnd);
+      if (run.first < page) this.tag(run.first, page - run.first, run.first - page);
+      if (pieceEnd < runEnd) this.tag(pieceEnd, runEnd - pieceEnd, pieceEnd - runEnd);
+      this.tag(page, pieceEnd - page, page - pieceEnd);
+      page = pieceEnd;
+    }
+  }
+
   /** Pages in free runs. */
   freePages(): number {
     return Atomics.load(this.header, HEADER_FREE_PAGES);

@@ -13,17 +13,21 @@
  * - A write marks its bytes stale on the GPU (page-table.ts `markWritten`)
  *   before its holds are released; the invalidations it causes are announced
  *   once every hold is released, never under one.
- * - A sync call on a range that overlaps a scope (access/acquire) of this very
- *   thread throws WouldBlockError 'reentrant' instead of waiting for itself.
+ * - A call on a range that overlaps a scope (access/acquire) of this very
+ *   thread, sync or async, throws (or rejects) WouldBlockError 'reentrant'
+ *   at once instead of waiting for itself.
+ * - One call waits at most `faultTimeoutMs` in all, across its retries and
+ *   faults (holding.ts), and waits its turn behind calls already waiting.
  */
 import { nonNegativeInteger, oneOf, positiveInteger } from '../arguments.ts';
 import { AccessError, InvalidArgumentError, WouldBlockError } from '../errors.ts';
 import { unservedFault, type FaultChannel } from './fault-channel.ts';
+import { holdAllAsync, holdAllSync, type HoldCall } from './holding.ts';
 import { ACCESS_MODES, Lease, type AccessMode } from './lease.ts';
 import { coalesce, type InvalidateEvent, type InvalidationNotifier } from './notifier.ts';
 import type { PageRun } from './page-run.ts';
 import type { Hold, PageTable } from './page-table.ts';
-import type { Need } from './pte.ts';
+import { assertAccess, type Need } from './pte.ts';
 import { WaitBudget, type WaitLimits } from './waiting.ts';
 
 /** A held run of pages with what the CPU access needs of them: bytes [va, va + len). */
@@ -119,7 +123,7 @@ export class CpuAccess {
    */
   scope(va: number, len: number, mode: AccessMode): Access {
     oneOf('mode', mode, ACCESS_MODES);
-    const kind = mode === 'read' ? 'scope-read' : 'exclusive-long';
+    const kind = mode === 'read' ? 'scope-read' : 'scope-write';
     return { ...this.span(va, len), kind, va, len, need: mode };
   }
 
@@ -148,8 +152,9 @@ export class CpuAccess {
     return result;
   }
 
-  /** `runSync` that waits asynchronously, on any thread. */
+  /** `runSync` that waits asynchronously, on any thread. Rejects as `runSync`, 'reentrant' at once. */
   async runAsync<T>(accesses: readonly Access[], body: () => T): Promise<T> {
+    for (const access of accesses) this.assertNotInScope(access, access.va);
     await this.holdAsync(accesses);
     const result = this.table.critical(() => {
       try {
@@ -176,12 +181,14 @@ export class CpuAccess {
 
   /** Holds `access` (a `scope`), waiting asynchronously on any thread, and opens it. */
   async openAsync(access: Access, mode: AccessMode): Promise<Lease> {
+    this.assertNotInScope(access, access.va);
     await this.holdAsync([access]);
     return this.table.critical(() => this.open(access, mode));
   }
 
   /**
-   * Throws if [first, first + count) overlaps a scope of this thread.
+   * Throws if [first, first + count) overlaps a scope of this thread
+   * (SpaceInternals exposes it to the device side, for mirror calls).
    * @throws WouldBlockError 'reentrant' at `va`
    */
   assertNotInScope(run: PageRun, va: number): void {
@@ -214,13 +221,59 @@ export class CpuAccess {
   // ---------------------------------------------------------------- internals
 
   /**
+   * Takes `holds` for one call whose first byte is `va`, waiting as the
+   * thread may, within `budget` (holding.ts). `yields`: whether the call
+   * waits behind a held page's waiters before joining (never inside a scope
+   * of this thread); `precheck` runs before each wait, so a call that must
+   * fail fails at once.
+   * @throws WouldBlockError 'may-not-block' or 'timeout', holding nothing;
+   *   what `precheck` throws
+   */
+  holdPagesSync(
+    holds: readonly Hold[],
+    va: number,
+    budget: WaitBudget,
+    yields: boolean,
+    precheck: () => void,
+  ): void {
+    const blocking = this.mayBlock();
+    // A sync call that may not block spins only briefly: it waits behind no one.
+    holdAllSync(holds, this.holdCall(va, budget, yields && blocking, precheck), blocking);
+  }
+
+  private holdCall(
+    va: number,
+    budget: WaitBudget,
+    yields: boolean,
+    precheck: () => void,
+  ): HoldCall {
+    return { table: this.table, va, budget, yields: yields && this.scopes.size === 0, precheck };
+  }
+
+  /** Checks the pages of `accesses` as `checkHeld` will once they are held. */
+  private precheck(accesses: readonly Access[]): () => void {
+    return () => {
+      for (const access of accesses) {
+        for (let page = access.first; page < access.first + access.count; page++) {
+          const address = Math.max(access.va, this.table.address(page));
+          assertAccess(this.table.pte(page), access.need, address);
+        }
+      }
+    };
+  }
+
+  /**
    * Holds `accesses` with every page checked and CPU-accessible, bringing
    * GPU-dirty pages back through the fault channel first (waiting as the
-   * thread may). On return the holds are taken.
+   * thread may, within one budget for the whole call). On return the holds
+   * are taken.
    */
   private holdSync(accesses: readonly Access[]): void {
+    const va = accesses[0]?.va ?? 0;
+    const budget = new WaitBudget(this.limits, va);
+    const precheck = this.precheck(accesses);
     for (;;) {
-      this.table.holdSync(accesses, accesses[0]?.va ?? 0, this.mayBlock);
+      this.holdPagesSync(accesses, va, budget, true, precheck);
       const fault = this.checkOrRelease(accesses);
       if (!fault) return;
       const address = Math.max(fault.va, this.table.address(fault.first));
@@ -232,22 +285,21 @@ export class CpuAccess {
         );
       }
       if (!this.faults.served) throw unservedFault(address);
-      this.faults.requestSync(fault.first, fault.count, new WaitBudget(this.limits, address));
+      this.faults.requestSync(fault.first, fault.count, budget.at(address));
     }
   }
 
   private async holdAsync(accesses: readonly Access[]): Promise<void> {
+    const va = accesses[0]?.va ?? 0;
+    const budget = new WaitBudget(this.limits, va);
+    const call = this.holdCall(va, budget, true, this.precheck(accesses));
     for (;;) {
-      await this.table.holdAsync(accesses, accesses[0]?.va ?? 0);
+      await holdAllAsync(accesses, call);
       const fault = this.checkOrRelease(accesses);
       if (!fault) return;
       const address = Math.max(fault.va, this.table.address(fault.first));
       if (!this.faults.served) throw unservedFault(address);
-      await this.faults.requestAsync(
-        fault.first,
-        fault.count,
-        new WaitBudget(this.limits, address),
-      );
+      await this.faults.requestAsync(fault.first, fault.count, budget.at(address));
     }
   }
 

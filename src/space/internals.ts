@@ -4,7 +4,7 @@
  */
 import { InvalidArgumentError } from '../errors.ts';
 import type { FaultChannel } from './fault-channel.ts';
-import type { InvalidateEvent } from './notifier.ts';
+import type { InvalidateEvent, ListenerErrorHandler } from './notifier.ts';
 import type { PageTable } from './page-table.ts';
 import type { WaitLimits } from './waiting.ts';
 
@@ -29,6 +29,19 @@ export interface SpaceInternals {
   recoverThread(threadId: number): void;
   /** Validates [va, va + len) as `read` would and returns its pages. */
   pageSpan(va: number, len: number): { first: number; count: number };
+  /**
+   * Throws if the pages [first, first + count) overlap an access() or
+   * acquire() scope of this thread: a mirror call on them from inside one
+   * would wait for itself.
+   * @throws WouldBlockError 'reentrant' at `va`
+   */
+  assertNotInScope(first: number, count: number, va: number): void;
+  /**
+   * Subscribes `handler` to the errors this thread's invalidation listeners
+   * throw (each is also logged with console.error; the call that triggered
+   * the listener and the other listeners go on). Returns its unsubscribe function.
+   */
+  onListenerError(handler: ListenerErrorHandler): () => void;
 }
 
 const registry = new WeakMap<object, SpaceInternals>();

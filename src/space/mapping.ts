@@ -6,25 +6,36 @@
  * Guarantees:
  * - `alloc` maps pages in state `zero` in the same critical section that takes
  *   them from the allocator, so ending the thread can never leak them.
- * - `free` makes the range unmapped at once for the CPU, but only after an
- *   exclusive hold on every page: the accesses that began before it finish
- *   first (on a thread that may not block it throws instead, having changed
- *   nothing). It re-checks under the hold that every page is still mapped and
+ * - `free` makes the range unmapped at once for the CPU, under a hold that
+ *   excludes every CPU holder: the CPU accesses and other threads' scopes
+ *   that began before it finish first (on a thread that may not block it
+ *   throws instead, having changed nothing). It never waits for the device
+ *   (a kernel run, a migration): a page the device holds is unmapped at once
+ *   too (state, generation and sequence move on, the 'free' notice goes out)
+ *   and marked pending; the device's last release of it zeroes it and gives
+ *   it back to the allocator (`finishDeferred`, called through the page
+ *   table). It re-checks under the hold that every page is still mapped and
  *   of the generation it found, so a double free, or a free racing another,
- *   is refused. Pages are zeroed before the allocator can hand them out again.
- * - `protect` changes protection only, never state or bytes; it applies to
- *   accesses that start after it. Every page must be mapped, or nothing changes.
+ *   is refused. Pages are zeroed before the allocator can hand them out
+ *   again, and a pending page is cut out of its allocation at once, so the
+ *   rest of the allocation can be freed meanwhile.
+ * - `protect` changes protection only, never state or bytes, under a hold
+ *   that excludes frees (so the range it checked is the range it changes);
+ *   it applies to accesses that start after it: it waits for no access,
+ *   scope or device hold. Every page must be mapped, or nothing changes.
  * - Each call announces its invalidation ('free', 'protect') once its holds
  *   are released.
+ * - One call waits at most `faultTimeoutMs` in all (one WaitBudget).
  */
 import { nonNegativeInteger } from '../arguments.ts';
 import { AccessError, InvalidArgumentError, OutOfMemoryError } from '../errors.ts';
 import type { PageAllocator } from './allocator.ts';
 import type { CpuAccess } from './cpu-access.ts';
 import { lockMutex, unlockMutex } from './mutex.ts';
-import type { PageRun } from './page-run.ts';
+import { freeMayFinish, hasDeviceHolds } from './page-lock.ts';
+import { runsOf, type PageRun } from './page-run.ts';
 import type { Hold, PageTable } from './page-table.ts';
-import { isFreed, isMapped, withProt } from './pte.ts';
+import { FREED_PTE, FREE_PENDING_PTE, isFreePending, isFreed, isMapped, withProt } from './pte.ts';
 import { HEADER_ALLOC_MUTEX, PTE_ZERO } from './shared-layout.ts';
 import { WaitBudget, type WaitLimits } from './waiting.ts';
 
@@ -33,6 +44,8 @@ export interface MappingParts {
   readonly allocator: PageAllocator;
   readonly cpu: CpuAccess;
   readonly limits: WaitLimits;
+  /** The space's CPU memory: pending frees zero it. */
+  readonly memory: SharedArrayBuffer;
 }
 
 export class Mapping {
@@ -40,6 +53,7 @@ export class Mapping {
   private readonly allocator: PageAllocator;
   private readonly cpu: CpuAccess;
   private readonly limits: WaitLimits;
+  private readonly bytes: Uint8Array;
   private readonly pageSize: number;
   /** Bytes in the space. */
   private readonly size: number;
@@ -49,6 +63,7 @@ export class Mapping {
     this.allocator = parts.allocator;
     this.cpu = parts.cpu;
     this.limits = parts.limits;
+    this.bytes = new Uint8Array(parts.memory);
     this.pageSize = parts.table.pageSize;
     this.size = parts.table.pageCount * parts.table.pageSize;
   }
@@ -60,13 +75,29 @@ export class Mapping {
    */
   alloc(bytes: number, prot: number): number {
     const count = Math.ceil(bytes / this.pageSize);
+    let taken = this.take(count, prot);
+    // Frees the device delayed whose last release could not finish them: finish them now.
+    if (taken.first < 0 && this.reapDeferred()) taken = this.take(count, prot);
+    if (taken.first < 0) {
+      throw new OutOfMemoryError(
+        'address-space',
+        bytes,
+        taken.largest * this.pageSize,
+        'free memory or create a larger space',
+      );
+    }
+    return taken.first * this.pageSize;
+  }
+
+  /** First fit of `count` pages, mapped `zero` with `prot`; first -1 and the largest free run if none fits. */
+  private take(count: number, prot: number): { first: number; largest: number } {
     const pte = withProt(PTE_ZERO, prot);
     const shared = this.table.shared;
     let first = -1;
     let largest = 0;
     // One critical section: pages taken from the allocator are mapped before this thread could be ended.
     this.table.critical(() => {
-      this.withAllocator(0, () => {
+      this.withAllocator(new WaitBudget(this.limits, 0), () => {
         first = count < shared.pageCount ? this.allocator.take(count) : -1;
         if (first < 0) largest = this.allocator.largestFree();
       });
@@ -74,15 +105,7 @@ export class Mapping {
         Atomics.store(shared.pte, page, pte);
       }
     });
-    if (first < 0) {
-      throw new OutOfMemoryError(
-        'address-space',
-        bytes,
-        largest * this.pageSize,
-        'free memory or create a larger space',
-      );
-    }
-    return first * this.pageSize;
+    return { first, largest };
   }
 
   /** See `AddressSpace.free`. */
@@ -102,7 +125,8 @@ export class Mapping {
     }
     const hold: Hold = { first, count, kind: 'exclusive' };
     this.cpu.assertNotInScope(hold, va);
-    this.table.critical(() => this.freeHeld(hold, va, generations));
+    const budget = new WaitBudget(this.limits, va);
+    this.table.critical(() => this.freeHeld(hold, va, generations, budget));
     this.cpu.announce();
   }
 
@@ -111,13 +135,19 @@ export class Mapping {
     const span = this.cpu.span(va, len);
     this.assertPageAligned('protect', va);
     this.cpu.assertNotInScope(span, va);
-    for (let page = span.first; page < span.first + span.count; page++) {
-      this.table.assertMapped(page, va);
-    }
+    const hold: Hold = { ...span, kind: 'protect' };
     this.table.critical(() => {
-      for (let page = span.first; page < span.first + span.count; page++) {
-        this.table.invalidate(page);
-        this.table.updatePte(page, (pte) => (isMapped(pte) ? withProt(pte, prot) : pte));
+      // Held against frees: every page checked is the page changed.
+      const mapped = () => this.assertMapped(span, va);
+      this.cpu.holdPagesSync([hold], va, new WaitBudget(this.limits, va), false, mapped);
+      try {
+        this.assertMapped(span, va);
+        for (let page = span.first; page < span.first + span.count; page++) {
+          this.table.invalidate(page);
+          this.table.updatePte(page, (pte) => withProt(pte, prot));
+        }
+      } finally {
+        this.table.releaseHolds([hold]);
       }
     });
     this.cpu.invalidated({ va, len: span.count * this.pageSize, cause: 'protect' });
@@ -127,34 +157,138 @@ export class Mapping {
   /** The allocation (run of allocated pages) that contains `page`, or undefined if it is free. */
   allocationRun(page: number): PageRun | undefined {
     let run: (PageRun & { allocated: boolean }) | undefined;
-    this.withAllocator(page * this.pageSize, () => (run = this.allocator.runAt(page)));
+    const budget = new WaitBudget(this.limits, page * this.pageSize);
+    this.withAllocator(budget, () => (run = this.allocator.runAt(page)));
     return run?.allocated ? { first: run.first, count: run.count } : undefined;
   }
 
-  /** Holds, discards and returns to the allocator the pages of `hold` (one critical section). */
-  private freeHeld(hold: Hold, va: number, generations: Int32Array | undefined): void {
-    const { first, count } = hold;
-    this.table.holdSync([hold], va, this.cpu.mayBlock);
-    try {
-      for (let page = first; page < first + count; page++) {
-        const reused =
-          generations !== undefined && generations[page - first] !== this.table.generation(page);
-        if (!isMapped(this.table.pte(page)) || reused) {
-          throw new InvalidArgumentError(
-            'va',
-            va,
-            'not-allocated',
-            `page at 0x${(page * this.pageSize).toString(16)} is not allocated: a double free?`,
-            { address: va },
-          );
-        }
+  /**
+   * Finishes the frees deferred on `pages` (those still pending; the page
+   * table calls this when the device's last hold of a page is released):
+   * zeroes them and gives them back to the allocator. Where the allocator
+   * cannot be had now, they stay pending for `alloc` to finish.
+   */
+  finishDeferred(pages: readonly number[]): void {
+    const claimed = pages.filter((page) => this.claimPending(page));
+    if (claimed.length === 0) return;
+    for (const page of claimed) {
+      this.bytes.fill(0, page * this.pageSize, (page + 1) * this.pageSize);
+    }
+    // Spin only: this runs inside the releaser's critical section, which a
+    // wait would leave with its journal not yet updated (thread-record.ts).
+    const budget = new WaitBudget(this.limits, (claimed[0] ?? 0) * this.pageSize);
+    this.giveBack(claimed, budget, false);
+  }
+
+  /** Clears the page's pending mark, if it has one, and makes it freed; whether it did. */
+  private claimPending(page: number): boolean {
+    let claimed = false;
+    this.table.updatePte(page, (pte) => {
+      claimed = isFreePending(pte);
+      // Whatever the device left in the word, the page is freed.
+      return claimed ? FREED_PTE : pte;
+    });
+    return claimed;
+  }
+
+  /** Finishes every deferred free the device no longer holds; whether there was one. */
+  private reapDeferred(): boolean {
+    const lock = this.table.shared.lock;
+    const pages: number[] = [];
+    for (let page = 1; page < this.table.pageCount; page++) {
+      if (isFreePending(this.table.pte(page)) && freeMayFinish(Atomics.load(lock, page))) {
+        pages.push(page);
       }
-      for (let page = first; page < first + count; page++) this.table.discardPage(page);
+    }
+    this.finishDeferred(pages);
+    return pages.length > 0;
+  }
+
+  /**
+   * Holds the pages of `hold` against every CPU holder, discards them, and
+   * returns them to the allocator (one critical section); pages the device
+   * holds are discarded but left pending (see the module doc).
+   */
+  private freeHeld(
+    hold: Hold,
+    va: number,
+    generations: Int32Array | undefined,
+    budget: WaitBudget,
+  ): void {
+    const { first, count } = hold;
+    const allocated = () => this.assertStillAllocated(hold, va, generations);
+    this.cpu.holdPagesSync([hold], va, budget, false, allocated);
+    const now: number[] = [];
+    try {
+      allocated();
+      // No device hold can join while this one is held: they can only go.
+      const lock = this.table.shared.lock;
+      const pending = new Set<number>();
+      for (let page = first; page < first + count; page++) {
+        if (hasDeviceHolds(Atomics.load(lock, page))) pending.add(page);
+      }
+      if (pending.size > 0) {
+        // Before anything changes: if the allocator cannot be had, nothing has.
+        this.withAllocator(budget, () => {
+          for (const run of runsOf([...pending])) this.allocator.isolate(run.first, run.count);
+        });
+      }
+      for (let page = first; page < first + count; page++) {
+        this.table.discardPage(page, pending.has(page));
+        if (!pending.has(page)) now.push(page);
+      }
       this.cpu.invalidated({ va, len: count * this.pageSize, cause: 'free' });
     } finally {
+      // Pending pages the device has let go of meanwhile are finished here (`finishDeferred`).
       this.table.releaseHolds([hold]);
     }
-    this.withAllocator(va, () => this.allocator.give(first, count));
+    this.giveBack(now, budget);
+  }
+
+  /**
+   * Returns freed, zeroed pages to the allocator; if it cannot be had now,
+   * leaves them pending for `alloc` to finish (the free itself is done).
+   */
+  private giveBack(
+    pages: readonly number[],
+    budget: WaitBudget,
+    mayBlock = this.cpu.mayBlock(),
+  ): void {
+    if (pages.length === 0) return;
+    try {
+      const give = () => {
+        for (const run of runsOf(pages)) this.allocator.give(run.first, run.count);
+      };
+      this.withAllocator(budget, give, mayBlock);
+    } catch {
+      for (const page of pages) {
+        this.table.updatePte(page, (pte) => (pte === FREED_PTE ? FREE_PENDING_PTE : pte));
+      }
+    }
+  }
+
+  /** @throws AccessError 'unmapped' or 'freed' at the first page of `run` that is not mapped */
+  private assertMapped(run: PageRun, va: number): void {
+    for (let page = run.first; page < run.first + run.count; page++) {
+      this.table.assertMapped(page, va);
+    }
+  }
+
+  /** @throws InvalidArgumentError 'not-allocated' unless every page of `hold` is mapped, of the generation seen */
+  private assertStillAllocated(hold: Hold, va: number, generations: Int32Array | undefined): void {
+    for (let page = hold.first; page < hold.first + hold.count; page++) {
+      const reused =
+        generations !== undefined && generations[page - hold.first] !== this.table.generation(page);
+      if (!isMapped(this.table.pte(page)) || reused) {
+        throw new InvalidArgumentError(
+          'va',
+          va,
+          'not-allocated',
+          `page at 0x${(page * this.pageSize).toString(16)} is not allocated: a double free?`,
+          { address: page * this.pageSize },
+        );
+      }
+    }
   }
 
   /** Pages in the allocation that starts at `first`, read under the allocator mutex. */
@@ -162,7 +296,7 @@ export class Mapping {
     let count = 0;
     let pageIsFreed = false;
     let inside = false;
-    this.withAllocator(va, () => {
+    this.withAllocator(new WaitBudget(this.limits, va), () => {
       const run = this.allocator.runAt(first);
       if (run.allocated && run.first === first) count = run.count;
       inside = run.allocated;
@@ -200,11 +334,11 @@ export class Mapping {
     }
   }
 
-  /** Runs `fn` under the allocator mutex, in a critical section; `va` names the wait if it fails. */
-  private withAllocator(va: number, fn: () => void): void {
+  /** Runs `fn` under the allocator mutex, in a critical section, waiting within `budget`. */
+  private withAllocator(budget: WaitBudget, fn: () => void, mayBlock = this.cpu.mayBlock()): void {
     this.table.critical(() => {
       const header = this.table.shared.header;
-      lockMutex(header, HEADER_ALLOC_MUTEX, this.cpu.mayBlock(), new WaitBudget(this.limits, va));
+      lockMutex(header, HEADER_ALLOC_MUTEX, mayBlock, budget);
       try {
         fn();
       } finally {

@@ -8,15 +8,23 @@
  * - for other threads' calls, on its event loop (Atomics.waitAsync on the
  *   log's head word), coalesced per cause;
  * - if the thread fell more than LOG_CAPACITY (1024) records behind, it gets
- *   one whole-space event with cause 'overflow' instead of the lost records.
+ *   one whole-space event with cause 'overflow' instead of the lost records;
+ * - no wake-up is missed: a pump that meets a record whose ticket is taken
+ *   but not yet published waits on that record's stamp (which its writer
+ *   notifies once it publishes), never on the head word, which the
+ *   publication does not change;
+ * - a listener that throws fails neither the call that triggered it nor the
+ *   delivery to the listeners after it (the mirror's own included): the
+ *   error goes to the console and to every `onListenerError` subscriber.
  *
  * The full protocol, with the device side's part: docs/threads.md, "The
  * invalidation protocol".
  *
  * The log is a ring in shared memory. A writer takes a ticket (Atomics.add on
  * the head word), fills the slot, then publishes it by storing ticket + 1 in
- * the slot's stamp and notifies the head word. A reader trusts a slot only if
- * its stamp reads ticket + 1 both before and after it copies the fields.
+ * the slot's stamp, notifies the stamp, and, once its records are all
+ * published, notifies the head word. A reader trusts a slot only if its
+ * stamp reads ticket + 1 both before and after it copies the fields.
  */
 import { invariant } from '../errors.ts';
 import {
@@ -54,6 +62,16 @@ export interface InvalidateEvent {
 
 export type InvalidateListener = (event: InvalidateEvent) => void;
 
+/** Told of every error an invalidation listener of this thread threw. */
+export type ListenerErrorHandler = (error: unknown, event: InvalidateEvent) => void;
+
+/**
+ * How long a pump waits for a record whose ticket was taken but which was
+ * never published (its writer was ended mid-append, outside webhmm's thread
+ * records) before it gives up on it and delivers an 'overflow' instead, ms.
+ */
+const STALLED_RECORD_MS = 1000;
+
 interface Registration {
   readonly va: number;
   readonly end: number;
@@ -64,8 +82,11 @@ export class InvalidationNotifier {
   private readonly log: Int32Array;
   private readonly header: Int32Array;
   private readonly registrations = new Set<Registration>();
+  private readonly errorHandlers = new Set<ListenerErrorHandler>();
   /** Next ticket this thread has not read. */
   private cursor = 0;
+  /** The stamp `drain` last found in the unpublished slot at the cursor. */
+  private unpublishedStamp = 0;
   private pumping = false;
 
   constructor(
@@ -90,6 +111,12 @@ export class InvalidationNotifier {
       // Wake the pump so it sees there is nobody left to serve and ends.
       if (this.registrations.size === 0) Atomics.notify(this.header, HEADER_LOG_HEAD);
     };
+  }
+
+  /** Subscribes `handler` to the errors this thread's listeners throw; returns its unsubscribe function. */
+  onListenerError(handler: ListenerErrorHandler): () => void {
+    this.errorHandlers.add(handler);
+    return () => this.errorHandlers.delete(handler);
   }
 
   /**
@@ -117,6 +144,8 @@ export class InvalidationNotifier {
     invariant(cause >= 0, `an announced invalidation has a log cause, not '${event.cause}'`);
     Atomics.store(this.log, at + LOG_META, cause | (this.threadId << LOG_ORIGIN_SHIFT));
     Atomics.store(this.log, at + LOG_STAMP, (ticket + 1) | 0);
+    // A pump that found this slot unpublished waits on its stamp (see `pump`).
+    Atomics.notify(this.log, at + LOG_STAMP);
   }
 
   /**
@@ -132,19 +161,42 @@ export class InvalidationNotifier {
 
   private async pump(): Promise<void> {
     this.pumping = true;
+    let stalledSince = Number.NaN;
     try {
       while (this.registrations.size > 0) {
         const head = Atomics.load(this.header, HEADER_LOG_HEAD);
         const events = this.drain(head);
         if (events.length > 0) this.deliver(coalesce(events));
         if (this.registrations.size === 0) break;
-        const waited = Atomics.waitAsync(this.header, HEADER_LOG_HEAD, head);
+        if (this.cursor === head) {
+          stalledSince = Number.NaN;
+          const waited = Atomics.waitAsync(this.header, HEADER_LOG_HEAD, head);
+          if (waited.async) await waited.value;
+          else await Promise.resolve();
+          continue;
+        }
+        // The record at the cursor has its ticket taken but is not published
+        // yet. Its publication does not move the head, so waiting on the
+        // head could sleep through it: wait on its stamp, which its writer
+        // notifies when it publishes.
+        if (Number.isNaN(stalledSince)) stalledSince = performance.now();
+        if (performance.now() - stalledSince > STALLED_RECORD_MS) {
+          this.deliver(this.overflow(Atomics.load(this.header, HEADER_LOG_HEAD)));
+          continue;
+        }
+        const stamp = this.stampIndex(this.cursor);
+        const waited = Atomics.waitAsync(this.log, stamp, this.unpublishedStamp, 50);
         if (waited.async) await waited.value;
         else await Promise.resolve();
       }
     } finally {
       this.pumping = false;
     }
+  }
+
+  /** The index in the log of the stamp word of `ticket`'s slot. */
+  private stampIndex(ticket: number): number {
+    return ((ticket >>> 0) % LOG_CAPACITY) * LOG_WORDS + LOG_STAMP;
   }
 
   /** Reads the published records from the cursor up to `head`, skipping this thread's own. */
@@ -156,8 +208,11 @@ export class InvalidationNotifier {
       const expected = (this.cursor + 1) | 0;
       const stamp = Atomics.load(this.log, at + LOG_STAMP);
       if (stamp !== expected) {
-        // Not yet published: stop here; the writer's notify wakes us. Otherwise overwritten.
-        if (stamp === 0 || ((stamp - expected) | 0) < 0) break;
+        // Not yet published: stop here; the writer's notify of the stamp wakes us. Otherwise overwritten.
+        if (stamp === 0 || ((stamp - expected) | 0) < 0) {
+          this.unpublishedStamp = stamp;
+          break;
+        }
         return this.overflow(head);
       }
       const va = Atomics.load(this.log, at + LOG_VA) >>> 0;
@@ -182,7 +237,23 @@ export class InvalidationNotifier {
       for (const event of events) {
         const va = Math.max(event.va, registration.va);
         const end = Math.min(event.va + event.len, registration.end);
-        if (va < end) registration.listener({ va, len: end - va, cause: event.cause });
+        if (va < end) this.call(registration.listener, { va, len: end - va, cause: event.cause });
+      }
+    }
+  }
+
+  /** Runs one listener; what it throws is reported, never passed on (see the module doc). */
+  private call(listener: InvalidateListener, event: InvalidateEvent): void {
+    try {
+      listener(event);
+    } catch (error) {
+      console.error('webhmm: an onInvalidate listener threw; the other listeners still ran', error);
+      for (const handler of [...this.errorHandlers]) {
+        try {
+          handler(error, event);
+        } catch (reportError) {
+          console.error('webhmm: an onListenerError handler threw', reportError);
+        }
       }
     }
   }

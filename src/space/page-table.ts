@@ -12,9 +12,13 @@
  * - A page's newest bytes are in exactly one place unless both copies are
  *   clean: `cpu` (CPU newer, frame stale in the recorded ranges), `gpu` with
  *   GPU_DIRTY (GPU newer), otherwise both valid.
- * - Every invalidation (a CPU write that makes a valid GPU copy stale, a free,
- *   a protection change, a migration off the CPU) bumps the page's sequence
- *   number, so a device-side update that raced one can tell and retry.
+ * - Every change of a page's state, protection or mapping moves the page's
+ *   sequence number on, after the change (`updatePte` does it; `discardPage`
+ *   too), whoever makes it and whether or not a notice follows: a clean `gpu`
+ *   page a CPU read takes back to `shared` included. A device page table
+ *   entry remembers the sequence it was derived at, so a device that
+ *   compares sequences before each use never acts on a stale view, even when
+ *   a notice was missed (gpu/frame-map.ts).
  * - A free bumps the generation, so late device-side work on the old page can
  *   never be mistaken for work on a reused VA.
  */
@@ -25,6 +29,7 @@ import {
   announceWaiter,
   blockerIsLong,
   downgrade,
+  isHeldWord,
   release,
   tryHold,
   type HoldKind,
@@ -32,8 +37,10 @@ import {
 import type { PageRun } from './page-run.ts';
 import {
   FREED_PTE,
+  FREE_PENDING_PTE,
   assertAccess,
   assertMapped,
+  changesDeviceView,
   hasFrame,
   hasStaleRanges,
   isGpuDirty,
@@ -71,6 +78,11 @@ export class PageTable {
   readonly pageShift: number;
   readonly pageCount: number;
   private readonly bytes: Uint8Array;
+  /**
+   * Called with the pages whose last device hold (or a free's hold) was just
+   * released: the space finishes the frees deferred on them (mapping.ts).
+   */
+  onDeviceReleased?: (pages: readonly number[]) => void;
 
   constructor(
     readonly shared: SharedState,
@@ -94,7 +106,11 @@ export class PageTable {
     return page * this.pageSize;
   }
 
-  /** Applies `change` to the page's pte with a compare-exchange loop; returns the new value. */
+  /**
+   * Applies `change` to the page's pte with a compare-exchange loop; returns
+   * the new value. A change of state, protection or mapping then moves the
+   * page's sequence number on (see `sequence`).
+   */
   updatePte(page: number, change: (pte: number) => number): number {
     const pte = this.shared.pte;
     let word = Atomics.load(pte, page);
@@ -102,16 +118,19 @@ export class PageTable {
       const next = change(word);
       if (next === word) return word;
       const seen = Atomics.compareExchange(pte, page, word, next);
-      if (seen === word) return next;
+      if (seen === word) {
+        if (changesDeviceView(word, next)) Atomics.add(this.shared.seq, page, 1);
+        return next;
+      }
       word = seen;
     }
   }
 
   // ---------------------------------------------------------------- holds
 
-  /** Whether any hold (or a waiter) is on `page` right now: a hint, not a hold. */
+  /** Whether any holder (a waiter alone does not count) is on `page` right now: a hint, not a hold. */
   isHeld(page: number): boolean {
-    return Atomics.load(this.shared.lock, page) !== 0;
+    return isHeldWord(Atomics.load(this.shared.lock, page));
   }
 
   /**
@@ -173,7 +192,7 @@ export class PageTable {
     }
   }
 
-  /** Turns exclusive holds into read-scope holds (see page-lock.ts `downgrade`); returns the new holds. */
+  /** Turns device exclusive holds into device reads (see page-lock.ts `downgrade`); returns the new holds. */
   downgradeHolds(holds: readonly Hold[]): Hold[] {
     return this.critical(() => {
       for (const hold of holds) {
@@ -181,7 +200,7 @@ export class PageTable {
           downgrade(this.shared.lock, page);
         }
       }
-      const downgraded = holds.map((hold): Hold => ({ ...hold, kind: 'scope-read' }));
+      const downgraded = holds.map((hold): Hold => ({ ...hold, kind: 'device-read' }));
       this.record?.unjournal(holds);
       this.record?.journal(downgraded);
       return downgraded;
@@ -226,11 +245,13 @@ export class PageTable {
 
   /** Releases the page locks of `holds` without touching a journal (also: a terminated thread's holds). */
   releaseLocks(holds: readonly Hold[]): void {
+    let settled: number[] | undefined;
     for (const hold of holds) {
       for (let page = hold.first; page < hold.first + hold.count; page++) {
-        release(this.shared.lock, page, hold.kind);
+        if (release(this.shared.lock, page, hold.kind)) (settled ??= []).push(page);
       }
     }
+    if (settled) this.onDeviceReleased?.(settled);
   }
 
   /** Runs `body` as a critical section of this thread (thread-record.ts). */
@@ -242,8 +263,9 @@ export class PageTable {
 
   /**
    * Checks held pages for a CPU access of `need`, and brings clean GPU-owned
-   * pages back to the CPU (no transfer: the CPU copy is valid). Returns the
-   * first GPU-dirty page, which needs a CPU fault, or -1.
+   * pages back to the CPU (no transfer: the CPU copy is valid; the device
+   * loses write access, so the page's sequence moves on, notice or not).
+   * Returns the first GPU-dirty page, which needs a CPU fault, or -1.
    * @throws AccessError at the first page that refuses the access
    */
   checkHeld(first: number, count: number, va: number, need: Need): number {
@@ -273,7 +295,7 @@ export class PageTable {
     const end = va + len;
     for (let page = Math.floor(va / this.pageSize); this.address(page) < end; page++) {
       const base = this.address(page);
-      // The sequence moves before the state does (see `sequence`).
+      // The sequence moves before the state does, and after it (see `sequence`).
       if (pteState(this.pte(page)) !== PTE_CPU) Atomics.add(this.shared.seq, page, 1);
       let before = 0;
       const after = this.updatePte(page, (pte) => {
@@ -343,11 +365,14 @@ export class PageTable {
   }
 
   /**
-   * The page's invalidation sequence number. It moves on before every change
-   * of state or protection that another thread makes without the device
-   * side's holds, so a reader that derives something from the pte (a device
-   * page table entry) reads the sequence, then the pte, then the sequence
-   * again, and retries if it moved, instead of installing a stale mapping.
+   * The page's sequence number (int32, wraps). It moves on after every change
+   * of the page's state, protection or mapping (`updatePte`, `discardPage`),
+   * by any thread, notice or not; some invalidations also move it before
+   * (`invalidate`, `markWritten`). So a reader that derives something from
+   * the pte (a device page table entry) reads the sequence, then the pte,
+   * then the sequence again, retries if it moved, and remembers the
+   * sequence: once the sequence is no longer the one remembered, what it
+   * derived may be stale and must be derived again.
    */
   sequence(page: number): number {
     return Atomics.load(this.shared.seq, page);
@@ -362,14 +387,20 @@ export class PageTable {
     return Atomics.load(this.shared.gen, page);
   }
 
-  /** Discards a page's contents under an exclusive hold: zeroes it, unmaps it, bumps its generation. */
-  discardPage(page: number): void {
-    if (pteState(this.pte(page)) !== PTE_ZERO) {
+  /**
+   * Discards a page's contents under a free's hold: zeroes it, unmaps it,
+   * bumps its generation. With `pending` (the device holds the page) the
+   * zeroing is left to whoever finishes the free once the device lets go,
+   * and the page is marked so (FREE_PENDING_PTE, mapping.ts).
+   */
+  discardPage(page: number, pending = false): void {
+    if (!pending && pteState(this.pte(page)) !== PTE_ZERO) {
       this.bytes.fill(0, this.address(page), this.address(page + 1));
     }
     clearIntervals(this.shared.stale, page * STALE_WORDS);
     Atomics.add(this.shared.seq, page, 1);
-    Atomics.store(this.shared.pte, page, FREED_PTE);
+    Atomics.store(this.shared.pte, page, pending ? FREE_PENDING_PTE : FREED_PTE);
     Atomics.add(this.shared.gen, page, 1);
+    Atomics.add(this.shared.seq, page, 1); // after the change too (see `sequence`)
   }
 }

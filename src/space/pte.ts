@@ -23,6 +23,7 @@ import {
   PTE_CPU,
   PTE_FRAME,
   PTE_FREED,
+  PTE_FREE_PENDING,
   PTE_GPU,
   PTE_GPU_DIRTY,
   PTE_PROT_MASK,
@@ -87,8 +88,26 @@ export function isFreed(pte: number): boolean {
   return (pte & PTE_FREED) !== 0;
 }
 
+/**
+ * Whether a pte change from `before` to `after` changes what a device may do
+ * with the page (its state, protection or mapping): such a change moves the
+ * page's sequence number on (page-table.ts), which device page tables
+ * reconcile by. Dirty, frame and stale bits do not count.
+ */
+export function changesDeviceView(before: number, after: number): boolean {
+  return ((before ^ after) & (PTE_STATE_MASK | PTE_PROT_MASK | PTE_FREED)) !== 0;
+}
+
 /** The word of a page `free` has just discarded: unmapped, freed, no frame, nothing stale. */
 export const FREED_PTE = PTE_UNMAPPED | PTE_FREED;
+
+/** The word of a page freed while the device held it: as FREED_PTE, its give-back pending. */
+export const FREE_PENDING_PTE = FREED_PTE | PTE_FREE_PENDING;
+
+/** Freed while the device held it, and not given back to the allocator yet (mapping.ts). */
+export function isFreePending(pte: number): boolean {
+  return (pte & PTE_FREE_PENDING) !== 0;
+}
 
 /** GPU-owned (`gpu`), dirty or not. */
 export function isGpuOwned(pte: number): boolean {

@@ -24,7 +24,7 @@
  */
 
 /** Version of this layout; `attach` refuses a handle of another version. */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 export const LAYOUT_MAGIC = 0x68_6d_6d_31; // "hmm1"
 
 // ---- header ----
@@ -77,25 +77,58 @@ export const PTE_STALE_WHOLE = 1 << 7;
 export const PTE_STALE_RANGES = 1 << 8;
 /** Freed and not allocated again since: accesses fail with reason 'freed'. */
 export const PTE_FREED = 1 << 9;
+/**
+ * Freed while the device held it: the pages stay out of the allocator, and
+ * their bytes are zeroed, when the device's last hold of them is released.
+ */
+export const PTE_FREE_PENDING = 1 << 10;
 
 // ---- page hold word (lock) ----
-// Plain reads and plain writes never exclude each other; read scopes exclude
-// writers; exclusive holds exclude everyone. Counts saturate at LOCK_COUNT_MAX:
-// a further holder waits.
-export const LOCK_COUNT_BITS = 9;
-export const LOCK_COUNT_MAX = (1 << LOCK_COUNT_BITS) - 1;
-/** Plain CPU reads in progress. */
+// CPU side: plain reads and plain writes never exclude each other; read scopes
+// exclude writers; a write scope excludes everyone; a free excludes every CPU
+// holder but admits the device's holds (it unmaps at once and leaves the
+// zeroing to the device's last release); a protect excludes only frees and
+// other protects, and keeps new holders out while it changes the ptes.
+// Device side (migrations, kernel runs): an exclusive hold excludes everyone;
+// a device read (a kernel that only reads) excludes writers, like a read scope.
+// Counts saturate at their maximum: a further holder waits.
+/** Plain CPU reads in progress: bits 0-6. */
 export const LOCK_READERS_SHIFT = 0;
-/** Plain CPU writes and atomics in progress. */
-export const LOCK_WRITERS_SHIFT = 9;
-/** Read scopes (access/acquire 'read') in progress. */
-export const LOCK_SCOPES_SHIFT = 18;
-/** One exclusive holder: a write scope, a free, a migration. */
-export const LOCK_EXCLUSIVE = 1 << 27;
-/** The exclusive holder may keep the page for long (a scope, a kernel, a migration): non-blocking threads do not spin for it. */
-export const LOCK_LONG = 1 << 28;
+export const LOCK_READERS_MAX = 0x7f;
+/** Plain CPU writes and atomics in progress: bits 7-13. */
+export const LOCK_WRITERS_SHIFT = 7;
+export const LOCK_WRITERS_MAX = 0x7f;
+/** CPU read scopes (access/acquire 'read') in progress: bits 14-18. */
+export const LOCK_SCOPES_SHIFT = 14;
+export const LOCK_SCOPES_MAX = 0x1f;
+/** Device reads (kernel runs that only read the page) in progress: bits 19-22. */
+export const LOCK_DEVICE_READS_SHIFT = 19;
+export const LOCK_DEVICE_READS_MAX = 0xf;
+/** One CPU write scope holds the page: excludes everyone. */
+export const LOCK_EXCLUSIVE = 1 << 23;
+/** The device holds the page exclusively (a migration, a kernel that writes): excludes everyone. */
+export const LOCK_DEVICE = 1 << 24;
+/** A free is unmapping the page: excludes every other holder but the device's. */
+export const LOCK_FREEING = 1 << 25;
+/** A protect is changing the page's protection: excludes frees and new holders, briefly. */
+export const LOCK_PROTECT = 1 << 26;
 /** Someone waits on this word: the releaser must notify. */
-export const LOCK_WAITERS = 1 << 29;
+export const LOCK_WAITERS = 1 << 27;
+/**
+ * A CPU access waits for the page: new device holds wait behind it, even
+ * while no one holds the page. Set and withdrawn by the CPU waiters only.
+ */
+export const LOCK_CPU_WAITING = 1 << 28;
+/**
+ * A waiter (CPU or device) is kept out by plain readers: new plain readers
+ * that hold nothing else wait behind it while the page is held. Like the
+ * two below, cleared when the page is next left with no holder.
+ */
+export const LOCK_HOLD_OFF_READERS = 1 << 29;
+/** A waiter is kept out by plain writers: new plain writers wait behind it while the page is held. */
+export const LOCK_HOLD_OFF_WRITERS = 1 << 30;
+/** A waiter is kept out by read scopes or device reads: new read scopes wait behind it while the page is held. */
+export const LOCK_HOLD_OFF_SCOPES = 1 << 31;
 
 // ---- stale byte ranges ----
 /** Ranges kept per page; one more makes the whole page stale (PTE_STALE_WHOLE). */

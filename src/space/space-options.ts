@@ -9,11 +9,11 @@
  *   a null pointer faults), at most 4 GiB minus one page (VAs fit a u32);
  * - `faultTimeoutMs`: a positive integer; `spinLimitMs`: a non-negative one.
  */
-import { nonNegativeInteger, positiveInteger } from '../arguments.ts';
+import { callback, nonNegativeInteger, positiveInteger } from '../arguments.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { LAYOUT_VERSION, type SpaceHandle } from './shared-layout.ts';
 import { openSharedState, type SharedState } from './shared-state.ts';
-import type { WaitLimits } from './waiting.ts';
+import { defaultMayBlock, type WaitLimits } from './waiting.ts';
 
 export interface AddressSpaceOptions {
   /**
@@ -129,6 +129,9 @@ export function waitLimits(options: {
  *   handle of this layout version, or whose memory and meta do not belong together
  */
 export function openHandle(handle: SpaceHandle): SharedState {
+  if (typeof handle !== 'object' || handle === null) {
+    throw new InvalidArgumentError('handle', handle, 'bad-value', 'a webhmm space handle');
+  }
   if (handle.type !== 'webhmm-space' || handle.version !== LAYOUT_VERSION) {
     throw new InvalidArgumentError(
       'handle',
@@ -147,4 +150,14 @@ export function openHandle(handle: SpaceHandle): SharedState {
     );
   }
   return shared;
+}
+
+/**
+ * The `mayBlock` option, or the default (blocking waits everywhere but the main thread).
+ * @throws InvalidArgumentError 'mayBlock' 'bad-value' for anything but a function
+ */
+export function mayBlockOption(options: { readonly mayBlock?: unknown }): () => boolean {
+  if (options.mayBlock === undefined) return defaultMayBlock;
+  callback('mayBlock', options.mayBlock);
+  return options.mayBlock as () => boolean;
 }

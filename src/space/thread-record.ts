@@ -44,7 +44,17 @@ export interface JournaledHold {
   readonly kind: HoldKind;
 }
 
-const KINDS: readonly HoldKind[] = ['read', 'write', 'scope-read', 'exclusive', 'exclusive-long'];
+/** Journal codes of hold kinds: a kind's index. */
+const KINDS: readonly HoldKind[] = [
+  'read',
+  'write',
+  'scope-read',
+  'exclusive',
+  'exclusive-long',
+  'scope-write',
+  'device-read',
+  'protect',
+];
 
 export class ThreadRecord {
   private depth = 0;

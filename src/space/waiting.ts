@@ -28,7 +28,11 @@ export function defaultMayBlock(): boolean {
   return !(typeof window !== 'undefined' && typeof document !== 'undefined');
 }
 
-/** The waiting of one call: its deadlines start at the first wait. */
+/**
+ * The waiting of one call: its deadlines start at the first wait and hold
+ * for the whole call, across every retry, page and fault it waits on, so a
+ * call waits at most `faultTimeoutMs` in all (spins at most `spinLimitMs`).
+ */
 export class WaitBudget {
   private deadline = Number.NaN;
   private spinDeadline = Number.NaN;
@@ -36,8 +40,14 @@ export class WaitBudget {
   constructor(
     private readonly limits: WaitLimits,
     /** The faulting address reported if the wait fails. */
-    private readonly address: number,
+    private address: number,
   ) {}
+
+  /** Names `address` as where the call waits now (reported if the wait fails); returns this budget. */
+  at(address: number): this {
+    this.address = address;
+    return this;
+  }
 
   private start(): void {
     if (!Number.isNaN(this.deadline)) return;

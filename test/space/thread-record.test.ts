@@ -150,11 +150,11 @@ describe('downgrading part of a set of exclusive holds', () => {
     expect(after).toEqual([
       { first: 4, count: 2, kind: 'exclusive-long' },
       { first: 21, count: 1, kind: 'exclusive-long' },
-      { first: 2, count: 2, kind: 'scope-read' },
-      { first: 6, count: 2, kind: 'scope-read' },
-      { first: 20, count: 1, kind: 'scope-read' },
+      { first: 2, count: 2, kind: 'device-read' },
+      { first: 6, count: 2, kind: 'device-read' },
+      { first: 20, count: 1, kind: 'device-read' },
     ]);
-    // A plain read may join a read-scope page, not an exclusive one.
+    // A plain read may join a device-read page, not an exclusive one.
     expect(table.tryHoldAll([{ first: 2, count: 1, kind: 'read' }])).toBeUndefined();
     expect(table.tryHoldAll([{ first: 4, count: 1, kind: 'read' }])).toMatchObject({ page: 4 });
     table.releaseHolds([{ first: 2, count: 1, kind: 'read' }]);

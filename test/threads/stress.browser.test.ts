@@ -48,7 +48,15 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) group
 
 async function stress(seed: number): Promise<void> {
   const test = await testDevice();
-  const space = AddressSpace.create({ size: DATA_BYTES + 2 * MiB, pageSize: 4 * KiB });
+  // One wait budget covers a whole call, and a worker's write may wait behind
+  // a fault-mode run over all 16 MiB and the migrations queued before it:
+  // measured up to 7 s on the software adapter, more on a loaded machine.
+  // The test is about coherence, not latency.
+  const space = AddressSpace.create({
+    size: DATA_BYTES + 2 * MiB,
+    pageSize: 4 * KiB,
+    faultTimeoutMs: 60_000,
+  });
   const gpu = await GpuMirror.attach(space, { device: test.device, budget: DATA_BYTES + 1 * MiB });
   const threads = await Threads.spawn<CpuThreadApi>(
     space,
