@@ -10,8 +10,16 @@
  * - A device page table entry is derived from the page's pte and installed
  *   only if the page's sequence number did not move meanwhile (another
  *   thread changed the page): it is derived again instead.
+ * - Each entry remembers the sequence it was derived at. `reconcile` (before
+ *   every GPU use of the entries) derives again every entry whose page's
+ *   sequence has moved since, so the device never acts on a stale view, even
+ *   when no notice came: the sequence moves on after every change of a
+ *   page's state, protection or mapping (space/page-table.ts), notices are
+ *   only a hint. It costs one load per page with a frame (or per page asked
+ *   about), none when nothing changed.
  * - Frames never exceed the pool's capacity, the budget.
  */
+import type { PageRun } from '../space/page-run.ts';
 import type { PageTable } from '../space/page-table.ts';
 import { hasFrame } from '../space/pte.ts';
 import { PTE_FRAME } from '../space/shared-layout.ts';
@@ -33,17 +41,28 @@ export class FrameMap {
   private readonly frames: Int32Array;
   /** The page's generation when it got its frame. */
   private readonly generations: Int32Array;
+  /** The page's sequence number when its device entry was last derived. */
+  private readonly derivedAt: Int32Array;
+  /** The page in each frame of the pool, -1 if the frame is free. */
+  private readonly pageOfFrame: Int32Array;
   private readonly pageSize: number;
 
   constructor(private readonly ctx: FrameMapContext) {
     this.frames = new Int32Array(ctx.table.pageCount).fill(-1);
     this.generations = new Int32Array(ctx.table.pageCount);
+    this.derivedAt = new Int32Array(ctx.table.pageCount);
+    this.pageOfFrame = new Int32Array(ctx.pool.capacity).fill(-1);
     this.pageSize = ctx.table.pageSize;
   }
 
   /** The page's frame on this mirror, or -1. */
   frameOf(page: number): number {
     return this.frames[page] ?? -1;
+  }
+
+  /** The page whose frame `frame` is, or -1 (a free frame, or one past the pool). */
+  pageOf(frame: number): number {
+    return this.pageOfFrame[frame] ?? -1;
   }
 
   has(page: number): boolean {
@@ -67,6 +86,7 @@ export class FrameMap {
   assign(page: number): number {
     const frame = this.ctx.pool.take();
     this.frames[page] = frame;
+    this.pageOfFrame[frame] = page;
     this.generations[page] = this.ctx.table.generation(page);
     this.ctx.table.updatePte(page, (pte) => pte | PTE_FRAME);
     return frame;
@@ -75,7 +95,10 @@ export class FrameMap {
   /** Returns the page's frame to the pool and clears its device entry. */
   drop(page: number): void {
     const frame = this.frameOf(page);
-    if (frame >= 0) this.ctx.pool.give(frame);
+    if (frame >= 0) {
+      this.ctx.pool.give(frame);
+      this.pageOfFrame[frame] = -1;
+    }
     this.frames[page] = -1;
     this.ctx.dpt.set(page, 0);
   }
@@ -101,10 +124,45 @@ export class FrameMap {
       const entry = deviceEntry(frame, table.pte(page));
       if (table.sequence(page) === begin) {
         this.ctx.dpt.set(page, entry);
+        this.derivedAt[page] = begin;
         return;
       }
       this.ctx.counters.entryRetries++;
     }
+  }
+
+  /**
+   * Derives again the device entry of every page with a frame whose sequence
+   * moved since its entry was derived, first reclaiming frames of pages
+   * freed since (see the module doc). Call before every GPU use of the
+   * device page table. @returns the entries derived again
+   */
+  reconcile(): number {
+    let derived = 0;
+    for (let frame = 0; frame < this.pageOfFrame.length; frame++) {
+      const page = this.pageOfFrame[frame] ?? -1;
+      if (page >= 0 && this.reconcilePage(page)) derived++;
+    }
+    return derived;
+  }
+
+  /** `reconcile` for the pages of `runs` only (the only pages a run can reach). @returns the entries derived again */
+  reconcileRuns(runs: readonly PageRun[]): number {
+    let derived = 0;
+    for (const run of runs) {
+      for (let page = run.first; page < run.first + run.count; page++) {
+        if (this.has(page) && this.reconcilePage(page)) derived++;
+      }
+    }
+    return derived;
+  }
+
+  /** Derives the entry of a page with a frame again if its sequence moved; true if it did. */
+  private reconcilePage(page: number): boolean {
+    if (this.ctx.table.sequence(page) === this.derivedAt[page]) return false;
+    this.reclaimIfStale(page);
+    this.refreshEntry(page);
+    return true;
   }
 
   /** Page-relative bytes [lo, hi) of the page's frame as a segment, widened to 4-byte alignment. */

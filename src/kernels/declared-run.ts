@@ -10,13 +10,18 @@
  *   'freed' or 'protection' naming the first such page), then makes read
  *   runs resident (`zero`/`cpu` -> `shared`) and write runs GPU-owned
  *   (-> `gpu`) in one batch;
- * - lets CPU readers join the runs it only reads, and runs one pass;
- * - marks dirty only the pages the kernel stored to. An access outside the
- *   declared runs fails the run with AccessError 'undeclared' (run-error.ts).
+ * - lets CPU readers join the runs it only reads, reconciles the device
+ *   entries of the declared pages by sequence number, and runs one pass in
+ *   which stores land only in the pages of the write runs (prelude.ts);
+ * - marks dirty only the pages the kernel stored to (or translated for
+ *   writing: prelude.ts). An access outside the
+ *   declared runs, or a store through a read translation, fails the run with
+ *   AccessError 'undeclared' (run-error.ts).
  *
  * Partial progress on failure: pages fetched stay fetched; stores that
  * landed stay (and their pages are dirty); every hold is released.
  */
+import { nonNegativeInteger, positiveInteger } from '../arguments.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { MirrorHost } from '../gpu/mirror-host.ts';
 import type { MigrationResult } from '../gpu/migration.ts';
@@ -30,7 +35,7 @@ import { dirtyPages } from './bitmaps.ts';
 import { MODE_RUN, USE_READ, USE_WORDS, USE_WRITE } from './kernel-layout.ts';
 import type { KernelUse, RunCounts } from './kernel-options.ts';
 import type { Dispatch, KernelRuntime } from './kernel-runtime.ts';
-import { runError } from './run-error.ts';
+import { passFailed, runError } from './run-error.ts';
 
 /** A declared run of pages with its USE_* bits. */
 export interface UseRun extends PageRun {
@@ -67,25 +72,25 @@ export function declareUses(runtime: KernelRuntime, uses: readonly KernelUse[]):
  * The pages of `uses` as disjoint, ascending page runs, each page with the
  * union of the USE_* bits of the uses covering it; neighbouring pages with
  * the same bits share a run.
- * @throws InvalidArgumentError 'bad-value' (argument 'access') for an access
- *   other than 'read', 'write', 'readwrite'; InvalidArgumentError or
- *   AccessError 'out-of-range' for a `va`/`len` the space refuses
+ * @throws InvalidArgumentError naming the use (argument 'uses', 'uses[i]',
+ *   'uses[i].va', '.len' or '.access'): 'bad-value' for uses that are not
+ *   an array, a use that is not an object, an access other than 'read',
+ *   'write', 'readwrite'; 'not-integer' or 'negative' for `va`;
+ *   'not-integer', 'negative' or 'zero' for `len`. AccessError
+ *   'out-of-range' for a range past the end of the space.
  */
 export function declaredRuns(space: SpaceInternals, uses: readonly KernelUse[]): UseRun[] {
+  const given: unknown = uses;
+  if (!Array.isArray(given)) {
+    throw new InvalidArgumentError('uses', given, 'bad-value', 'an array of { va, len, access }');
+  }
   const access = new Map<number, number>();
-  for (const use of uses) {
-    const bits = ACCESS_BITS[use.access];
-    if (bits === undefined)
-      throw new InvalidArgumentError(
-        'access',
-        use.access,
-        'bad-value',
-        "'read', 'write' or 'readwrite'",
-      );
-    const { first, count } = space.pageSpan(use.va, use.len);
+  uses.forEach((use: unknown, i) => {
+    const { va, len, bits } = checkedUse(`uses[${i}]`, use);
+    const { first, count } = space.pageSpan(va, len);
     for (let page = first; page < first + count; page++)
       access.set(page, (access.get(page) ?? 0) | bits);
-  }
+  });
   const byBits = new Map<number, number[]>();
   for (const [page, bits] of access) {
     const pages = byBits.get(bits);
@@ -97,6 +102,26 @@ export function declaredRuns(space: SpaceInternals, uses: readonly KernelUse[]):
     for (const run of runsOf(pages)) runs.push({ ...run, access: bits });
   }
   return runs.sort((a, b) => a.first - b.first);
+}
+
+/** A use's range and USE_* bits, checked. @throws as declaredRuns does */
+function checkedUse(name: string, use: unknown): { va: number; len: number; bits: number } {
+  if (typeof use !== 'object' || use === null) {
+    throw new InvalidArgumentError(name, use, 'bad-value', 'a { va, len, access } object');
+  }
+  const { va, len, access } = use as Record<string, unknown>;
+  nonNegativeInteger(`${name}.va`, va);
+  positiveInteger(`${name}.len`, len);
+  const bits = typeof access === 'string' ? ACCESS_BITS[access] : undefined;
+  if (bits === undefined) {
+    throw new InvalidArgumentError(
+      `${name}.access`,
+      access,
+      'bad-value',
+      "'read', 'write' or 'readwrite'",
+    );
+  }
+  return { va, len, bits };
 }
 
 /**
@@ -143,14 +168,17 @@ export async function runDeclared(
       ...table.downgradeHolds(exclusive.filter((_, i) => !written(i))),
       ...exclusive.filter((_, i) => written(i)),
     ];
+    // Every entry the pass can reach, reconciled by sequence number (gpu/frame-map.ts).
+    host.migrator.frameMap.reconcileRuns(runs);
     host.beforeGpuUse();
     runtime.setUses(usesTable(runs));
     const status = await dispatch(MODE_RUN, runs.length);
-    if (status.stored || status.errorKinds) {
+    const failed = passFailed(status);
+    if (status.stored || failed) {
       dirty = dirtyPages(status.bits);
       host.migrator.markDirty(dirty);
     }
-    if (status.errorKinds) throw runError(table, status, runs, dirty);
+    if (failed) throw runError(host, status, runs, dirty);
   } finally {
     table.releaseHolds(holds);
     host.space.announce(events);

@@ -6,34 +6,43 @@
  *    store or atomic to a page not yet GPU-owned, `shared` included) and
  *    what the kernel touched;
  * 2. service, if it faulted: the faulting pages are checked (AccessError
- *    'unmapped', 'freed' or 'protection' naming the lowest one), then held
- *    for the rest of the run and migrated with fault-around (the aligned
- *    GPU_FAULT_AROUND_BYTES block around each, within its allocation; reads
- *    -> `shared`, writes -> `gpu`); then collect again;
+ *    'unmapped', 'freed' or 'protection' naming the lowest one) and must fit
+ *    the frames left (OutOfMemoryError 'budget' naming both numbers), then
+ *    held for the rest of the run (waiting for other holders) and migrated
+ *    (reads -> `shared`, writes -> `gpu`) with density prefetch around them
+ *    (density-prefetch.ts), which takes only pages no one holds and only as
+ *    many as the frames left allow; then collect again;
  * 3. hold, once a pass faults no more: every other page the kernel touched
- *    is held (written pages exclusively, read pages as a read scope) and
- *    checked again; if one changed meanwhile, collect again;
- * 4. the real pass: fetched pages the kernel only reads become read scopes
+ *    is held (written pages exclusively, read pages as device reads) and
+ *    checked again; if one changed meanwhile, its device entry is derived
+ *    again (so the next pass faults on it), the pass counts as a replay, and
+ *    the round starts over;
+ * 4. the real pass: fetched pages the kernel only reads become device reads
  *    (CPU readers may join), the pass runs, and what it stored to is dirty.
  *
- * Fetched pages stay held, exclusively, until the run ends: CPU writers of
- * the same pages cannot undo a round's work, so the rounds converge.
+ * Before every pass the device page table is reconciled with the page table
+ * by sequence number (gpu/frame-map.ts), so no pass acts on a view a missed
+ * notice left stale. Fetched pages stay held, exclusively, until the run
+ * ends: CPU writers of the same pages cannot undo a round's work, so the
+ * rounds converge, and every round that does not end the loop counts as a
+ * replay, bounded by MAX_REPLAYS.
  *
  * Fault mode cannot follow addresses that depend on the kernel's own stores
  * or atomics (the collecting passes see none of them): a real pass that
  * still faults fails with InvalidArgumentError, as does a kernel still
- * faulting after MAX_REPLAYS collecting passes. Partial progress on failure:
- * pages fetched stay fetched, stores that landed stay; holds are released.
+ * faulting after MAX_REPLAYS rounds. Partial progress on failure: pages
+ * fetched stay fetched, stores that landed stay; holds are released.
  */
-import { InvalidArgumentError } from '../errors.ts';
-import { deviceCanRead, deviceCanWrite } from '../gpu/device-access-rules.ts';
+import { InvalidArgumentError, OutOfMemoryError } from '../errors.ts';
+import { deviceCanRead, deviceCanWrite, deviceResident } from '../gpu/device-access-rules.ts';
 import type { MirrorHost } from '../gpu/mirror-host.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
 import type { HoldKind } from '../space/page-lock.ts';
-import { alignedBlockAround, runEnd, runsOf } from '../space/page-run.ts';
+import { runEnd, runsOf } from '../space/page-run.ts';
 import type { Hold } from '../space/page-table.ts';
-import { assertAccess, isMapped, protAllows, type Need } from '../space/pte.ts';
+import { assertAccess, isGpuOwned, isMapped, protAllows, type Need } from '../space/pte.ts';
 import { dirtyPages, faultBitPages } from './bitmaps.ts';
+import { densityPrefetch, type DensityView } from './density-prefetch.ts';
 import {
   ACCESSED_READ,
   ACCESSED_WRITE,
@@ -45,22 +54,17 @@ import {
 } from './kernel-layout.ts';
 import type { RunCounts } from './kernel-options.ts';
 import type { Dispatch, PassStatus } from './kernel-runtime.ts';
-import { runError } from './run-error.ts';
+import { passFailed, runError } from './run-error.ts';
 
-/**
- * How far a GPU fault reaches, in bytes: the aligned block of this size
- * around a faulting page, within its allocation, is migrated with it. CPU
- * faults have their own, smaller CPU_FAULT_AROUND_BYTES (gpu layer).
- */
-export const GPU_FAULT_AROUND_BYTES = 2 << 20;
-/** Collecting passes that found faults before a run gives up (a kernel whose faults never settle). */
+/** Rounds that did not end the loop (passes that faulted, or were refused by the re-check) before a run gives up. */
 export const MAX_REPLAYS = 4096;
 
 /**
  * A fault-mode run of the kernel `dispatch` passes, to completion.
  * @throws AccessError for a page the kernel may not touch as it does;
- *   InvalidArgumentError 'bad-value' (argument 'code') for a kernel fault
- *   mode cannot serve
+ *   OutOfMemoryError 'budget' when one pass's faulting pages do not fit the
+ *   frames left; InvalidArgumentError 'bad-value' (argument 'code') for a
+ *   kernel fault mode cannot serve
  */
 export function runFaultMode(host: MirrorHost, dispatch: Dispatch): Promise<RunCounts> {
   return new FaultModeRun(host, dispatch).run();
@@ -70,6 +74,12 @@ export function runFaultMode(host: MirrorHost, dispatch: Dispatch): Promise<RunC
 interface Touched {
   readonly holds: Hold[];
   readonly written: ReadonlySet<number>;
+}
+
+/** Pages density prefetch chose around a pass's faults, by what they are fetched for. */
+interface Prefetched {
+  readonly write: number[];
+  readonly read: number[];
 }
 
 class FaultModeRun {
@@ -90,13 +100,17 @@ class FaultModeRun {
       for (;;) {
         const status = await this.collect();
         if (status.faulted) {
+          this.countReplay();
           await this.service(status.bits);
           continue;
         }
         const touched = await this.hold(status.bits);
-        if (!touched) continue;
+        if (!touched) {
+          this.countReplay();
+          continue;
+        }
         try {
-          const pagesWritten = await this.realPass(touched.written);
+          const pagesWritten = await this.realPass(touched);
           const { replays, gpuFaults, bytesToGpu } = this;
           return { replays, gpuFaults, bytesToGpu, pagesWritten };
         } finally {
@@ -109,20 +123,8 @@ class FaultModeRun {
     }
   }
 
-  /** A collecting pass. @throws AccessError for an access beyond the space */
-  private async collect(): Promise<PassStatus> {
-    this.host.beforeGpuUse();
-    const status = await this.dispatch(MODE_COLLECT, USES_ALL);
-    if (status.errorKinds) throw runError(this.host.space.table, status, [], []);
-    return status;
-  }
-
-  /**
-   * Counts a replay, checks the faulted pages, then holds (for the rest of
-   * the run) and migrates them with fault-around. Pages the run holds
-   * already are migrated as they are.
-   */
-  private async service(bits: Uint32Array): Promise<void> {
+  /** Counts a round that did not end the loop. @throws InvalidArgumentError past MAX_REPLAYS */
+  private countReplay(): void {
     if (++this.replays > MAX_REPLAYS) {
       throw new InvalidArgumentError(
         'code',
@@ -131,27 +133,50 @@ class FaultModeRun {
         `still faulting after ${MAX_REPLAYS} collecting passes`,
       );
     }
-    const { migrator, counters } = this.host;
-    const reads = faultBitPages(bits, FAULT_READ);
+    this.host.counters.replays++;
+  }
+
+  /** The device page table brought up to date (by sequence number, then notices), before a pass. */
+  private prepareDevice(): void {
+    this.host.migrator.frameMap.reconcile();
+    this.host.beforeGpuUse();
+  }
+
+  /** A collecting pass. @throws AccessError for an access beyond the space */
+  private async collect(): Promise<PassStatus> {
+    this.prepareDevice();
+    const status = await this.dispatch(MODE_COLLECT, USES_ALL);
+    // A collecting pass stores nothing, refused or not: the real pass judges its stores.
+    if (status.errorKinds) throw runError(this.host, status, [], []);
+    return status;
+  }
+
+  /**
+   * Checks the faulted pages, holds them for the rest of the run (waiting
+   * for other holders), adds what density prefetch finds free and within
+   * the frames left, and migrates them all. Pages the run holds already are
+   * migrated as they are.
+   */
+  private async service(bits: Uint32Array): Promise<void> {
+    const { migrator } = this.host;
     const writes = faultBitPages(bits, FAULT_WRITE);
+    const writeSet = new Set(writes);
+    const reads = faultBitPages(bits, FAULT_READ).filter((page) => !writeSet.has(page));
     this.checkFaulted(reads, writes);
-    const toGpu = [...this.faultAround(writes, 'write')];
-    const toGpuSet = new Set(toGpu);
-    const toShared = [...this.faultAround(reads, 'read')].filter((page) => !toGpuSet.has(page));
+    const faulting = new Set([...reads, ...writes]);
+    const frameCost = this.assertFaultingFit(faulting);
     const started = performance.now();
-    const newRuns = (pages: readonly number[]) =>
-      runsOf(pages.filter((page) => !this.fetched.has(page)));
-    this.fetched.add(await migrator.holdChecked(newRuns(toGpu), true, 'write'));
-    this.fetched.add(await migrator.holdChecked(newRuns(toShared), true, 'read'));
-    const [sharedRuns, gpuRuns] = [runsOf(toShared), runsOf(toGpu)];
+    this.fetched.add(await migrator.holdChecked(this.newRuns(writes), true, 'write'));
+    this.fetched.add(await migrator.holdChecked(this.newRuns(reads), true, 'read'));
+    const extra = this.prefetch(writes, reads, faulting, migrator.frames.free - frameCost);
+    const gpuRuns = runsOf([...writes, ...extra.write]);
+    const sharedRuns = runsOf([...reads, ...extra.read]);
     const shared = await migrator.makeResident(sharedRuns, 'shared', this.events);
     const owned = await migrator.makeResident(gpuRuns, 'gpu', this.events);
     const moved = { pages: shared.pages + owned.pages, bytes: shared.bytes + owned.bytes };
     const runs = [...sharedRuns, ...gpuRuns].sort((a, b) => a.first - b.first);
-    const faulted = reads.length + writes.length;
-    migrator.countFetch(faulted, runs, moved, started);
-    counters.replays++;
-    this.gpuFaults += faulted;
+    migrator.countFetch(faulting.size, runs, moved, started);
+    this.gpuFaults += faulting.size;
     this.bytesToGpu += moved.bytes;
   }
 
@@ -166,33 +191,105 @@ class FaultModeRun {
   }
 
   /**
-   * `pages` plus the mapped pages of their aligned GPU_FAULT_AROUND_BYTES
-   * blocks, within their allocations, whose protection allows `need`.
+   * The new frames the faulting pages need.
+   * @throws OutOfMemoryError 'budget' naming the bytes they need and the bytes free, when they do not fit
    */
-  private faultAround(pages: readonly number[], need: Need): Set<number> {
-    const { space } = this.host;
+  private assertFaultingFit(faulting: ReadonlySet<number>): number {
+    const { migrator } = this.host;
+    const { pageSize } = this.host.space.table;
+    let needed = 0;
+    for (const page of faulting) if (!migrator.frameMap.has(page)) needed++;
+    const { free, capacity } = migrator.frames;
+    if (needed <= free) return needed;
+    throw new OutOfMemoryError(
+      'budget',
+      needed * pageSize,
+      free * pageSize,
+      `one fault-mode pass faulted ${faulting.size} pages needing ${needed} new frames of ${pageSize} bytes; the budget is ${capacity * pageSize} bytes with ${capacity - free} frames in use; declare uses in smaller runs`,
+    );
+  }
+
+  /**
+   * Density prefetch around the faulting pages (density-prefetch.ts), of the
+   * pages the run may take now and that need a change of state: not held by
+   * anyone (the hold word is clear), mapped, allowing the access, not
+   * resident as the access needs, and, for those without a frame, no more
+   * than `frames`, nearest first. Held (exclusively, for the rest of the
+   * run) without waiting; a run someone took meanwhile is left out.
+   */
+  private prefetch(
+    writes: readonly number[],
+    reads: readonly number[],
+    faulting: ReadonlySet<number>,
+    frames: number,
+  ): Prefetched {
+    const { space, migrator } = this.host;
     const { table } = space;
-    const block = Math.max(1, GPU_FAULT_AROUND_BYTES / table.pageSize);
-    const out = new Set<number>(pages);
-    const anchors = new Map<number, number>(); // block index -> a faulted page in it
-    for (const page of pages)
-      if (!anchors.has(Math.floor(page / block))) anchors.set(Math.floor(page / block), page);
-    for (const anchor of anchors.values()) {
-      const allocation = space.allocationRun(anchor);
-      if (!allocation) continue;
-      const around = alignedBlockAround(anchor, anchor + 1, block, allocation);
-      for (let page = around.first; page < runEnd(around); page++) {
-        const pte = table.pte(page);
-        if (isMapped(pte) && protAllows(pte, need)) out.add(page);
-      }
+    const view: DensityView = {
+      pageSize: table.pageSize,
+      resident: (page) => migrator.frameMap.has(page),
+      allocationRun: (page) => space.allocationRun(page),
+    };
+    const aroundWrites = densityPrefetch(view, writes, faulting);
+    const aroundReads = densityPrefetch(view, reads, faulting);
+    const candidates: { page: number; need: Need; cost: number; distance: number }[] = [];
+    const consider = (page: number, need: Need, distance: number) => {
+      if (this.fetched.has(page) || table.isHeld(page) || !this.mayFetch(page, need)) return;
+      if (!needsChange(table.pte(page), need)) return; // resident as the access needs: nothing to do
+      candidates.push({ page, need, cost: migrator.frameMap.has(page) ? 0 : 1, distance });
+    };
+    for (const [page, distance] of aroundWrites) consider(page, 'write', distance);
+    for (const [page, distance] of aroundReads) {
+      if (!aroundWrites.has(page)) consider(page, 'read', distance);
     }
-    return out;
+    candidates.sort((a, b) => a.cost - b.cost || a.distance - b.distance || a.page - b.page);
+    const chosen: Prefetched = { write: [], read: [] };
+    let left = frames;
+    for (const { page, need, cost } of candidates) {
+      if (cost > left) continue;
+      left -= cost;
+      chosen[need].push(page);
+    }
+    return {
+      write: this.holdFree(chosen.write, 'write'),
+      read: this.holdFree(chosen.read, 'read'),
+    };
+  }
+
+  /** Whether a prefetch may fetch the page for `need`: mapped, and its protection allows it. */
+  private mayFetch(page: number, need: Need): boolean {
+    const pte = this.host.space.table.pte(page);
+    return isMapped(pte) && protAllows(pte, need);
+  }
+
+  /** Holds the runs of `pages` no one holds, without waiting; returns the pages held. */
+  private holdFree(pages: readonly number[], need: Need): number[] {
+    const { table } = this.host.space;
+    const held: number[] = [];
+    for (const run of runsOf(pages)) {
+      const hold: Hold = { ...run, kind: 'exclusive-long' };
+      if (table.tryHoldAll([hold]) !== undefined) continue;
+      const pagesOfRun = Array.from({ length: run.count }, (_, i) => run.first + i);
+      if (!pagesOfRun.every((page) => this.mayFetch(page, need))) {
+        table.releaseHolds([hold]);
+        continue;
+      }
+      this.fetched.add([hold]);
+      held.push(...pagesOfRun);
+    }
+    return held;
+  }
+
+  /** The runs of `pages` the run has not fetched. */
+  private newRuns(pages: readonly number[]): { first: number; count: number }[] {
+    return runsOf(pages.filter((page) => !this.fetched.has(page)));
   }
 
   /**
    * Holds every page the fault-free pass touched that the run does not hold
-   * yet (written: exclusively; only read: as a read scope), then checks that
-   * the device may still use them all as the pass did.
+   * yet (written: exclusively; only read: as device reads), then checks that
+   * the device may still use them all as the pass did. A page that changed
+   * has its device entry derived again, so the next pass faults on it.
    * @returns the holds, or undefined (none held) if a page changed meanwhile
    */
   private async hold(bits: Uint32Array): Promise<Touched | undefined> {
@@ -202,48 +299,48 @@ class FaultModeRun {
     const readOnly = faultBitPages(bits, ACCESSED_READ).filter((page) => !writtenSet.has(page));
     const holds = [
       ...this.newHolds(written, 'exclusive-long'),
-      ...this.newHolds(readOnly, 'scope-read'),
+      ...this.newHolds(readOnly, 'device-read'),
     ];
     await table.holdAsync(holds, 0);
-    let stillGood = false;
+    let changed: number[] = [];
     try {
       this.host.space.pollNotices();
-      stillGood =
-        written.every((page) => deviceCanWrite(table.pte(page))) &&
-        readOnly.every((page) => deviceCanRead(table.pte(page)));
+      changed = [
+        ...written.filter((page) => !deviceCanWrite(table.pte(page))),
+        ...readOnly.filter((page) => !deviceCanRead(table.pte(page))),
+      ];
+      for (const page of changed) this.host.migrator.frameMap.refreshEntry(page);
     } finally {
-      if (!stillGood) table.releaseHolds(holds);
+      if (changed.length > 0) table.releaseHolds(holds);
     }
-    return stillGood ? { holds, written: writtenSet } : undefined;
+    return changed.length === 0 ? { holds, written: writtenSet } : undefined;
   }
 
   /** Holds of the runs of `pages` the run has not fetched. */
   private newHolds(pages: readonly number[], kind: HoldKind): Hold[] {
-    return runsOf(pages.filter((page) => !this.fetched.has(page))).map((run) => ({
-      ...run,
-      kind,
-    }));
+    return this.newRuns(pages).map((run) => ({ ...run, kind }));
   }
 
   /**
-   * The real pass, every page it touches held. Marks dirty what it stored to.
+   * The real pass, every page it touches held; it may store only to the
+   * pages the collecting passes saw it write. Marks dirty what it stored to.
    * @returns the number of pages it stored to
    * @throws AccessError (an access error in the pass); InvalidArgumentError
    *   if it touched a page the collecting passes did not
    */
-  private async realPass(written: ReadonlySet<number>): Promise<number> {
+  private async realPass(touched: Touched): Promise<number> {
     const { host } = this;
     const { table } = host.space;
     // Fetched pages the kernel only reads: CPU readers may join while it runs.
-    this.fetched.holds = table.downgradeHoldsExcept(this.fetched.holds, written);
-    host.beforeGpuUse();
+    this.fetched.holds = table.downgradeHoldsExcept(this.fetched.holds, touched.written);
+    this.prepareDevice();
     const real = await this.dispatch(MODE_RUN, USES_ALL);
     let dirty: number[] = [];
     if (real.stored) {
       dirty = dirtyPages(real.bits);
       host.migrator.markDirty(dirty);
     }
-    if (real.errorKinds) throw runError(table, real, [], dirty);
+    if (real.errorKinds) throw runError(host, real, [], dirty);
     if (real.faulted) {
       throw new InvalidArgumentError(
         'code',
@@ -252,8 +349,14 @@ class FaultModeRun {
         'the real pass touched pages the collecting passes did not: its addresses depend on its own stores or atomics; declare uses',
       );
     }
+    if (passFailed(real)) throw runError(host, real, [], dirty); // a refused hmm_frame_store
     return dirty.length;
   }
+}
+
+/** Whether a page must change state for the device to `need` it: not resident, or (writes) not GPU-owned. */
+function needsChange(pte: number, need: Need): boolean {
+  return need === 'write' ? !isGpuOwned(pte) : !deviceResident(pte);
 }
 
 /** The pages a fault-mode run has brought in and holds (exclusively) until it ends. */

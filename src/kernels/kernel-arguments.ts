@@ -1,9 +1,14 @@
 /**
- * Checking and encoding what callers pass to kernels: the code and parameter
- * declarations of `kernel()`, and the workgroups and parameter values of
- * `run()`. Every refusal is an InvalidArgumentError 'bad-value' naming the
- * argument; nothing here touches the GPU.
+ * Checking and encoding what callers pass to kernels: the options, code,
+ * entry point, workgroup size and parameter declarations of `kernel()`, and
+ * the options, workgroups and parameter values of `run()`. Every refusal is
+ * an InvalidArgumentError naming the argument (`params.n`, `workgroups.y`,
+ * ...), with the shared reasons of arguments.ts where they fit
+ * ('not-integer', 'negative', 'zero', 'too-large') and 'bad-value' for the
+ * rest (a missing, unknown or mistyped option). Nothing here touches the GPU
+ * or the space: a refused call has changed nothing.
  */
+import { nonNegativeInteger, positiveInteger } from '../arguments.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { KernelOptions, RunOptions } from './kernel-options.ts';
 import type { Workgroups } from './kernel-runtime.ts';
@@ -14,6 +19,24 @@ export type ParamList = readonly (readonly [name: string, type: ParamType])[];
 
 /** The most workgroups a dispatch may have in each dimension (WebGPU's default limit). */
 const MAX_WORKGROUPS_PER_DIMENSION = 65535;
+const IDENTIFIER = /^[A-Za-z][A-Za-z0-9_]*$/;
+const U32_MAX = 0xffff_ffff;
+const I32_MIN = -(2 ** 31);
+const I32_MAX = 2 ** 31 - 1;
+
+/** Whether `value` is a non-null object that is not an array (an options bag). */
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * `options` as an options object.
+ * @throws InvalidArgumentError 'bad-value' (argument `name`) for anything but an object
+ */
+export function optionsObject<T extends object>(name: string, options: unknown): T {
+  if (!isRecord(options)) throw new InvalidArgumentError(name, options, 'bad-value', 'an object');
+  return options as T;
+}
 
 /**
  * `options.code`, if it is WGSL source to compile.
@@ -27,17 +50,50 @@ export function kernelCode(options: KernelOptions): string {
 }
 
 /**
+ * `options.entryPoint`, default 'main'. Whether the code has such a
+ * `@compute` function is for compilation to say ('wgsl').
+ * @throws InvalidArgumentError 'bad-value' for anything but a WGSL identifier
+ */
+export function kernelEntryPoint(options: KernelOptions): string {
+  const entryPoint: unknown = options.entryPoint ?? 'main';
+  if (typeof entryPoint !== 'string' || !IDENTIFIER.test(entryPoint)) {
+    throw new InvalidArgumentError(
+      'entryPoint',
+      entryPoint,
+      'bad-value',
+      'the name of a @compute function',
+    );
+  }
+  return entryPoint;
+}
+
+/**
+ * `options.workgroupSize`, if given. Whether the device allows that many
+ * invocations is for compilation to say ('wgsl').
+ * @throws InvalidArgumentError 'not-integer', 'negative', 'zero' or 'too-large' (above 2^32 - 1)
+ */
+export function kernelWorkgroupSize(options: KernelOptions): number | undefined {
+  const size: unknown = options.workgroupSize;
+  if (size === undefined) return undefined;
+  positiveInteger('workgroupSize', size);
+  if (size > U32_MAX) throw new InvalidArgumentError('workgroupSize', size, 'too-large', 'a u32');
+  return size;
+}
+
+/**
  * The declared parameters, in declaration order.
- * @throws InvalidArgumentError 'bad-value' for a name that is not an
- *   identifier or a type other than 'u32', 'i32', 'f32'
+ * @throws InvalidArgumentError 'bad-value' (argument 'params') for params
+ *   that are not an object, a name that is not an identifier or a type other
+ *   than 'u32', 'i32', 'f32'
  */
 export function declaredParams(params: KernelOptions['params']): ParamList {
-  const list = Object.entries(params ?? {});
+  if (params === undefined) return [];
+  const list = Object.entries(optionsObject<Record<string, ParamType>>('params', params));
   for (const [name, type] of list) {
-    if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(name) || !['u32', 'i32', 'f32'].includes(type)) {
+    if (!IDENTIFIER.test(name) || !['u32', 'i32', 'f32'].includes(type)) {
       throw new InvalidArgumentError(
         'params',
-        `${name}: ${type}`,
+        `${name}: ${String(type)}`,
         'bad-value',
         "an identifier typed 'u32', 'i32' or 'f32'",
       );
@@ -53,60 +109,108 @@ export function paramsSize(count: number): number {
 
 /**
  * `values` laid out as the prelude's `HmmParams` struct (little-endian, 4
- * bytes per parameter in declaration order; a missing value is 0).
- * Coercion: 'u32' is `value >>> 0`, 'i32' DataView's setInt32, 'f32' setFloat32.
- * @throws InvalidArgumentError 'bad-value' for an undeclared name (argument
- *   'params') or a value that is not a number or is NaN (argument 'params.<name>')
+ * bytes per parameter in declaration order). Every declared parameter needs
+ * a value and nothing else may be given; nothing is coerced:
+ * - 'u32': an integer from 0 to 2^32 - 1;
+ * - 'i32': an integer from -2^31 to 2^31 - 1;
+ * - 'f32': any number but NaN, rounded to float32 (Math.fround: beyond
+ *   float32's range, and +-Infinity, become +-Infinity).
+ * @throws InvalidArgumentError naming the parameter (argument 'params.<name>'):
+ *   'bad-value' for a missing or undeclared one or an f32 that is not a
+ *   number or is NaN; 'not-integer' (also: not a number), 'negative' (u32)
+ *   or 'too-large' (out of the type's range) for u32 and i32. 'bad-value'
+ *   (argument 'params') when `values` is not an object.
  */
-export function encodeParams(
-  declared: ParamList,
-  values: Readonly<Record<string, number>>,
-): ArrayBuffer {
+export function encodeParams(declared: ParamList, values: unknown): ArrayBuffer {
+  const given =
+    values === undefined ? {} : optionsObject<Record<string, unknown>>('params', values);
   const buffer = new ArrayBuffer(paramsSize(declared.length));
   const view = new DataView(buffer);
-  for (const name of Object.keys(values)) {
+  for (const name of Object.keys(given)) {
     if (!declared.some(([known]) => known === name)) {
       throw new InvalidArgumentError(
-        'params',
-        name,
+        `params.${name}`,
+        given[name],
         'bad-value',
-        'not a parameter declared at kernel()',
+        `not a parameter declared at kernel() (declared: ${declared.map(([known]) => known).join(', ') || 'none'})`,
       );
     }
   }
   declared.forEach(([name, type], i) => {
-    const value = values[name] ?? 0;
-    if (typeof value !== 'number' || Number.isNaN(value)) {
-      throw new InvalidArgumentError(`params.${name}`, value, 'bad-value', `a ${type}`);
-    }
+    const value = paramValue(
+      `params.${name}`,
+      type,
+      Object.hasOwn(given, name) ? given[name] : undefined,
+    );
     if (type === 'f32') view.setFloat32(i * 4, value, true);
     else if (type === 'i32') view.setInt32(i * 4, value, true);
-    else view.setUint32(i * 4, value >>> 0, true);
+    else view.setUint32(i * 4, value, true);
   });
   return buffer;
 }
 
+/** `value` if it is a value of `type` (see encodeParams). */
+function paramValue(argument: string, type: ParamType, value: unknown): number {
+  if (value === undefined) {
+    throw new InvalidArgumentError(argument, value, 'bad-value', `missing: a ${type} is declared`);
+  }
+  if (type === 'f32') {
+    if (typeof value !== 'number' || Number.isNaN(value)) {
+      throw new InvalidArgumentError(argument, value, 'bad-value', 'an f32: a number, not NaN');
+    }
+    return value;
+  }
+  if (type === 'u32') {
+    nonNegativeInteger(argument, value);
+    if (value > U32_MAX) throw new InvalidArgumentError(argument, value, 'too-large', 'a u32');
+    return value;
+  }
+  if (typeof value !== 'number' || !Number.isInteger(value)) {
+    throw new InvalidArgumentError(argument, value, 'not-integer', 'an i32');
+  }
+  if (value < I32_MIN || value > I32_MAX) {
+    throw new InvalidArgumentError(argument, value, 'too-large', 'an i32: -2^31 to 2^31 - 1');
+  }
+  return value;
+}
+
 /**
  * The dispatch size `[x, y, z]` of `workgroups` (missing dimensions are 1).
- * @throws InvalidArgumentError 'bad-value' (argument 'workgroups.x', '.y' or
- *   '.z') for a dimension that is not an integer from 1 to 65535
+ * @throws InvalidArgumentError 'bad-value' (argument 'workgroups') for
+ *   anything but a number or an array of one to three; for a dimension
+ *   (argument 'workgroups.x', '.y' or '.z'): 'not-integer', 'negative',
+ *   'zero', or 'too-large' above 65535
  */
 export function workgroupDims(workgroups: RunOptions['workgroups']): Workgroups {
-  const dims = typeof workgroups === 'number' ? [workgroups] : [...workgroups];
+  const given: unknown = workgroups;
+  let dims: unknown[];
+  if (typeof given === 'number') dims = [given];
+  else if (Array.isArray(given) && given.length >= 1 && given.length <= 3) {
+    dims = (given as unknown[]).slice();
+  } else {
+    throw new InvalidArgumentError(
+      'workgroups',
+      given,
+      'bad-value',
+      'a count, or [x, y?, z?] of counts',
+    );
+  }
   const [x = 1, y = 1, z = 1] = dims;
   for (const [name, value] of [
     ['x', x],
     ['y', y],
     ['z', z],
   ] as const) {
-    if (!Number.isInteger(value) || value < 1 || value > MAX_WORKGROUPS_PER_DIMENSION) {
+    const argument = `workgroups.${name}`;
+    positiveInteger(argument, value);
+    if (value > MAX_WORKGROUPS_PER_DIMENSION) {
       throw new InvalidArgumentError(
-        `workgroups.${name}`,
+        argument,
         value,
-        'bad-value',
-        `an integer from 1 to ${MAX_WORKGROUPS_PER_DIMENSION}`,
+        'too-large',
+        `at most ${MAX_WORKGROUPS_PER_DIMENSION} workgroups a dimension`,
       );
     }
   }
-  return [x, y, z];
+  return [x as number, y as number, z as number];
 }

@@ -15,6 +15,15 @@ export const STATUS_STORED = 1;
 export const STATUS_ERROR_VA = 2;
 /** ERROR_* bits of the access errors seen. */
 export const STATUS_ERROR_KINDS = 3;
+/**
+ * 0, or one more than the frame word index a refused `hmm_frame_store` aimed
+ * at (outside the pages of the invocation's last write translations, or
+ * through a read translation): any one of them. The runtime names its
+ * address, and heeds it only when the pass has no other error or fault (a
+ * pass whose write translation gave the sink frame may store there by
+ * arithmetic: it fails or is a collecting pass anyway).
+ */
+export const STATUS_REFUSED_STORE = 4;
 /** Initial value of STATUS_ERROR_VA. */
 export const NO_ERROR_VA = 0xffff_ffff;
 
@@ -66,3 +75,11 @@ export const USE_READ = 1;
 export const USE_WRITE = 2;
 /** What `hmm_declared` gives every page in fault mode (CONTROL_USES == USES_ALL). */
 export const USE_ALL_ACCESS = USE_READ | USE_WRITE;
+
+// ---- translated word indices ----
+/**
+ * Set in the word index `hmm_translate(va, false)` returns: loads mask it
+ * off, `hmm_frame_store` through it is refused (STATUS_REFUSED_STORE). No frames
+ * buffer reaches 2^31 words (4 GiB is 2^30), so the bit is free.
+ */
+export const READ_TRANSLATION_TAG = 0x8000_0000;

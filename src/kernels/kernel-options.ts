@@ -6,9 +6,9 @@
 import type { ParamType } from './prelude.ts';
 
 /**
- * What `gpu.kernel()` compiles. `code` and `params` are checked at once (a
- * bad one throws InvalidArgumentError 'bad-value' before anything is built);
- * the rest is checked by compilation.
+ * What `gpu.kernel()` compiles. The options are checked at once (a bad one
+ * throws InvalidArgumentError naming it before anything is built, see
+ * kernel-arguments.ts); whether the code compiles is compilation's to say.
  */
 export interface KernelOptions {
   /**
@@ -18,15 +18,18 @@ export interface KernelOptions {
    */
   readonly code: string;
   /**
-   * The name of a `@compute` function of `code`. Default 'main'. A name that
-   * is not one makes `ready` and every run reject with InvalidArgumentError 'wgsl'.
+   * The name of a `@compute` function of `code`: a WGSL identifier
+   * (InvalidArgumentError 'bad-value' otherwise). Default 'main'. A name the
+   * code has no such function of makes `ready` and every run reject with
+   * InvalidArgumentError 'wgsl'.
    */
   readonly entryPoint?: string;
   /**
-   * Becomes the WGSL constant `HMM_WORKGROUP_SIZE: u32` (the value taken
-   * modulo 2^32), for the code's `@workgroup_size(HMM_WORKGROUP_SIZE)`.
-   * Invocations in one workgroup from 1 to the device's
-   * `maxComputeInvocationsPerWorkgroup` (256 by default); a size the device
+   * Becomes the WGSL constant `HMM_WORKGROUP_SIZE: u32`, for the code's
+   * `@workgroup_size(HMM_WORKGROUP_SIZE)`. An integer from 1 to 2^32 - 1
+   * (InvalidArgumentError 'not-integer', 'negative', 'zero' or 'too-large'
+   * otherwise); invocations in one workgroup may be at most the device's
+   * `maxComputeInvocationsPerWorkgroup` (256 by default): a size the device
    * refuses fails compilation ('wgsl'). Default: no such constant.
    */
   readonly workgroupSize?: number;
@@ -45,11 +48,11 @@ export interface KernelOptions {
  * the union of the accesses of the ranges that cover it.
  */
 export interface KernelUse {
-  /** The range's first byte: a virtual (byte) address, an integer >= 0 (InvalidArgumentError otherwise). */
+  /** The range's first byte: a virtual (byte) address, an integer >= 0 (InvalidArgumentError 'uses[i].va' otherwise). */
   readonly va: number;
   /**
    * The range's length in bytes, an integer > 0 (InvalidArgumentError
-   * otherwise); the range ends at `va + len` (exclusive), which may not pass
+   * 'uses[i].len' otherwise); the range ends at `va + len` (exclusive), which may not pass
    * the end of the space (AccessError 'out-of-range').
    */
   readonly len: number;
@@ -65,15 +68,18 @@ export interface KernelUse {
 export interface RunOptions {
   /**
    * Workgroups to dispatch: a count, or `[x, y?, z?]`; each an integer from 1
-   * to 65535 (missing dimensions are 1).
+   * to 65535 (missing dimensions are 1). InvalidArgumentError naming the
+   * dimension otherwise ('workgroups.x' 'not-integer', 'zero', 'negative' or
+   * 'too-large'; 'workgroups' 'bad-value' for anything but those shapes).
    */
   readonly workgroups: number | readonly [number, number?, number?];
   /**
-   * Values of the parameters declared at `kernel()`, by name. Each is a
-   * number other than NaN; a declared parameter left out is 0; an undeclared
-   * name fails the run (InvalidArgumentError). 'u32' and 'i32' values are
-   * truncated and wrapped modulo 2^32 (as `>>> 0` and `| 0` do), 'f32' values
-   * rounded to float32.
+   * Values of the parameters declared at `kernel()`, by name: every declared
+   * parameter, nothing else, nothing coerced. A 'u32' is an integer from 0
+   * to 2^32 - 1, an 'i32' an integer from -2^31 to 2^31 - 1, an 'f32' any
+   * number but NaN (rounded to float32; +-Infinity beyond its range). A
+   * missing, undeclared or mistyped value fails the run with
+   * InvalidArgumentError naming it ('params.<name>'), holding nothing.
    */
   readonly params?: Readonly<Record<string, number>>;
   /**
@@ -88,7 +94,10 @@ export interface RunOptions {
 export interface RunResult {
   /** Wall time from the `run()` call to completion, in milliseconds (queueing included). */
   readonly ms: number;
-  /** Fault-collecting passes that found faults (0 for a run with `uses`). */
+  /**
+   * Fault-collecting passes that found faults, or whose pages changed before
+   * the real pass could hold them (0 for a run with `uses`).
+   */
   readonly replays: number;
   /** Pages the run had to fetch or change the state of, counted in pages. */
   readonly gpuFaults: number;

@@ -23,6 +23,7 @@ import {
   STATUS_ERROR_VA,
   STATUS_FAULTED,
   STATUS_STORED,
+  STATUS_REFUSED_STORE,
   STATUS_WORDS,
   USE_WORDS,
 } from './kernel-layout.ts';
@@ -70,6 +71,8 @@ export interface PassStatus {
   /** Lowest VA of an access error, or undefined. */
   readonly errorVa: number | undefined;
   readonly errorKinds: number;
+  /** The frame word a refused `hmm_frame_store` aimed at (read tag included), or undefined. */
+  readonly refusedStore: number | undefined;
   /**
    * The bitmap the pass filled, read back with the status in the same round
    * trip: the fault bitmap of a collecting pass, the dirty bitmap otherwise.
@@ -227,6 +230,9 @@ export class KernelRuntime {
       stored: (words[STATUS_STORED] ?? 0) !== 0,
       errorVa: errorVa === NO_ERROR_VA ? undefined : errorVa,
       errorKinds: words[STATUS_ERROR_KINDS] ?? 0,
+      refusedStore: words[STATUS_REFUSED_STORE]
+        ? (words[STATUS_REFUSED_STORE] ?? 1) - 1
+        : undefined,
       bits: words.subarray(STATUS_WORDS),
     };
   }

@@ -11,6 +11,9 @@ import {
   declaredParams,
   encodeParams,
   kernelCode,
+  kernelEntryPoint,
+  kernelWorkgroupSize,
+  optionsObject,
   paramsSize,
   workgroupDims,
   type ParamList,
@@ -59,9 +62,13 @@ interface PreparedRun {
  *   it stored to become dirty. An access outside `uses` fails the run with
  *   AccessError 'undeclared'.
  * - Without `uses` (fault mode), collecting passes discover the pages the
- *   kernel touches and migrate them with 2 MiB fault-around until a pass
- *   faults no more; then the real pass runs. Addresses that depend on the
- *   kernel's own stores or atomics are not supported (declare `uses`).
+ *   kernel touches and migrate them with density prefetch (within the
+ *   budget, never pages other threads hold) until a pass faults no more;
+ *   then the real pass runs. Addresses that depend on the kernel's own
+ *   stores or atomics are not supported (declare `uses`).
+ * - Whatever index arithmetic the kernel does with translated words, a store
+ *   lands only in a page the run may write and marks it dirty; any other
+ *   fails the run with AccessError 'undeclared'.
  *
  * Runs of the kernels of one mirror execute one at a time, in call order.
  * `destroy()` frees the kernel's GPU objects; detaching the mirror destroys
@@ -100,21 +107,25 @@ export class Kernel implements RuntimeKernel {
    * runtime, which destroys it when it is destroyed itself. `ready` and
    * every `run` report a compile error.
    * @throws DeviceLostError once the mirror is detached or lost;
-   *   InvalidArgumentError 'bad-value' for bad options, before anything is built
+   *   InvalidArgumentError naming the bad option (kernel-arguments.ts:
+   *   'bad-value'; 'not-integer', 'zero' or 'too-large' for workgroupSize),
+   *   before anything is built
    */
-  static compile(runtime: KernelRuntime, options: KernelOptions): Kernel {
+  static compile(runtime: KernelRuntime, given: KernelOptions): Kernel {
     const { device, space, zeroFrame, sinkFrame } = runtime.host;
     runtime.host.assertAttached();
+    const options = optionsObject<KernelOptions>('options', given);
     const code = kernelCode(options);
+    const entryPoint = kernelEntryPoint(options);
+    const workgroupSize = kernelWorkgroupSize(options);
     const paramList = declaredParams(options.params);
-    const entryPoint = options.entryPoint ?? 'main';
     const head = prelude({
       pageShift: space.table.pageShift,
       pageCount: space.table.pageCount,
       zeroFrame,
       sinkFrame,
       params: paramList,
-      workgroupSize: options.workgroupSize,
+      workgroupSize,
       atomics: usesAtomics(code),
     });
     const pipeline = cachedPipeline(device, {
@@ -139,11 +150,15 @@ export class Kernel implements RuntimeKernel {
    * changes nothing); with `uses`, the run holds its pages from the call on
    * when no other run is queued, so a CPU write made after `run()` waits for
    * the kernel.
-   * @returns a promise that rejects with InvalidArgumentError ('bad-value'
-   *   for bad options, 'wgsl' for code that did not compile, 'destroyed'
-   *   after `destroy()`), AccessError (an access the kernel may not make;
-   *   its other stores landed, `touched` lists their pages) or
-   *   DeviceLostError (the mirror is detached or its device lost)
+   * @returns a promise that rejects with InvalidArgumentError (naming the
+   *   bad argument, e.g. 'params.n' 'not-integer' or 'workgroups.x'
+   *   'too-large', see kernel-arguments.ts; 'wgsl' for code that did not
+   *   compile; 'destroyed' after `destroy()`), AccessError (a declared use
+   *   out of range, unmapped, freed or protected; or an access the kernel may
+   *   not make: its other stores landed, `touched` lists their pages),
+   *   OutOfMemoryError 'budget', or DeviceLostError (the mirror is detached
+   *   or its device lost). A run refused for its arguments or uses holds
+   *   and moves nothing.
    */
   run(options: RunOptions): Promise<RunResult> {
     const started = performance.now();
@@ -172,12 +187,14 @@ export class Kernel implements RuntimeKernel {
   }
 
   /** Checks and encodes a run's arguments; with `uses`, takes the holds it can now. */
-  private prepare(options: RunOptions): PreparedRun {
+  private prepare(given: RunOptions): PreparedRun {
     this.runtime.host.assertAttached();
     this.assertLive();
+    const options = optionsObject<RunOptions>('options', given);
     const workgroups = workgroupDims(options.workgroups);
-    const params = encodeParams(this.paramList, options.params ?? {});
-    const declared = options.uses ? declareUses(this.runtime, options.uses) : undefined;
+    const params = encodeParams(this.paramList, options.params);
+    const declared =
+      options.uses !== undefined ? declareUses(this.runtime, options.uses) : undefined;
     return { workgroups, params, declared };
   }
 

@@ -9,15 +9,25 @@
  * - `hmm_faulted()`: true once this invocation touched a page it could not
  *   use as it is (loads of such pages return 0, stores to them are dropped).
  *
- * Guarantees, whatever the kernel does through these functions:
+ * Guarantees, whatever the kernel does through these functions, whatever
+ * index arithmetic it does with translated word indices:
  * - a store lands only in a page that is GPU-owned, writable and declared for
- *   writing, and marks that page dirty; otherwise it goes to a sink frame;
+ *   writing, and marks that page dirty (`hmm_store_*` and atomics when they
+ *   store, `hmm_translate(va, true)` when it hands out the page's frame);
+ *   otherwise it goes to a sink frame;
+ * - `hmm_frame_store(w, v)` lands only within the page of one of the
+ *   invocation's last STORE_PAGES write translations (a compare each, no
+ *   memory access). Any other, through a read translation (it carries
+ *   READ_TRANSLATION_TAG), past the end of the translated page, or to a page
+ *   translated longer ago, is suppressed and recorded in the status block
+ *   (STATUS_REFUSED_STORE): a real pass then fails with AccessError
+ *   'undeclared' naming the address it aimed at (a collecting pass ignores it);
  * - a collecting pass (MODE_COLLECT) changes no page: every store goes to the
  *   sink, and every page that needs a change of state is recorded;
  * - a load of a page that is not resident reads the zero frame.
  *
- * Layouts: kernel-layout.ts (status, control, bitmaps, uses) and
- * gpu/device-layout.ts (device page table entries).
+ * Layouts: kernel-layout.ts (status, control, bitmaps, uses, the read tag)
+ * and gpu/device-layout.ts (device page table entries).
  */
 import {
   DPTE_FRAME_MASK,
@@ -39,9 +49,11 @@ import {
   FAULT_WORD_SHIFT,
   FAULT_WRITE,
   MODE_COLLECT,
+  READ_TRANSLATION_TAG,
   STATUS_ERROR_KINDS,
   STATUS_ERROR_VA,
   STATUS_FAULTED,
+  STATUS_REFUSED_STORE,
   STATUS_STORED,
   STATUS_WORDS,
   USE_ALL_ACCESS,
@@ -77,21 +89,27 @@ export function usesAtomics(code: string): boolean {
 
 const u = (value: number): string => `${value >>> 0}u`;
 
-// Stores through a read translation into the zero frame are dropped: it stays zero.
-const ATOMIC_FRAMES = `fn hmm_frame_load(w: u32) -> u32 { return atomicLoad(&hmm_frames[w]); }
+const TAG = u(READ_TRANSLATION_TAG);
+
+/** Write translations each invocation remembers for `hmm_frame_store` (see the module doc). */
+export const STORE_PAGES = 4;
+
+// Loads mask off the read tag. hmm_store_u32 and the atomics use the word
+// their own translation gave; hmm_frame_store checks the word it is given.
+const ATOMIC_FRAMES = `fn hmm_frame_load(w: u32) -> u32 { return atomicLoad(&hmm_frames[w & ~${TAG}]); }
 fn hmm_frame_store(w: u32, value: u32) {
-  if (w - HMM_ZERO_WORDS >= HMM_PAGE_WORDS) { atomicStore(&hmm_frames[w], value); }
+  if (hmm_store_allowed(w)) { atomicStore(&hmm_frames[w], value); } else { hmm_refuse_store(w); }
 }
-fn hmm_store_u32(va: u32, value: u32) { atomicStore(&hmm_frames[hmm_translate(va, true)], value); }
+fn hmm_store_u32(va: u32, value: u32) { atomicStore(&hmm_frames[hmm_translate_page(va, true)], value); }
 fn hmm_atomic_add_u32(va: u32, value: u32) -> u32 {
-  return atomicAdd(&hmm_frames[hmm_translate(va, true)], value);
+  return atomicAdd(&hmm_frames[hmm_translate_page(va, true)], value);
 }`;
 
-const PLAIN_FRAMES = `fn hmm_frame_load(w: u32) -> u32 { return hmm_frames[w]; }
+const PLAIN_FRAMES = `fn hmm_frame_load(w: u32) -> u32 { return hmm_frames[w & ~${TAG}]; }
 fn hmm_frame_store(w: u32, value: u32) {
-  if (w - HMM_ZERO_WORDS >= HMM_PAGE_WORDS) { hmm_frames[w] = value; }
+  if (hmm_store_allowed(w)) { hmm_frames[w] = value; } else { hmm_refuse_store(w); }
 }
-fn hmm_store_u32(va: u32, value: u32) { hmm_frames[hmm_translate(va, true)] = value; }`;
+fn hmm_store_u32(va: u32, value: u32) { hmm_frames[hmm_translate_page(va, true)] = value; }`;
 
 /**
  * The prelude for `config`: group 0's declarations, the bookkeeping, the
@@ -99,7 +117,7 @@ fn hmm_store_u32(va: u32, value: u32) { hmm_frames[hmm_translate(va, true)] = va
  * store functions.
  */
 export function prelude(config: PreludeConfig): string {
-  return `${declarations(config)}${BOOKKEEPING}${TRANSLATE}${config.atomics ? ATOMIC_FRAMES : PLAIN_FRAMES}
+  return `${declarations(config)}${BOOKKEEPING}${TRANSLATE}${STORE_CHECK}${config.atomics ? ATOMIC_FRAMES : PLAIN_FRAMES}
 ${ACCESSORS}`;
 }
 
@@ -130,6 +148,7 @@ const HMM_PAGE_COUNT: u32 = ${u(config.pageCount)};
 const HMM_ZERO_WORDS: u32 = ${u(config.zeroFrame * pageWords)};
 const HMM_SINK_WORDS: u32 = ${u(config.sinkFrame * pageWords)};
 var<private> hmm_faulted_flag: bool = false;
+${Array.from({ length: STORE_PAGES }, (_, i) => `var<private> hmm_store_page${i}: u32 = HMM_SINK_WORDS;`).join('\n')}
 
 `;
 }
@@ -180,11 +199,12 @@ fn hmm_declared(page: u32) -> u32 {
 /** hmm_translate: where every access of a kernel is checked. */
 const TRANSLATE = `// The frame word of \`va\`, valid to the end of its page. For writing, it marks
 // the page dirty; a page that cannot be used as it is gives the zero frame
-// (reads) or the sink frame (writes) and sets hmm_faulted().
-fn hmm_translate(va: u32, forWrite: bool) -> u32 {
+// (reads) or the sink frame (writes) and sets hmm_faulted(). A read
+// translation carries the read tag: loads mask it off, stores through it are refused.
+fn hmm_translate_page(va: u32, forWrite: bool) -> u32 {
   let page = va >> HMM_PAGE_SHIFT;
   let offset = (va >> 2u) & (HMM_PAGE_WORDS - 1u);
-  let fallback = select(HMM_ZERO_WORDS, HMM_SINK_WORDS, forWrite) + offset;
+  let fallback = select(HMM_ZERO_WORDS | ${TAG}, HMM_SINK_WORDS, forWrite) + offset;
   if (page >= HMM_PAGE_COUNT) {
     hmm_fail(va, ${u(ERROR_OUT_OF_RANGE)});
     return fallback;
@@ -216,13 +236,48 @@ fn hmm_translate(va: u32, forWrite: bool) -> u32 {
     hmm_record_fault(page, ${u(FAULT_READ)});
     return fallback;
   }
-  return frame_words;
+  return frame_words | ${TAG};
+}
+
+// As hmm_translate_page; a write translation's page (its frame, or the sink)
+// becomes one of the pages hmm_frame_store may store to.
+fn hmm_translate(va: u32, forWrite: bool) -> u32 {
+  let w = hmm_translate_page(va, forWrite);
+  if (forWrite) { hmm_remember_store_page(w & ~(HMM_PAGE_WORDS - 1u)); }
+  return w;
+}
+
+`;
+
+/**
+ * hmm_frame_store's check: the word must lie in the page of one of the
+ * invocation's last STORE_PAGES write translations, a compare each, in
+ * registers. A refused store records the word it aimed at, plus one, in the
+ * status block (STATUS_REFUSED_STORE), read back after every pass anyway.
+ * Measured on SwiftShader (kernel.translated's kernel alone): the compares
+ * and the read tag cost nothing measurable; the refusal's one store in the
+ * untaken branch about 12%, since SwiftShader runs a branch's code for every
+ * store whether taken or not (a plain store or a loop instead of the atomic
+ * cost as much or more; choosing the store's address with a select about
+ * 15%: it defeats SwiftShader's sequential stores).
+ */
+const STORE_CHECK = `fn hmm_remember_store_page(base: u32) {
+  if (base == hmm_store_page0) { return; }
+${Array.from({ length: STORE_PAGES - 1 }, (_, i) => `  hmm_store_page${STORE_PAGES - 1 - i} = hmm_store_page${STORE_PAGES - 2 - i};`).join('\n')}
+  hmm_store_page0 = base;
+}
+
+// Records a suppressed store: the word it aimed at, plus one (the runtime names its address).
+fn hmm_refuse_store(w: u32) { atomicStore(&hmm_status[${STATUS_REFUSED_STORE}], w + 1u); }
+
+fn hmm_store_allowed(w: u32) -> bool {
+  return ${Array.from({ length: STORE_PAGES }, (_, i) => `(w - hmm_store_page${i} < HMM_PAGE_WORDS)`).join(' | ')};
 }
 
 `;
 
 /** The loads and stores built on the frame accessors. */
-const ACCESSORS = `fn hmm_load_u32(va: u32) -> u32 { return hmm_frame_load(hmm_translate(va, false)); }
+const ACCESSORS = `fn hmm_load_u32(va: u32) -> u32 { return hmm_frame_load(hmm_translate_page(va, false)); }
 fn hmm_load_f32(va: u32) -> f32 { return bitcast<f32>(hmm_load_u32(va)); }
 fn hmm_store_f32(va: u32, value: f32) { hmm_store_u32(va, bitcast<u32>(value)); }
 // ---- end of the webhmm prelude ----

@@ -66,7 +66,7 @@ describe('the declared runs of a kernel run', () => {
     const internals = internalsOf(s);
     const bad = { va: base, len: 4, access: 'rw' as 'read' };
     expect(() => declaredRuns(internals, [bad])).toThrow(
-      expect.objectContaining({ argument: 'access', value: 'rw', reason: 'bad-value' }),
+      expect.objectContaining({ argument: 'uses[0].access', value: 'rw', reason: 'bad-value' }),
     );
     expect(() => declaredRuns(internals, [{ va: base, len: 0, access: 'read' }])).toThrow(
       InvalidArgumentError,

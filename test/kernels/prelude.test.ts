@@ -6,12 +6,20 @@ import {
   FAULT_PAGES_PER_WORD,
   FAULT_WORD_SHIFT,
   USE_READ,
+  READ_TRANSLATION_TAG,
+  STATUS_REFUSED_STORE,
   USE_WRITE,
   USES_ALL,
 } from '../../src/kernels/kernel-layout.ts';
-import { prelude, usesAtomics } from '../../src/kernels/prelude.ts';
+import { prelude, STORE_PAGES, usesAtomics } from '../../src/kernels/prelude.ts';
 
-const config = { pageShift: 16, pageCount: 64, zeroFrame: 8, sinkFrame: 9, params: [] } as const;
+const config = {
+  pageShift: 16,
+  pageCount: 64,
+  zeroFrame: 8,
+  sinkFrame: 9,
+  params: [],
+} as const;
 
 describe('the prelude', () => {
   it('binds frames as atomics only for kernels that call hmm_atomic_add_u32', () => {
@@ -39,5 +47,20 @@ describe('the prelude', () => {
     expect(wgsl).toContain(
       `if (hmm_ctl.uses == ${USES_ALL}u) { return ${USE_READ | USE_WRITE}u; }`,
     );
+  });
+
+  it('lets hmm_frame_store land only in the pages of the last write translations, recording the rest in the status block', () => {
+    for (const atomics of [false, true]) {
+      const wgsl = prelude({ ...config, atomics });
+      for (let i = 0; i < STORE_PAGES; i++) {
+        expect(wgsl).toContain(`(w - hmm_store_page${i} < HMM_PAGE_WORDS)`);
+      }
+      expect(wgsl).not.toContain(`hmm_store_page${STORE_PAGES}`);
+      expect(wgsl).toContain('else { hmm_refuse_store(w); }');
+      expect(wgsl).toContain(`atomicStore(&hmm_status[${STATUS_REFUSED_STORE}], w + 1u);`);
+      // Read translations carry the tag, which loads mask off.
+      expect(wgsl).toContain(`return frame_words | ${READ_TRANSLATION_TAG}u;`);
+      expect(wgsl).toContain(`[w & ~${READ_TRANSLATION_TAG}u]`);
+    }
   });
 });
