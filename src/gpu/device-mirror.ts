@@ -27,7 +27,7 @@
  *   in the background past an age or a byte bound (write-back.ts).
  */
 import { DeviceLostError, InvalidArgumentError, WouldBlockError } from '../errors.ts';
-import { oneOf, viewBytes } from '../arguments.ts';
+import { nonNegativeInteger, oneOf, viewBytes } from '../arguments.ts';
 import type { AddressSpace } from '../space/address-space.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import { runsOf } from '../space/page-run.ts';
@@ -143,11 +143,13 @@ export class DeviceMirror {
    * @returns the pages and bytes actually moved
    * @throws AccessError (an unmapped, freed or `prot: 'none'` page: nothing moves)
    * @throws OutOfMemoryError 'budget' (the budget cannot hold the pages: nothing moves)
+   * @throws WouldBlockError 'reentrant' inside an access() or acquire() scope of the range
    */
   async migrate(va: number, len: number, to: 'gpu' | 'cpu'): Promise<MigrationResult> {
     this.assertAttached();
     const target = oneOf('to', to, ['gpu', 'cpu']);
     const run = { ...this.internals.pageSpan(va, len), va };
+    this.internals.assertNotInScope(run.first, run.count, va);
     return target === 'gpu'
       ? this.migrator.toGpu([run], 'explicit', true)
       : this.migrator.toCpu([run], 'explicit', true);
@@ -174,9 +176,13 @@ export class DeviceMirror {
    * The device's bytes of [va, va + len): non-resident pages are fetched
    * first (`zero` and `cpu` become `shared`; counted in `gpuFaults`).
    * @throws AccessError for unmapped, freed or `prot: 'none'` pages
+   * @throws WouldBlockError 'reentrant' inside an access() or acquire() scope of the range
    */
   read(va: number, len: number): Promise<Uint8Array> {
-    return this.track(() => this.migrator.deviceRead(va, len));
+    return this.track(() => {
+      this.assertOutsideScopes(va, len);
+      return this.migrator.deviceRead(va, len);
+    });
   }
 
   /**
@@ -184,9 +190,11 @@ export class DeviceMirror {
    * the pages become `gpu` and dirty.
    * @throws InvalidArgumentError 'bad-value' (not a view), 'zero' (empty), 'misaligned'
    * @throws AccessError for unmapped, freed or non-writable pages; OutOfMemoryError 'budget'
+   * @throws WouldBlockError 'reentrant' inside an access() or acquire() scope of the range
    */
   write(va: number, data: ArrayBufferView): Promise<void> {
     return this.track(() => {
+      nonNegativeInteger('va', va);
       const bytes = viewBytes('data', data);
       if (va % 4 !== 0 || bytes.byteLength % 4 !== 0) {
         throw new InvalidArgumentError(
@@ -197,6 +205,7 @@ export class DeviceMirror {
           { address: va },
         );
       }
+      this.assertOutsideScopes(va, bytes.byteLength);
       return this.migrator.deviceWrite(va, bytes);
     });
   }
@@ -289,6 +298,16 @@ export class DeviceMirror {
     const forget = (): void => void this.inFlight.delete(promise);
     promise.then(forget, forget);
     return promise;
+  }
+
+  /**
+   * A device access of a range this thread holds in an access() or acquire()
+   * scope would wait for the scope, which waits for it.
+   * @throws WouldBlockError 'reentrant'; as `pageSpan`
+   */
+  private assertOutsideScopes(va: number, len: number): void {
+    const { first, count } = this.internals.pageSpan(va, len);
+    this.internals.assertNotInScope(first, count, va);
   }
 
   /** Destroys `resource` when the mirror stops (detach or device loss). */

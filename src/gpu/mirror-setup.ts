@@ -71,8 +71,12 @@ export async function prepareMirror(
   const internals = internalsOf(space);
   const writeBack = checkWriteBack(options.writeBack);
   const ownsDevice = options.device === undefined;
+  if (!ownsDevice) assertDevice(options.device);
   const device = options.device ?? (await requestDevice());
   try {
+    if (await isLost(device)) {
+      throw new DeviceLostError([], 'the device given to attach was lost already', 'device-lost');
+    }
     const limit = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
     const budget = chooseBudget(options.budget, limit, space.pageSize, space.size);
     if (!internals.faults.serve(internals.threadId)) {
@@ -157,6 +161,24 @@ function chooseBudget(
     );
   }
   return Math.floor(requested / pageSize) * pageSize;
+}
+
+/** @throws InvalidArgumentError 'device' 'bad-value' for anything but a GPUDevice */
+function assertDevice(device: unknown): void {
+  if (typeof GPUDevice === 'undefined' || !(device instanceof GPUDevice))
+    throw new InvalidArgumentError('device', typeof device, 'bad-value', 'a GPUDevice');
+}
+
+/**
+ * Whether `device` is lost already (destroyed, say). No call says so at once:
+ * `device.lost` settles in a task of its own, so an empty submission is let
+ * finish, and a task after it, before the answer is no.
+ */
+async function isLost(device: GPUDevice): Promise<boolean> {
+  const settled = device.queue
+    .onSubmittedWorkDone()
+    .then(() => new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 0)));
+  return Promise.race([device.lost.then(() => true), settled]);
 }
 
 async function requestDevice(): Promise<GPUDevice> {

@@ -42,9 +42,11 @@ export class GpuMirror extends DeviceMirror {
 
   /**
    * Mirrors `space` onto a GPU device. Only one mirror per space.
-   * @throws InvalidArgumentError (a budget out of bounds, a bad `copy`, or the space is mirrored already)
+   * @throws InvalidArgumentError (a budget out of bounds, a bad `copy`, a `device` that is
+   *   not a GPUDevice, a `space` that is not an AddressSpace or is mirrored already)
    * @throws OutOfMemoryError 'device' when the device refuses the frames buffer
-   * @throws DeviceLostError 'no-adapter' when no WebGPU adapter is available
+   * @throws DeviceLostError 'no-adapter' when no WebGPU adapter is available, 'device-lost'
+   *   for a device that is lost already
    */
   static async attach(space: AddressSpace, options: GpuMirrorOptions = {}): Promise<GpuMirror> {
     return new GpuMirror(await prepareMirror(space, options));

@@ -9,6 +9,7 @@ import { nonNegativeInteger, positiveInteger } from '../arguments.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { AddressSpace } from '../space/address-space.ts';
 import { internalsOf } from '../space/internals.ts';
+import { THREAD_SLOTS } from '../space/shared-layout.ts';
 import { isThreadReady, type ThreadInit } from './thread-protocol.ts';
 
 /**
@@ -54,7 +55,8 @@ export class Threads<Api> {
    * to start, the others are ended (and what they held taken back) before
    * the promise rejects.
    * @param count workers to start: a positive integer
-   * @throws InvalidArgumentError 'count': 'not-integer', 'negative' or 'zero'
+   * @throws InvalidArgumentError 'space' 'bad-value' (not an AddressSpace); 'count':
+   *   'not-integer', 'negative', 'zero' or 'too-large' (more than a space has thread records)
    * @throws InvalidArgumentError 'source' 'worker-failed' if a worker fails to load, or
    *   its `serveThread` fails to attach or build its API: `value` names the source,
    *   the message the thread and why, `cause` is the worker's own error message
@@ -64,7 +66,16 @@ export class Threads<Api> {
     source: WorkerSource,
     count: number,
   ): Promise<Threads<Api>> {
+    internalsOf(space);
     positiveInteger('count', count);
+    if (count > THREAD_SLOTS) {
+      throw new InvalidArgumentError(
+        'count',
+        count,
+        'too-large',
+        `a space has ${THREAD_SLOTS} thread records, the main thread's included`,
+      );
+    }
     const starting = Array.from({ length: count }, (_, index) =>
       start<Api>(space, source, index, count),
     );
