@@ -28,6 +28,9 @@ export default defineConfig((env) =>
   mergeConfig(
     viteConfig(env),
     defineConfig({
+      // Pre-bundled up front with the app's dependencies (vite.config.ts): found
+      // mid-run, a test-only dependency would reload the browser page.
+      optimizeDeps: { include: ['fast-check'] },
       test: {
         // One JSON file per run (the npm scripts set --outputFile.json per project);
         // .ci/run counts passed and failed tests from them.

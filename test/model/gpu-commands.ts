@@ -1,0 +1,227 @@
+/**
+ * Device-side commands of the model-based suite: migrations, device reads and
+ * writes, kernel runs with `uses` and in fault mode (plain and atomic adds),
+ * sync, detach and re-attach, and device loss with re-attach on a new device.
+ */
+import { DeviceLostError } from '../../src/errors.ts';
+import {
+  BUDGET_REFUSAL,
+  expectBytes,
+  expectOutcome,
+  pattern,
+  RegionCommand,
+  span,
+  type Command,
+} from './commands.ts';
+import { outcomeOfAsync } from './outcome.ts';
+import {
+  attachMirror,
+  PAGE,
+  SPACE_PAGES,
+  within,
+  type DeviceSource,
+  type RealSystem,
+} from './real-system.ts';
+import type { SpaceModel } from './space-model.ts';
+
+export class Migrate extends RegionCommand {
+  constructor(
+    pick: number,
+    readonly to: 'gpu' | 'cpu',
+  ) {
+    super(pick);
+  }
+  async run(m: SpaceModel, r: RealSystem): Promise<void> {
+    const region = this.region(m);
+    const len = region.pages * PAGE;
+    const outcome = await within(
+      String(this),
+      outcomeOfAsync(() => r.gpu.migrate(region.va, len, this.to)),
+    );
+    const allowed = this.to === 'gpu' ? [BUDGET_REFUSAL] : [];
+    if (
+      expectOutcome(String(this), outcome, m.refusal(region.va, len, 'read'), allowed) &&
+      this.to === 'cpu'
+    )
+      m.cpuValid(region.va, len);
+  }
+  toString(): string {
+    return `migrate(#${this.pick}, ${this.to})`;
+  }
+}
+
+export class GpuRead extends RegionCommand {
+  constructor(
+    pick: number,
+    readonly at: number,
+    readonly size: number,
+  ) {
+    super(pick);
+  }
+  async run(m: SpaceModel, r: RealSystem): Promise<void> {
+    const { va, len } = span(this.region(m), this.at, this.size);
+    const outcome = await within(
+      String(this),
+      outcomeOfAsync(() => r.gpu.read(va, len)),
+    );
+    if (
+      expectOutcome(String(this), outcome, m.refusal(va, len, 'read'), [BUDGET_REFUSAL]) &&
+      outcome.ok
+    )
+      expectBytes(String(this), outcome.value, m.bytes.subarray(va, va + len));
+  }
+  toString(): string {
+    return `gpu.read(#${this.pick}, ${this.at.toFixed(2)}, ${this.size.toFixed(2)})`;
+  }
+}
+
+export class GpuWrite extends RegionCommand {
+  constructor(
+    pick: number,
+    readonly at: number,
+    readonly size: number,
+    readonly seed: number,
+  ) {
+    super(pick);
+  }
+  async run(m: SpaceModel, r: RealSystem): Promise<void> {
+    const { va, len } = span(this.region(m), this.at, this.size, 4);
+    const data = pattern(len, this.seed);
+    const outcome = await within(
+      String(this),
+      outcomeOfAsync(() => r.gpu.write(va, data)),
+    );
+    if (expectOutcome(String(this), outcome, m.refusal(va, len, 'write'), [BUDGET_REFUSAL]))
+      m.gpuWrite(va, data);
+  }
+  toString(): string {
+    return `gpu.write(#${this.pick}, ${this.at.toFixed(2)}, ${this.size.toFixed(2)})`;
+  }
+}
+
+/** A kernel adds `k` to every u32 of a region: with `uses` or in fault mode, by loads and stores or atomics. */
+export class KernelAdd extends RegionCommand {
+  constructor(
+    pick: number,
+    readonly k: number,
+    readonly mode: 'uses' | 'fault',
+    readonly atomic: boolean,
+  ) {
+    super(pick);
+  }
+  async run(m: SpaceModel, r: RealSystem): Promise<void> {
+    const region = this.region(m);
+    const len = region.pages * PAGE;
+    const words = len / 4;
+    const kernel = this.atomic ? r.kernels.atomicAdd : r.kernels.add;
+    const uses =
+      this.mode === 'uses' ? [{ va: region.va, len, access: 'readwrite' as const }] : undefined;
+    const run = () =>
+      kernel.run({
+        workgroups: Math.ceil(words / 64),
+        params: { va: region.va, words, k: this.k },
+        ...(uses ? { uses } : {}),
+      });
+    const outcome = await within(String(this), outcomeOfAsync(run));
+    // Which page a refused run names first is the runtime's choice: compare code and reason.
+    if (
+      expectOutcome(
+        String(this),
+        outcome,
+        m.refusal(region.va, len, 'write'),
+        [BUDGET_REFUSAL],
+        false,
+      )
+    )
+      m.gpuAddWords(region.va, len, this.k);
+  }
+  toString(): string {
+    return `kernel ${this.atomic ? 'atomicAdd' : 'add'} ${this.k} (#${this.pick}, ${this.mode})`;
+  }
+}
+
+export class Sync implements Command {
+  check(m: Readonly<SpaceModel>): boolean {
+    return m.mirrored;
+  }
+  async run(m: SpaceModel, r: RealSystem): Promise<void> {
+    expectOutcome(
+      'sync',
+      await within(
+        'sync',
+        outcomeOfAsync(() => r.gpu.sync()),
+      ),
+      undefined,
+    );
+    m.allCpuValid();
+  }
+  toString(): string {
+    return 'sync()';
+  }
+}
+
+/** Detaches the mirror (writing every GPU-dirty page back) and attaches a new one on the same device. */
+export class Reattach implements Command {
+  check(): boolean {
+    return true;
+  }
+  async run(m: SpaceModel, r: RealSystem): Promise<void> {
+    expectOutcome(
+      'detach',
+      await within(
+        'detach',
+        outcomeOfAsync(() => r.gpu.detach()),
+      ),
+      undefined,
+    );
+    m.allCpuValid();
+    Object.assign(r, await within('attach', attachMirror(r.space, r.device)));
+  }
+  toString(): string {
+    return 'detach(); attach()';
+  }
+}
+
+/**
+ * Destroys the device: the pages the GPU held dirty lose their GPU bytes
+ * (they read as their last CPU bytes), every later call on the mirror
+ * rejects with DeviceLostError listing exactly those pages, and a new
+ * mirror attaches on a new device.
+ */
+export class DestroyDevice implements Command {
+  constructor(private readonly devices: DeviceSource) {}
+  check(): boolean {
+    return true;
+  }
+  async run(m: SpaceModel, r: RealSystem): Promise<void> {
+    const states = await r.gpu.snapshot(0, SPACE_PAGES * PAGE);
+    const dirty = states.flatMap((state, page) => (state.dirty === 'gpu' ? [page] : []));
+    // Pages written back since (e.g. by CPU fault-around) lose nothing.
+    states.forEach((state, page) => {
+      if (state.dirty !== 'gpu') m.cpuValid(page * PAGE, PAGE);
+    });
+    r.device.destroy();
+    this.devices.replace();
+    await within('device.lost', r.device.lost);
+    await within('detach after loss', r.gpu.detach());
+    const refused = await outcomeOfAsync(() => r.gpu.migrate(PAGE, PAGE, 'cpu'));
+    if (refused.ok || refused.code !== 'DEVICE_LOST')
+      throw new Error('a call after device loss did not reject with DeviceLostError');
+    const error = await r.gpu.sync().catch((caught: unknown) => caught);
+    if (!(error instanceof DeviceLostError))
+      throw new Error('sync after device loss did not throw DeviceLostError');
+    const unsaved = error.unsaved.flatMap(({ va, len }) =>
+      Array.from({ length: len / PAGE }, (_, i) => va / PAGE + i),
+    );
+    if (unsaved.join() !== dirty.join())
+      throw new Error(
+        `device loss reported unsaved pages [${unsaved.join()}], the GPU-dirty pages were [${dirty.join()}]`,
+      );
+    m.loseGpuPages(dirty);
+    r.device = await this.devices.device();
+    Object.assign(r, await within('attach', attachMirror(r.space, r.device)));
+  }
+  toString(): string {
+    return 'device.destroy(); attach(new device)';
+  }
+}
