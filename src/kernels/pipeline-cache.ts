@@ -15,6 +15,12 @@
  * the entry point plus the whole source, prelude included, so it holds
  * everything the prelude bakes in: page shift and count, the zero and sink
  * frames, the parameters and whether frames are bound as atomics.
+ *
+ * Bounded: at most PIPELINE_CACHE_ENTRIES sources per device, the least
+ * recently compiled-from dropped first. A kernel keeps its own pipeline, so
+ * dropping an entry costs only a compilation when that source comes again;
+ * an app generating kernel code (one per size, say) does not grow memory
+ * without end.
  */
 import { InvalidArgumentError } from '../errors.ts';
 
@@ -29,7 +35,16 @@ export interface PipelineSource {
   readonly layout: GPUPipelineLayout;
 }
 
+/** Distinct kernel sources whose pipelines a device's cache keeps. */
+export const PIPELINE_CACHE_ENTRIES = 64;
+
+// Map order is recency order: a hit moves its entry to the end.
 const pipelines = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+
+/** Pipelines cached for `device` now (for tests; not public API). */
+export function cachedPipelineCount(device: GPUDevice): number {
+  return pipelines.get(device)?.size ?? 0;
+}
 
 /**
  * The pipeline of `source` on `device`: the cached one, or a new one (cached
@@ -44,11 +59,18 @@ export function cachedPipeline(
   let cache = pipelines.get(device);
   if (!cache) pipelines.set(device, (cache = new Map<string, Promise<GPUComputePipeline>>()));
   let pipeline = cache.get(key);
-  if (!pipeline) {
-    pipeline = createPipeline(device, source);
-    cache.set(key, pipeline);
-    pipeline.catch(() => cache.delete(key));
+  if (pipeline) {
+    cache.delete(key);
+  } else {
+    const made = createPipeline(device, source);
+    made.catch(() => {
+      if (cache.get(key) === made) cache.delete(key);
+    });
+    pipeline = made;
   }
+  cache.set(key, pipeline);
+  const oldest = cache.keys().next();
+  if (cache.size > PIPELINE_CACHE_ENTRIES && !oldest.done) cache.delete(oldest.value);
   return pipeline;
 }
 
