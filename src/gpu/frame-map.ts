@@ -17,11 +17,17 @@
  *   page's state, protection or mapping (space/page-table.ts), notices are
  *   only a hint. It costs one load per page with a frame (or per page asked
  *   about), none when nothing changed.
+ * - A frame whose page was freed while the device held it (a free waits for
+ *   no device work: space/mapping.ts) is quarantined, not reused, until the
+ *   device lets go of the page: work in flight may still read or write it,
+ *   and must not reach another page's bytes.
  * - Frames never exceed the pool's capacity, the budget.
  */
 import type { PageRun } from '../space/page-run.ts';
 import type { PageTable } from '../space/page-table.ts';
-import { hasFrame } from '../space/pte.ts';
+import { AccessError, invariant } from '../errors.ts';
+import { hasDeviceHolds } from '../space/page-lock.ts';
+import { hasFrame, isMapped } from '../space/pte.ts';
 import { PTE_FRAME } from '../space/shared-layout.ts';
 import type { Segment } from './copy-engine.ts';
 import { deviceEntry } from './device-access-rules.ts';
@@ -45,6 +51,8 @@ export class FrameMap {
   private readonly derivedAt: Int32Array;
   /** The page in each frame of the pool, -1 if the frame is free. */
   private readonly pageOfFrame: Int32Array;
+  /** Frames of pages freed while the device held them, with their page (see the module doc). */
+  private readonly quarantined: { readonly frame: number; readonly page: number }[] = [];
   private readonly pageSize: number;
 
   constructor(private readonly ctx: FrameMapContext) {
@@ -96,11 +104,41 @@ export class FrameMap {
   drop(page: number): void {
     const frame = this.frameOf(page);
     if (frame >= 0) {
-      this.ctx.pool.give(frame);
+      if (this.inDeviceUse(page)) this.quarantined.push({ frame, page });
+      else this.ctx.pool.give(frame);
       this.pageOfFrame[frame] = -1;
     }
     this.frames[page] = -1;
     this.ctx.dpt.set(page, 0);
+  }
+
+  /**
+   * After an await under a hold: a page freed meanwhile (a free waits for no
+   * device work) lost its frame, and the call fails rather than reach another's.
+   * @throws AccessError 'freed' at the first such page
+   */
+  assertFramesKept(pieces: readonly { readonly page: number }[]): void {
+    const freed = pieces.find(({ page }) => !this.has(page));
+    if (freed) {
+      const address = freed.page * this.pageSize;
+      throw new AccessError(address, 'freed', 'freed while the device accessed it');
+    }
+  }
+
+  /** Gives the pool back every quarantined frame whose page the device no longer holds. */
+  releaseQuarantined(): void {
+    for (let i = this.quarantined.length - 1; i >= 0; i--) {
+      const entry = this.quarantined[i];
+      if (!entry || this.inDeviceUse(entry.page)) continue;
+      this.ctx.pool.give(entry.frame);
+      this.quarantined.splice(i, 1);
+    }
+  }
+
+  /** A freed page the device still holds: work in flight may still use its old frame. */
+  private inDeviceUse(page: number): boolean {
+    const lock = Atomics.load(this.ctx.table.shared.lock, page);
+    return !isMapped(this.ctx.table.pte(page)) && hasDeviceHolds(lock);
   }
 
   /** Drops the frame of a page that was freed (and maybe reused) since it got it. */
@@ -167,11 +205,13 @@ export class FrameMap {
 
   /** Page-relative bytes [lo, hi) of the page's frame as a segment, widened to 4-byte alignment. */
   segment(page: number, lo: number, hi: number): Segment {
+    const frame = this.frameOf(page);
+    invariant(frame >= 0, `a segment of page ${page}, which has no frame`);
     const alignedLo = lo & ~3;
     const alignedHi = Math.min(this.pageSize, (hi + 3) & ~3);
     return {
       va: page * this.pageSize + alignedLo,
-      frameOffset: Math.max(0, this.frameOf(page)) * this.pageSize + alignedLo,
+      frameOffset: frame * this.pageSize + alignedLo,
       len: alignedHi - alignedLo,
     };
   }

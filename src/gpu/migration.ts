@@ -23,6 +23,7 @@ import type { SpaceInternals } from '../space/internals.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
 import { runsOf, type PageRun } from '../space/page-run.ts';
 import type { Hold } from '../space/page-table.ts';
+import type { WaitBudget } from '../space/waiting.ts';
 import {
   assertAccess,
   assertMapped,
@@ -105,6 +106,7 @@ export class Migrator {
 
   /** Frames free in the pool now, and the pool's capacity (the budget), in frames. */
   get frames(): { readonly free: number; readonly capacity: number } {
+    this.frameMap.releaseQuarantined();
     return { free: this.ctx.pool.available, capacity: this.ctx.pool.capacity };
   }
 
@@ -245,9 +247,9 @@ export class Migrator {
       const plans = this.plan([run]);
       this.countFetch(plans.length, [run], await this.fetch(plans), started);
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
-      const segments = this.pieces(va, len).map(({ page, lo, hi }) =>
-        this.frameMap.segment(page, lo, hi),
-      );
+      const pieces = this.pieces(va, len);
+      this.frameMap.assertFramesKept(pieces);
+      const segments = pieces.map(({ page, lo, hi }) => this.frameMap.segment(page, lo, hi));
       const bytes = await this.ctx.engine.read(segments);
       const skew = va & 3;
       return bytes.slice(skew, skew + len);
@@ -271,22 +273,18 @@ export class Migrator {
       const plans = this.plan([run], { lo: va, hi: va + data.byteLength });
       this.countFetch(plans.length, [run], await this.fetch(plans), started);
       const pieces = this.pieces(va, data.byteLength);
+      this.frameMap.assertFramesKept(pieces);
+      const { queue } = this.ctx.device;
       for (const { page, lo, hi } of pieces) {
-        const base = page * this.pageSize;
-        const frameOffset = Math.max(0, this.frameMap.frameOf(page)) * this.pageSize + lo;
-        const source = bufferSource(data);
-        this.ctx.device.queue.writeBuffer(
-          this.ctx.frames,
-          frameOffset,
-          source,
-          base + lo - va,
-          hi - lo,
-        );
+        const frameOffset = this.frameMap.frameOf(page) * this.pageSize + lo;
+        const from = page * this.pageSize + lo - va;
+        queue.writeBuffer(this.ctx.frames, frameOffset, bufferSource(data), from, hi - lo);
       }
-      await this.ctx.device.queue.onSubmittedWorkDone();
+      await queue.onSubmittedWorkDone();
       // The write is acknowledged here, with its pages made dirty, or not at all (device-loss.ts).
       this.ctx.assertLive();
       for (const { page } of pieces) {
+        if (!isMapped(this.ctx.space.table.pte(page))) continue; // freed meanwhile: nothing to keep
         if (!isGpuOwned(this.ctx.space.table.pte(page))) {
           this.ctx.space.table.invalidate(page);
           events.push({ va: page * this.pageSize, len: this.pageSize, cause: 'migrate' });
@@ -337,11 +335,12 @@ export class Migrator {
     runs: readonly RequestedRun[],
     checkProt: boolean,
     need: Need = 'read',
+    budget?: WaitBudget,
   ): Promise<Hold[]> {
     this.ctx.space.pollNotices();
     for (const run of runs) this.check(run, checkProt, need);
     const holds: Hold[] = runs.map((run) => ({ ...run, kind: 'exclusive-long' }));
-    await this.ctx.space.table.holdAsync(holds, (runs[0]?.first ?? 0) * this.pageSize);
+    await this.ctx.space.table.holdAsync(holds, (runs[0]?.first ?? 0) * this.pageSize, budget);
     try {
       this.ctx.assertLive();
       this.ctx.space.pollNotices();
@@ -374,6 +373,7 @@ export class Migrator {
    * @throws OutOfMemoryError if the new frames exceed what the pool has left; plans nothing then
    */
   private plan(runs: readonly PageRun[], overwrite?: Overwrite): PagePlan[] {
+    this.frameMap.releaseQuarantined();
     for (const run of runs) {
       for (let page = run.first; page < run.first + run.count; page++) {
         this.frameMap.reclaimIfStale(page);

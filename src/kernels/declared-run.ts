@@ -62,9 +62,13 @@ const ACCESS_BITS: Readonly<Record<string, number | undefined>> = {
  * @throws as declaredRuns does
  */
 export function declareUses(runtime: KernelRuntime, uses: readonly KernelUse[]): DeclaredUses {
-  const runs = declaredRuns(runtime.host.space, uses);
+  const { space } = runtime.host;
+  const runs = declaredRuns(space, uses);
+  // A run on pages its own thread holds in a scope would wait for the scope, which waits for it.
+  for (const run of runs)
+    space.assertNotInScope(run.first, run.count, space.table.address(run.first));
   const holds = holdsOf(runs, 'exclusive-long');
-  const taken = runtime.idle && runtime.host.space.table.tryHoldAll(holds) === undefined;
+  const taken = runtime.idle && space.table.tryHoldAll(holds) === undefined;
   return { runs, early: taken ? holds : undefined };
 }
 
@@ -174,11 +178,15 @@ export async function runDeclared(
     runtime.setUses(usesTable(runs));
     const status = await dispatch(MODE_RUN, runs.length);
     const failed = passFailed(status);
-    if (status.stored || failed) {
+    if (status.stored || failed || status.faulted) {
       dirty = dirtyPages(status.bits);
       host.migrator.markDirty(dirty);
     }
     if (failed) throw runError(host, status, runs, dirty);
+    // Every declared page was made usable before the pass: a fault means a
+    // protect or free changed one meanwhile (neither waits for the device),
+    // and the accesses it refused went to the zero and sink frames.
+    if (status.faulted) checkProtections(table, runs);
   } finally {
     table.releaseHolds(holds);
     host.space.announce(events);

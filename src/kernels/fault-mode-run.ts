@@ -37,8 +37,9 @@ import { InvalidArgumentError, OutOfMemoryError } from '../errors.ts';
 import { deviceCanRead, deviceCanWrite, deviceResident } from '../gpu/device-access-rules.ts';
 import type { MirrorHost } from '../gpu/mirror-host.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
+import { WaitBudget } from '../space/waiting.ts';
 import type { HoldKind } from '../space/page-lock.ts';
-import { runEnd, runsOf } from '../space/page-run.ts';
+import { runEnd, runsOf, type PageRun } from '../space/page-run.ts';
 import type { Hold } from '../space/page-table.ts';
 import { assertAccess, isGpuOwned, isMapped, protAllows, type Need } from '../space/pte.ts';
 import { dirtyPages, faultBitPages } from './bitmaps.ts';
@@ -88,11 +89,15 @@ class FaultModeRun {
   private bytesToGpu = 0;
   private readonly fetched = new FetchedPages();
   private readonly events: InvalidateEvent[] = [];
+  /** One budget for every wait of the run: it waits at most faultTimeoutMs on others in all. */
+  private readonly budget: WaitBudget;
 
   constructor(
     private readonly host: MirrorHost,
     private readonly dispatch: Dispatch,
-  ) {}
+  ) {
+    this.budget = new WaitBudget(host.space.limits, 0);
+  }
 
   async run(): Promise<RunCounts> {
     const { table } = this.host.space;
@@ -166,8 +171,10 @@ class FaultModeRun {
     const faulting = new Set([...reads, ...writes]);
     const frameCost = this.assertFaultingFit(faulting);
     const started = performance.now();
-    this.fetched.add(await migrator.holdChecked(this.newRuns(writes), true, 'write'));
-    this.fetched.add(await migrator.holdChecked(this.newRuns(reads), true, 'read'));
+    const [writeRuns, readRuns] = [this.newRuns(writes), this.newRuns(reads)];
+    this.assertOutsideScopes([...writeRuns, ...readRuns]);
+    this.fetched.add(await migrator.holdChecked(writeRuns, true, 'write', this.budget));
+    this.fetched.add(await migrator.holdChecked(readRuns, true, 'read', this.budget));
     const extra = this.prefetch(writes, reads, faulting, migrator.frames.free - frameCost);
     const gpuRuns = runsOf([...writes, ...extra.write]);
     const sharedRuns = runsOf([...reads, ...extra.read]);
@@ -301,7 +308,8 @@ class FaultModeRun {
       ...this.newHolds(written, 'exclusive-long'),
       ...this.newHolds(readOnly, 'device-read'),
     ];
-    await table.holdAsync(holds, 0);
+    this.assertOutsideScopes(holds);
+    await table.holdAsync(holds, 0, this.budget);
     let changed: number[] = [];
     try {
       this.host.space.pollNotices();
@@ -314,6 +322,17 @@ class FaultModeRun {
       if (changed.length > 0) table.releaseHolds(holds);
     }
     return changed.length === 0 ? { holds, written: writtenSet } : undefined;
+  }
+
+  /**
+   * A run that needs a page its own thread holds in an access() or acquire()
+   * scope would wait for the scope, which waits for the run.
+   * @throws WouldBlockError 'reentrant' at the first such run
+   */
+  private assertOutsideScopes(runs: readonly PageRun[]): void {
+    const { space } = this.host;
+    for (const run of runs)
+      space.assertNotInScope(run.first, run.count, space.table.address(run.first));
   }
 
   /** Holds of the runs of `pages` the run has not fetched. */

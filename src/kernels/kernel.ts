@@ -156,9 +156,10 @@ export class Kernel implements RuntimeKernel {
    *   compile; 'destroyed' after `destroy()`), AccessError (a declared use
    *   out of range, unmapped, freed or protected; or an access the kernel may
    *   not make: its other stores landed, `touched` lists their pages),
-   *   OutOfMemoryError 'budget', or DeviceLostError (the mirror is detached
-   *   or its device lost). A run refused for its arguments or uses holds
-   *   and moves nothing.
+   *   OutOfMemoryError 'budget', WouldBlockError ('reentrant' on pages of
+   *   this thread's own scope or lease; 'timeout'), or DeviceLostError (the
+   *   mirror is detached or its device lost). A run refused for its
+   *   arguments or uses holds and moves nothing.
    */
   run(options: RunOptions): Promise<RunResult> {
     const started = performance.now();

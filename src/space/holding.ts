@@ -15,7 +15,8 @@
  *   may be what they, or what they wait for, need to end);
  * - a call withdraws its claim on the page it waited on once it got in,
  *   gave up, or moved on to wait on another page, so no stale claim keeps
- *   the device out;
+ *   the device out; one that gave up or moved on withdraws its hold-offs
+ *   too, so no stale hold-off keeps new holders of a long-held page waiting;
  * - a call that would fail once held (its range was freed meanwhile, say)
  *   fails before it waits, not after (`precheck`).
  */
@@ -121,7 +122,7 @@ class Waiting {
       }
     }
     const blocked = this.call.table.tryHoldAll(holds);
-    if (!blocked) this.withdraw();
+    if (!blocked) this.withdraw(true);
     return blocked && { ...blocked, yielding: false };
   }
 
@@ -141,9 +142,9 @@ class Waiting {
     return budget.at(Math.max(va, table.address(block.page)));
   }
 
-  /** Withdraws the call's claim as a CPU waiter, if it has one. */
-  withdraw(): void {
-    if (this.claimed >= 0) withdrawCpuWaiter(this.lock, this.claimed);
+  /** Withdraws the call's claim as a CPU waiter, if it has one; with its hold-offs unless it got in. */
+  withdraw(gotIn = false): void {
+    if (this.claimed >= 0) withdrawCpuWaiter(this.lock, this.claimed, gotIn);
     this.claimed = -1;
   }
 }

@@ -331,11 +331,24 @@ function announce(
 /**
  * Withdraws a CPU waiter's LOCK_CPU_WAITING from `page` (it got in, gave
  * up, or now waits on another page), waking the page's other waiters so that
- * those still waiting announce themselves again.
+ * those still waiting announce themselves again. A waiter that did not get
+ * in withdraws the hold-offs too (`withdrawHoldOffs`).
  */
-export function withdrawCpuWaiter(locks: Int32Array, page: number): void {
-  const word = Atomics.and(locks, page, ~LOCK_CPU_WAITING);
-  if (word & LOCK_CPU_WAITING && word & LOCK_WAITERS) Atomics.notify(locks, page);
+export function withdrawCpuWaiter(locks: Int32Array, page: number, gotIn: boolean): void {
+  const bits = gotIn ? LOCK_CPU_WAITING : LOCK_CPU_WAITING | HOLD_OFF;
+  const word = Atomics.and(locks, page, ~bits);
+  if (word & bits && word & LOCK_WAITERS) Atomics.notify(locks, page);
+}
+
+/**
+ * Clears `page`'s hold-offs for a waiter that gave up (a timeout, a thrown
+ * check) or moved on: left set while the page stays held (a long read scope,
+ * say), they would keep new holders waiting for a waiter that is gone. The
+ * page's waiters are woken, and those still waiting set theirs again.
+ */
+export function withdrawHoldOffs(locks: Int32Array, page: number): void {
+  const word = Atomics.and(locks, page, ~HOLD_OFF);
+  if (word & HOLD_OFF && word & LOCK_WAITERS) Atomics.notify(locks, page);
 }
 
 /** True if the device holds the page (a migration, or a kernel run reading or writing it). */
@@ -349,14 +362,14 @@ export function freeMayFinish(word: number): boolean {
 }
 
 /**
- * Clears every page's LOCK_CPU_WAITING, waking the waiters so that the live
- * ones announce themselves again: after a thread ended while it waited, its
- * claim would otherwise keep device holds off the page for good.
+ * Clears every page's LOCK_CPU_WAITING and hold-offs, waking the waiters so
+ * that the live ones announce themselves again: after a thread ended while
+ * it waited, its claims would otherwise keep others off the page for good.
  */
 export function forgetCpuWaiters(locks: Int32Array): void {
   for (let page = 0; page < locks.length; page++) {
-    if (!(Atomics.load(locks, page) & LOCK_CPU_WAITING)) continue;
-    const word = Atomics.and(locks, page, ~LOCK_CPU_WAITING);
+    if (!(Atomics.load(locks, page) & (LOCK_CPU_WAITING | HOLD_OFF))) continue;
+    const word = Atomics.and(locks, page, ~(LOCK_CPU_WAITING | HOLD_OFF));
     if (word & LOCK_WAITERS) Atomics.notify(locks, page);
   }
 }

@@ -27,11 +27,11 @@ import { clearIntervals, insertInterval, intervalsAt, type ByteRange } from './i
 import type { InvalidateEvent } from './notifier.ts';
 import {
   announceWaiter,
-  blockerIsLong,
   downgrade,
   isHeldWord,
   release,
   tryHold,
+  withdrawHoldOffs,
   type HoldKind,
 } from './page-lock.ts';
 import type { PageRun } from './page-run.ts';
@@ -157,38 +157,24 @@ export class PageTable {
     });
   }
 
-  /**
-   * Takes every hold, waiting as the thread may (waiting.ts).
-   * @throws WouldBlockError 'may-not-block' or 'timeout', holding nothing
-   */
-  holdSync(holds: readonly Hold[], va: number, mayBlock: () => boolean): void {
-    let budget: WaitBudget | undefined;
-    let blocking = false;
-    for (;;) {
-      const blocked = this.tryHoldAll(holds);
-      if (!blocked) return;
-      if (!budget) {
-        budget = new WaitBudget(this.limits, Math.max(va, this.address(blocked.page)));
-        blocking = mayBlock();
-      }
-      const lock = this.shared.lock;
-      const observed = announceWaiter(lock, blocked.page, blocked.kind);
-      if (observed !== undefined) {
-        const long = blockerIsLong(observed, blocked.kind);
-        budget.waitSync(blocking, lock, blocked.page, observed, long);
-      }
-    }
-  }
-
   /** Takes every hold, waiting asynchronously (any thread). @throws WouldBlockError 'timeout' */
-  async holdAsync(holds: readonly Hold[], va: number): Promise<void> {
-    let budget: WaitBudget | undefined;
-    for (;;) {
-      const blocked = this.tryHoldAll(holds);
-      if (!blocked) return;
-      budget ??= new WaitBudget(this.limits, Math.max(va, this.address(blocked.page)));
-      const observed = announceWaiter(this.shared.lock, blocked.page, blocked.kind);
-      if (observed !== undefined) await budget.waitAsync(this.shared.lock, blocked.page, observed);
+  async holdAsync(holds: readonly Hold[], va: number, budget?: WaitBudget): Promise<void> {
+    let waited = -1;
+    try {
+      for (;;) {
+        const blocked = this.tryHoldAll(holds);
+        if (!blocked) return;
+        budget ??= new WaitBudget(this.limits, va);
+        budget.at(Math.max(va, this.address(blocked.page)));
+        if (waited >= 0 && waited !== blocked.page) withdrawHoldOffs(this.shared.lock, waited);
+        waited = blocked.page;
+        const observed = announceWaiter(this.shared.lock, blocked.page, blocked.kind);
+        if (observed !== undefined)
+          await budget.waitAsync(this.shared.lock, blocked.page, observed);
+      }
+    } catch (error) {
+      if (waited >= 0) withdrawHoldOffs(this.shared.lock, waited);
+      throw error;
     }
   }
 
