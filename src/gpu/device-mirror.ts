@@ -219,6 +219,7 @@ export class DeviceMirror {
 
   /** The mirror's counters (monotonic) and, not counters, its frames in use, budget and engine choice. */
   stats(): MirrorStats {
+    this.migrator.frameMap.releaseQuarantined(); // frames the device has let go of are free
     return {
       ...this.counters,
       bytesByCause: { ...this.counters.bytesByCause },

@@ -74,6 +74,8 @@ export async function releaseFrames(ctx: FrameReleaseContext): Promise<number[]>
       }
     }
   }
+  // Frames dropped under the holds just released are in no one's use now.
+  ctx.frameMap.releaseQuarantined();
   return forced;
 }
 

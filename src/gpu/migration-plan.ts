@@ -16,7 +16,7 @@
 import type { PageRun } from '../space/page-run.ts';
 import type { Staleness } from '../space/page-table.ts';
 import { isGpuDirty, isGpuOwned, pteState } from '../space/pte.ts';
-import { PTE_GPU, PTE_SHARED, PTE_ZERO } from '../space/shared-layout.ts';
+import { PTE_GPU, PTE_SHARED, PTE_UNMAPPED, PTE_ZERO } from '../space/shared-layout.ts';
 
 /** What planning reads of the page table and the frame map. */
 export interface PlanView {
@@ -64,7 +64,10 @@ export function planResidency(
 function planPage(view: PlanView, page: number, overwrite?: Overwrite): PagePlan | undefined {
   const { pageSize } = view;
   const state = pteState(view.pte(page));
-  if (state === PTE_SHARED || state === PTE_GPU) return undefined;
+  // Nothing to bring up to date: resident already, or freed by another
+  // thread since the caller checked it under its hold (a free waits for no
+  // device hold), which then finds it has no frame.
+  if (state === PTE_SHARED || state === PTE_GPU || state === PTE_UNMAPPED) return undefined;
   const base = page * pageSize;
   const covered = overwrite && {
     lo: Math.max(overwrite.lo, base) - base,

@@ -22,7 +22,7 @@
  * landed stay (and their pages are dirty); every hold is released.
  */
 import { nonNegativeInteger, positiveInteger } from '../arguments.ts';
-import { InvalidArgumentError } from '../errors.ts';
+import { InvalidArgumentError, invariant } from '../errors.ts';
 import type { MirrorHost } from '../gpu/mirror-host.ts';
 import type { MigrationResult } from '../gpu/migration.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
@@ -64,12 +64,20 @@ const ACCESS_BITS: Readonly<Record<string, number | undefined>> = {
 export function declareUses(runtime: KernelRuntime, uses: readonly KernelUse[]): DeclaredUses {
   const { space } = runtime.host;
   const runs = declaredRuns(space, uses);
-  // A run on pages its own thread holds in a scope would wait for the scope, which waits for it.
-  for (const run of runs)
-    space.assertNotInScope(run.first, run.count, space.table.address(run.first));
+  assertOutsideScopes(space, runs);
   const holds = holdsOf(runs, 'exclusive-long');
   const taken = runtime.idle && space.table.tryHoldAll(holds) === undefined;
   return { runs, early: taken ? holds : undefined };
+}
+
+/**
+ * A run on pages its own thread holds in a scope would wait for the scope,
+ * which waits for it.
+ * @throws WouldBlockError 'reentrant' at the first such run
+ */
+function assertOutsideScopes(space: SpaceInternals, runs: readonly PageRun[]): void {
+  for (const run of runs)
+    space.assertNotInScope(run.first, run.count, space.table.address(run.first));
 }
 
 /**
@@ -157,7 +165,11 @@ export async function runDeclared(
   const { runs, early } = declared;
   const { table } = host.space;
   const exclusive = early ?? holdsOf(runs, 'exclusive-long');
-  if (!early) await table.holdAsync(exclusive, table.address(runs[0]?.first ?? 0));
+  if (!early) {
+    // A queued run: its thread may have opened a scope on the pages since run().
+    assertOutsideScopes(host.space, runs);
+    await table.holdAsync(exclusive, table.address(runs[0]?.first ?? 0));
+  }
   let holds: Hold[] = exclusive;
   const events: InvalidateEvent[] = [];
   let dirty: number[] = [];
@@ -175,6 +187,9 @@ export async function runDeclared(
     // Every entry the pass can reach, reconciled by sequence number (gpu/frame-map.ts).
     host.migrator.frameMap.reconcileRuns(runs);
     host.beforeGpuUse();
+    // The entries the pass will see are installed: a protect or free since
+    // the fetch (neither waits for the device) fails the run here, before it.
+    checkProtections(table, runs);
     runtime.setUses(usesTable(runs));
     const status = await dispatch(MODE_RUN, runs.length);
     const failed = passFailed(status);
@@ -183,10 +198,8 @@ export async function runDeclared(
       host.migrator.markDirty(dirty);
     }
     if (failed) throw runError(host, status, runs, dirty);
-    // Every declared page was made usable before the pass: a fault means a
-    // protect or free changed one meanwhile (neither waits for the device),
-    // and the accesses it refused went to the zero and sink frames.
-    if (status.faulted) checkProtections(table, runs);
+    // Every entry the pass saw allowed its declared access (checked above).
+    invariant(!status.faulted, 'a declared pass faulted on entries checked before it');
   } finally {
     table.releaseHolds(holds);
     host.space.announce(events);

@@ -75,6 +75,7 @@ export function runFaultMode(host: MirrorHost, dispatch: Dispatch): Promise<RunC
 interface Touched {
   readonly holds: Hold[];
   readonly written: ReadonlySet<number>;
+  readonly readOnly: readonly number[];
 }
 
 /** Pages density prefetch chose around a pass's faults, by what they are fetched for. */
@@ -89,14 +90,14 @@ class FaultModeRun {
   private bytesToGpu = 0;
   private readonly fetched = new FetchedPages();
   private readonly events: InvalidateEvent[] = [];
-  /** One budget for every wait of the run: it waits at most faultTimeoutMs on others in all. */
+  /** One budget for every wait of the run: it waits at most faultTimeoutMs on others in all (its own passes do not count). */
   private readonly budget: WaitBudget;
 
   constructor(
     private readonly host: MirrorHost,
     private readonly dispatch: Dispatch,
   ) {
-    this.budget = new WaitBudget(host.space.limits, 0);
+    this.budget = new WaitBudget(host.space.limits, 0, true);
   }
 
   async run(): Promise<RunCounts> {
@@ -321,7 +322,7 @@ class FaultModeRun {
     } finally {
       if (changed.length > 0) table.releaseHolds(holds);
     }
-    return changed.length === 0 ? { holds, written: writtenSet } : undefined;
+    return changed.length === 0 ? { holds, written: writtenSet, readOnly } : undefined;
   }
 
   /**
@@ -341,6 +342,19 @@ class FaultModeRun {
   }
 
   /**
+   * A protect or free of a touched page since `hold()` (neither waits for the
+   * device) would make the real pass fault on it: the run fails with the
+   * page's AccessError instead.
+   */
+  private assertTouchedUsable(touched: Touched): void {
+    const { table } = this.host.space;
+    const check = (page: number, need: Need): void =>
+      void assertAccess(table.pte(page), need, table.address(page), 'a kernel');
+    for (const page of touched.written) check(page, 'write');
+    for (const page of touched.readOnly) check(page, 'read');
+  }
+
+  /**
    * The real pass, every page it touches held; it may store only to the
    * pages the collecting passes saw it write. Marks dirty what it stored to.
    * @returns the number of pages it stored to
@@ -353,6 +367,7 @@ class FaultModeRun {
     // Fetched pages the kernel only reads: CPU readers may join while it runs.
     this.fetched.holds = table.downgradeHoldsExcept(this.fetched.holds, touched.written);
     this.prepareDevice();
+    this.assertTouchedUsable(touched);
     const real = await this.dispatch(MODE_RUN, USES_ALL);
     let dirty: number[] = [];
     if (real.stored) {
@@ -361,6 +376,7 @@ class FaultModeRun {
     }
     if (real.errorKinds) throw runError(host, real, [], dirty);
     if (real.faulted) {
+      this.assertTouchedUsable(touched);
       throw new InvalidArgumentError(
         'code',
         'kernel',

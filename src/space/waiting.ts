@@ -36,11 +36,18 @@ export function defaultMayBlock(): boolean {
 export class WaitBudget {
   private deadline = Number.NaN;
   private spinDeadline = Number.NaN;
+  private waitedMs = 0;
 
   constructor(
     private readonly limits: WaitLimits,
     /** The faulting address reported if the wait fails. */
     private address: number,
+    /**
+     * Count only the time spent waiting, not the time between waits: for a
+     * kernel run, whose own passes and transfers between its waits are not
+     * waiting on others.
+     */
+    private readonly waitsOnly = false,
   ) {}
 
   /** Names `address` as where the call waits now (reported if the wait fails); returns this budget. */
@@ -58,7 +65,9 @@ export class WaitBudget {
 
   private remainingMs(): number {
     this.start();
-    const left = this.deadline - performance.now();
+    const left = this.waitsOnly
+      ? this.limits.faultTimeoutMs - this.waitedMs
+      : this.deadline - performance.now();
     if (left <= 0) {
       throw new WouldBlockError(
         this.address,
@@ -109,6 +118,8 @@ export class WaitBudget {
   /** Waits on any thread until `words[index]` may have changed from `observed`. */
   async waitAsync(words: Int32Array, index: number, observed: number): Promise<void> {
     const result = Atomics.waitAsync(words, index, observed, this.remainingMs());
+    const began = performance.now();
     if (result.async) await result.value;
+    this.waitedMs += performance.now() - began;
   }
 }

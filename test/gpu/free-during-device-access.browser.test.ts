@@ -41,6 +41,8 @@ describe('free while a gpu.write holds the page', () => {
     // ...then free X while the device holds it (allowed: the free is deferred).
     space.free(x);
     await write.catch(() => undefined); // resolving or rejecting are both fine for a freed page
+    // The freed page's frame left quarantine once the device let go: only Z's is in use.
+    expect(gpu.stats().framesInUse).toBe(1);
 
     // Z must still hold its own bytes, on the GPU and once faulted back to the CPU.
     const onGpu = await gpu.read(z, PAGE);

@@ -3,7 +3,7 @@
 // workers, over and over, leave no GPU buffer, worker, thread record or
 // registry entry behind; the pipeline cache and staging pools stay bounded.
 import { afterEach, describe, expect, it } from 'vitest';
-import { StagingPool, STAGING_IDLE_PER_SIZE } from '../../src/gpu/staging-pool.ts';
+import { StagingPool, STAGING_IDLE_BYTES } from '../../src/gpu/staging-pool.ts';
 import { cachedPipelineCount, PIPELINE_CACHE_ENTRIES } from '../../src/kernels/pipeline-cache.ts';
 import { GpuMirror, kernelRuntimeOf } from '../../src/mirror/gpu-mirror.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
@@ -143,19 +143,28 @@ describe('resource hygiene', () => {
     expect([...written]).toEqual(Array.from({ length: 50 }, (_, round) => round + 1));
   });
 
-  it(`a staging pool keeps at most ${STAGING_IDLE_PER_SIZE} idle buffers of a size`, async () => {
+  it('a staging pool keeps idle buffers up to its byte bound, and one of each size', async () => {
     const test = await testDevice();
     cleanups.push(() => test.destroy());
     const usage = GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST;
-    const pool = new StagingPool(test.device, usage, 'test staging');
+    // The default bound is STAGING_IDLE_BYTES; a small one shows the rule.
+    expect(STAGING_IDLE_BYTES).toBe(256 * MiB);
+    const pool = new StagingPool(test.device, usage, 'test staging', 16 * KiB);
     const held = Array.from({ length: 10 }, () => pool.acquire(4 * KiB));
     expect(pool.created).toBe(10);
     for (const buffer of held) pool.release(buffer);
-    expect(pool.created).toBe(STAGING_IDLE_PER_SIZE);
-    expect(test.liveBuffers()).toBe(STAGING_IDLE_PER_SIZE);
-    // Reuse: a steady transfer creates nothing.
-    for (let i = 0; i < 20; i++) pool.release(pool.acquire(4 * KiB));
-    expect(pool.created).toBe(STAGING_IDLE_PER_SIZE);
+    expect(pool.created).toBe(4); // 16 KiB of 4 KiB buffers
+    // One buffer of a size is kept whatever its size.
+    pool.release(pool.acquire(64 * KiB));
+    expect(pool.created).toBe(5);
+    // Reuse: steady transfers create nothing.
+    for (let i = 0; i < 20; i++) {
+      const four = Array.from({ length: 4 }, () => pool.acquire(4 * KiB));
+      const large = pool.acquire(64 * KiB);
+      for (const buffer of [...four, large]) pool.release(buffer);
+    }
+    expect(pool.created).toBe(5);
+    expect(test.liveBuffers()).toBe(5);
     pool.destroy();
     expect(test.liveBuffers()).toBe(0);
     expect(await test.validationError()).toBeUndefined();

@@ -55,6 +55,38 @@ describe('kernel.run inside a scope of its own thread', () => {
   }
 });
 
+describe('a queued kernel.run whose thread leased its range after the call', () => {
+  it("rejects 'reentrant' when its turn comes, not after faultTimeoutMs", async () => {
+    const { space, gpu } = await testMirror(
+      { size: 16 * PAGE, pageSize: PAGE, faultTimeoutMs: FAULT_TIMEOUT_MS },
+      { copy: 'buffer' },
+      cleanups,
+    );
+    const va = space.alloc(PAGE);
+    const other = space.alloc(PAGE);
+    const kernel = gpu.kernel({ code: STORE, params: { va: 'u32' } });
+    await kernel.ready;
+    const use = (at: number) => [{ va: at, len: 4, access: 'write' as const }];
+    // The first run keeps the runtime busy, so the second is queued without holds.
+    const busy = kernel.run({ workgroups: 1, params: { va: other }, uses: use(other) });
+    const started = performance.now();
+    const queued = kernel.run({ workgroups: 1, params: { va }, uses: use(va) });
+    const lease = await space.acquire(va, PAGE, 'write');
+    const reason = await queued
+      .then(
+        () => 'resolved',
+        (e: unknown) => (e instanceof WouldBlockError ? e.reason : String(e)),
+      )
+      .finally(() => lease.release());
+    await busy;
+    const waited = performance.now() - started;
+    expect({ reason, fast: waited < FAULT_TIMEOUT_MS / 3 }).toEqual({
+      reason: 'reentrant',
+      fast: true,
+    });
+  });
+});
+
 describe('a fault-mode run inside a scope of its own thread', () => {
   it("rejects 'reentrant' once its faults reach the lease's pages, not after faultTimeoutMs", async () => {
     const { space, gpu } = await testMirror(
