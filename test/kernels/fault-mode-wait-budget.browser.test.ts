@@ -2,11 +2,10 @@
 // budget covers the holds of every round and the final hold of the touched
 // pages. (Each hold once started a budget of its own, so a run whose rounds
 // each waited a little under faultTimeoutMs waited several times that.)
-import { releaseProxy, wrap, type Remote } from 'comlink';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { AddressSpace } from '../../src/space/address-space.ts';
 import { testMirror } from '../support/mirror.ts';
-import type { SingleCallApi } from '../space/single-call.worker.ts';
+import { singleCallThread } from '../support/single-call-thread.ts';
 
 const PAGE = 64 * 1024;
 const FAULT_TIMEOUT_MS = 2000;
@@ -17,18 +16,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function worker(space: AddressSpace): Promise<Remote<SingleCallApi>> {
-  const thread = new Worker(new URL('../space/single-call.worker.ts', import.meta.url), {
-    type: 'module',
-  });
-  const api = wrap<SingleCallApi>(thread);
-  cleanups.push(() => {
-    api[releaseProxy]();
-    thread.terminate();
-  });
-  await api.attach(space.handle);
-  return api;
-}
+const worker = (space: AddressSpace) => singleCallThread(space, cleanups);
 
 // Pass 1 faults on `a` only (the store's address is loaded from it); pass 2 on the page it points to.
 const CHASE = `

@@ -3,10 +3,9 @@
 // plain reads of the page go on at once. (The hold-off bits outlived the
 // waiter while the page stayed held, and every new plain reader waited out
 // faultTimeoutMs behind a waiter that was gone.)
-import { releaseProxy, wrap, type Remote } from 'comlink';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AddressSpace } from '../../src/space/address-space.ts';
-import type { SingleCallApi } from './single-call.worker.ts';
+import { singleCallThread } from '../support/single-call-thread.ts';
 
 const PAGE = 64 * 1024;
 const FAULT_TIMEOUT_MS = 1500;
@@ -16,18 +15,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function worker(space: AddressSpace): Promise<Remote<SingleCallApi>> {
-  const thread = new Worker(new URL('./single-call.worker.ts', import.meta.url), {
-    type: 'module',
-  });
-  const api = wrap<SingleCallApi>(thread);
-  cleanups.push(() => {
-    api[releaseProxy]();
-    thread.terminate();
-  });
-  await api.attach(space.handle);
-  return api;
-}
+const worker = (space: AddressSpace) => singleCallThread(space, cleanups);
 
 describe('a waiter that timed out', () => {
   it('leaves no hold-off behind: plain reads beside a read scope go on at once', async () => {
