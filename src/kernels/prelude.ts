@@ -84,7 +84,7 @@ export interface PreludeConfig {
 
 /** Whether `code` calls the prelude's atomics (then frames must be `atomic<u32>`). */
 export function usesAtomics(code: string): boolean {
-  return /\bhmm_atomic_add_u32\b/.test(code);
+  return /\bhmm_atomic_add_(u32|f32)\b/.test(code);
 }
 
 const u = (value: number): string => `${value >>> 0}u`;
@@ -103,6 +103,17 @@ fn hmm_frame_store(w: u32, value: u32) {
 fn hmm_store_u32(va: u32, value: u32) { atomicStore(&hmm_frames[hmm_translate_page(va, true)], value); }
 fn hmm_atomic_add_u32(va: u32, value: u32) -> u32 {
   return atomicAdd(&hmm_frames[hmm_translate_page(va, true)], value);
+}
+// WGSL has no f32 atomics: a compare-exchange loop on the word's bits. Some
+// exchange succeeds on every round, so the loop ends however many contend.
+fn hmm_atomic_add_f32(va: u32, value: f32) -> f32 {
+  let w = hmm_translate_page(va, true);
+  var old = atomicLoad(&hmm_frames[w]);
+  loop {
+    let swapped = atomicCompareExchangeWeak(&hmm_frames[w], old, bitcast<u32>(bitcast<f32>(old) + value));
+    if (swapped.exchanged) { return bitcast<f32>(old); }
+    old = swapped.old_value;
+  }
 }`;
 
 const PLAIN_FRAMES = `fn hmm_frame_load(w: u32) -> u32 { return hmm_frames[w & ~${TAG}]; }

@@ -135,6 +135,42 @@ fn main(@builtin(global_invocation_id) id: vec3u) {
     expect(new Uint32Array((await space.readAsync(hist, bins * 4)).buffer)).toEqual(total);
   });
 
+  it('adds f32 atomically (a compare-exchange loop), exact for integer sums below 2^24, in both modes', async () => {
+    const { space, gpu } = await setup(4 * MiB, 4 * KiB);
+    const bins = 16;
+    const n = 1 << 14;
+    const sums = space.alloc(bins * 4);
+    const old = space.alloc(n * 4);
+    for (let bin = 0; bin < bins; bin++) space.setF32(sums + bin * 4, 0.5 * bin);
+    const add = gpu.kernel({
+      code: /* wgsl */ `
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u) {
+  if (id.x >= hmm_params.n) { return; }
+  let before = hmm_atomic_add_f32(hmm_params.sums + (id.x % 16u) * 4u, 1.0);
+  hmm_store_f32(hmm_params.old + id.x * 4u, before);
+}`,
+      params: { n: 'u32', sums: 'u32', old: 'u32' },
+    });
+    const uses = [
+      { va: sums, len: bins * 4, access: 'readwrite' as const },
+      { va: old, len: n * 4, access: 'write' as const },
+    ];
+    await add.run({ workgroups: n / 64, params: { n, sums, old }, uses });
+    await add.run({ workgroups: n / 64, params: { n, sums, old } }); // fault mode
+    const perBin = (2 * n) / bins;
+    const got = new Float32Array((await space.readAsync(sums, bins * 4)).buffer);
+    expect([...got]).toEqual(Array.from({ length: bins }, (_, bin) => 0.5 * bin + perBin));
+    // Each add returned the value it replaced: per bin, the second run saw every
+    // value from n / bins to 2n / bins - 1 above the start exactly once.
+    const olds = new Float32Array((await space.readAsync(old, n * 4)).buffer);
+    for (let bin = 0; bin < bins; bin++) {
+      const seen = olds.filter((_, i) => i % bins === bin).map((v) => v - 0.5 * bin);
+      seen.sort((a, b) => a - b);
+      expect([...seen]).toEqual(Array.from({ length: n / bins }, (_, k) => n / bins + k));
+    }
+  });
+
   it('fails a store to a read-only page with its address, in both modes, leaving the page unchanged', async () => {
     const { space, gpu } = await setup(4 * MiB, 4 * KiB);
     const va = space.alloc(2 * 4 * KiB);

@@ -22,8 +22,9 @@ const config = {
 } as const;
 
 describe('the prelude', () => {
-  it('binds frames as atomics only for kernels that call hmm_atomic_add_u32', () => {
+  it('binds frames as atomics only for kernels that call hmm_atomic_add_u32 or _f32', () => {
     expect(usesAtomics('let old = hmm_atomic_add_u32(va, 1u);')).toBe(true);
+    expect(usesAtomics('let old = hmm_atomic_add_f32(va, 0.5);')).toBe(true);
     expect(usesAtomics('hmm_store_u32(va, hmm_load_u32(va) + 1u);')).toBe(false);
     expect(usesAtomics('my_hmm_atomic_add_u32_wrapper(va)')).toBe(false);
 
@@ -33,6 +34,8 @@ describe('the prelude', () => {
     const atomic = prelude({ ...config, atomics: true });
     expect(atomic).toContain('var<storage, read_write> hmm_frames: array<atomic<u32>>;');
     expect(atomic).toContain('fn hmm_atomic_add_u32');
+    expect(atomic).toContain('fn hmm_atomic_add_f32');
+    expect(plain).not.toContain('fn hmm_atomic_add_f32');
   });
 
   it('addresses the fault and dirty bitmaps with the geometry kernel-layout.ts declares', () => {
