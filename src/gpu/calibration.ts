@@ -12,13 +12,13 @@ import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from './buffer-copy-engine.ts'
 import type { CopyEngine, CopyEngineKind, Segment } from './copy-engine.ts';
 import { KernelCopyEngine } from './kernel-copy-engine.ts';
 import type { CopyEngineChoice } from './mirror-stats.ts';
-import { totalBytes, type TransferShape } from './segments.ts';
+import { CONTIGUOUS_MEAN_BYTES, totalBytes, type TransferShape } from './segments.ts';
 
 /** Bump when what is measured changes: older cached calibrations are ignored. */
-const CALIBRATION_VERSION = 3;
+const CALIBRATION_VERSION = 4;
 const CONTIGUOUS_BYTES = 8 << 20;
-const SCATTERED_PAGES = 512;
-const SCATTERED_PAGE = 4 << 10;
+/** Pieces of the scattered shape, at most. */
+const SCATTERED_PIECES = 512;
 const TRIALS = 5;
 /** Large enough for several pipelined batches (PIPELINE_BATCH_BYTES). */
 const READBACK_BYTES = 4 * PIPELINE_BATCH_BYTES;
@@ -34,28 +34,51 @@ export interface Calibration {
   >;
   /** GB/s of the buffer engine's contiguous readback, in one batch and pipelined. */
   readonly readbackGbPerSecond: { readonly single: number; readonly pipelined: number };
+  /** Bytes per piece of the scattered shape measured: the space's page size (see `scatteredPieceBytes`). */
+  readonly scatteredPieceBytes: number;
   /** True if this came from the cache. */
   readonly cached: boolean;
 }
 
-/** The cache key: the adapter's identity and what bounds the measurement. */
-export function calibrationKey(info: GPUAdapterInfo, limits: GPUSupportedLimits): string {
-  const { vendor, architecture, device, description } = info;
-  return `webhmm-calibration-v${CALIBRATION_VERSION}:${vendor}|${architecture}|${device}|${description}|${limits.maxBufferSize}`;
+/**
+ * The piece size of the scattered shape for a space of `pageSize` pages: a
+ * scattered transfer is made of whole pages (or parts of pages), so the
+ * engines are compared on the space's own page, below the mean piece size at
+ * which a transfer counts as contiguous (segments.ts).
+ */
+export function scatteredPieceBytes(pageSize: number): number {
+  return Math.min(pageSize, CONTIGUOUS_MEAN_BYTES / 2);
 }
 
-/** The cached calibration for this device's adapter, or a fresh measurement (then cached). */
-export async function calibrate(device: GPUDevice): Promise<Calibration> {
-  const key = calibrationKey(device.adapterInfo, device.limits);
+/** The cache key: the adapter's identity and what bounds the measurement. */
+export function calibrationKey(
+  info: GPUAdapterInfo,
+  limits: GPUSupportedLimits,
+  pieceBytes: number,
+): string {
+  const { vendor, architecture, device, description } = info;
+  return `webhmm-calibration-v${CALIBRATION_VERSION}:${vendor}|${architecture}|${device}|${description}|${limits.maxBufferSize}|${pieceBytes}`;
+}
+
+/**
+ * The cached calibration for this device's adapter and a space of
+ * `pageSize` pages, or a fresh measurement (then cached).
+ */
+export async function calibrate(device: GPUDevice, pageSize: number): Promise<Calibration> {
+  const pieceBytes = scatteredPieceBytes(pageSize);
+  const key = calibrationKey(device.adapterInfo, device.limits, pieceBytes);
   const stored = await readCache(key);
   if (stored) return { ...stored, cached: true };
-  const measured = await measure(device);
+  const measured = await measure(device, pieceBytes);
   await writeCache(key, measured);
   return { ...measured, cached: false };
 }
 
-async function measure(device: GPUDevice): Promise<Omit<Calibration, 'cached'>> {
-  const gbPerSecond = await measureEngines(device);
+async function measure(
+  device: GPUDevice,
+  pieceBytes: number,
+): Promise<Omit<Calibration, 'cached'>> {
+  const gbPerSecond = await measureEngines(device, pieceBytes);
   const readback = await measureReadbackPipelining(device);
   const pick = (rates: Record<CopyEngineKind, number>): CopyEngineKind =>
     rates.kernel > rates.buffer ? 'kernel' : 'buffer';
@@ -70,7 +93,7 @@ async function measure(device: GPUDevice): Promise<Omit<Calibration, 'cached'>> 
     },
     pipelinedReadback: readback.pipelined > readback.single * PIPELINING_MARGIN,
   };
-  return { choice, gbPerSecond, readbackGbPerSecond: readback };
+  return { choice, gbPerSecond, readbackGbPerSecond: readback, scatteredPieceBytes: pieceBytes };
 }
 
 /** Scratch for a measurement: CPU memory and a frames buffer of `size` bytes. */
@@ -86,7 +109,10 @@ function scratch(device: GPUDevice, size: number) {
 }
 
 /** Both engines, both directions, both shapes, interleaved; GB/s. */
-async function measureEngines(device: GPUDevice): Promise<Calibration['gbPerSecond']> {
+async function measureEngines(
+  device: GPUDevice,
+  pieceBytes: number,
+): Promise<Calibration['gbPerSecond']> {
   const context = scratch(device, CONTIGUOUS_BYTES);
   const engines: Record<CopyEngineKind, CopyEngine> = {
     buffer: new BufferCopyEngine(context),
@@ -95,7 +121,7 @@ async function measureEngines(device: GPUDevice): Promise<Calibration['gbPerSeco
   try {
     const shapes: Record<TransferShape, Segment[]> = {
       contiguous: [{ va: 0, frameOffset: 0, len: CONTIGUOUS_BYTES }],
-      scattered: scatteredPages(CONTIGUOUS_BYTES),
+      scattered: scatteredPieces(CONTIGUOUS_BYTES, pieceBytes),
     };
     const result = { h2d: {}, d2h: {} } as Calibration['gbPerSecond'];
     for (const direction of ['h2d', 'd2h'] as const) {
@@ -152,20 +178,16 @@ async function measureReadbackPipelining(
   }
 }
 
-/** SCATTERED_PAGES pages at spread-out places of `size` bytes, in a shuffled order. */
-function scatteredPages(size: number): Segment[] {
-  const slots = size / SCATTERED_PAGE;
-  const stride = Math.max(1, Math.floor(slots / SCATTERED_PAGES));
+/** Up to SCATTERED_PIECES pieces of `piece` bytes at spread-out places of `size` bytes, frames shuffled. */
+function scatteredPieces(size: number, piece: number): Segment[] {
+  const slots = size / piece;
+  const stride = Math.max(1, Math.floor(slots / SCATTERED_PIECES));
   const segments: Segment[] = [];
-  for (let i = 0; i < SCATTERED_PAGES && i * stride < slots; i++) {
+  for (let i = 0; i < SCATTERED_PIECES && i * stride < slots; i++) {
     const page = i * stride;
-    // A different frame than VA, as page tables make it.
+    // A different frame than VA, as page tables make it (7 is coprime to the power-of-two slots).
     const frame = (page * 7 + 3) % slots;
-    segments.push({
-      va: page * SCATTERED_PAGE,
-      frameOffset: frame * SCATTERED_PAGE,
-      len: SCATTERED_PAGE,
-    });
+    segments.push({ va: page * piece, frameOffset: frame * piece, len: piece });
   }
   return segments;
 }

@@ -22,9 +22,11 @@ function everywhere(kind: CopyEngineKind): CopyEngineChoice {
   };
 }
 
+/** @param pageSize the space's page size: 'auto' compares the engines on scattered pages of it */
 export async function createCopyEngine(
   mode: CopyMode,
   context: CopyContext,
+  pageSize: number,
 ): Promise<ChosenCopyEngine> {
   if (mode !== 'auto' && mode !== 'buffer' && mode !== 'kernel') {
     throw new InvalidArgumentError('copy', mode, 'bad-value', "'auto', 'kernel' or 'buffer'");
@@ -35,7 +37,7 @@ export async function createCopyEngine(
     const choice = everywhere(mode);
     return Object.assign(engine, { choice: () => choice });
   }
-  const { choice } = await calibrate(context.device);
+  const { choice } = await calibrate(context.device, pageSize);
   const engines = {
     buffer: new BufferCopyEngine(context, { pipelinedReadback: choice.pipelinedReadback }),
     kernel: new KernelCopyEngine(context),

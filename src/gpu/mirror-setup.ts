@@ -112,7 +112,8 @@ async function createParts(
   });
   const dpt = new DevicePageTable(device, internals.table.pageCount);
   try {
-    const engine = await createCopyEngine(copy, { device, frames, memory: internals.memory });
+    const context = { device, frames, memory: internals.memory };
+    const engine = await createCopyEngine(copy, context, space.pageSize);
     return { ...base, frames, pool: new FramePool(budget / space.pageSize), dpt, engine };
   } catch (error) {
     dpt.destroy();

@@ -4,7 +4,7 @@
 import { del } from 'idb-keyval';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from '../../src/gpu/buffer-copy-engine.ts';
-import { calibrate, calibrationKey } from '../../src/gpu/calibration.ts';
+import { calibrate, calibrationKey, scatteredPieceBytes } from '../../src/gpu/calibration.ts';
 import type { CopyEngine, Segment } from '../../src/gpu/copy-engine.ts';
 import { KernelCopyEngine } from '../../src/gpu/kernel-copy-engine.ts';
 import { totalBytes } from '../../src/gpu/segments.ts';
@@ -178,9 +178,10 @@ describe('calibration', () => {
   it('measures both engines per direction and shape, then reuses the cached result', async () => {
     const test = await testDevice();
     cleanups.push(() => test.destroy());
-    await del(calibrationKey(test.device.adapterInfo, test.device.limits));
-    const first = await calibrate(test.device);
+    await del(calibrationKey(test.device.adapterInfo, test.device.limits, 4096));
+    const first = await calibrate(test.device, 4096);
     expect(first.cached).toBe(false);
+    expect(first.scatteredPieceBytes).toBe(4096);
     for (const direction of ['h2d', 'd2h'] as const) {
       for (const shape of ['contiguous', 'scattered'] as const) {
         const rates = first.gbPerSecond[direction][shape];
@@ -196,9 +197,31 @@ describe('calibration', () => {
     expect(pipelined).toBeGreaterThan(0);
     expect(first.choice.pipelinedReadback).toBe(pipelined > single * 1.1);
     console.log(`calibration: ${JSON.stringify(first)}`);
-    const second = await calibrate(test.device);
+    const second = await calibrate(test.device, 4096);
     expect(second).toEqual({ ...first, cached: true });
     expect(await test.validationError()).toBeUndefined();
+    expect(test.liveBuffers()).toBe(0);
+  });
+
+  it("compares the engines on scattered pieces of the space's page size, cached per size", async () => {
+    const test = await testDevice();
+    cleanups.push(() => test.destroy());
+    // Pages of 256 KiB and more would make a transfer count as contiguous: capped below.
+    expect([4096, 65536, 262144, 2 << 20].map(scatteredPieceBytes)).toEqual([
+      4096, 65536, 131072, 131072,
+    ]);
+    const { adapterInfo, limits } = test.device;
+    expect(calibrationKey(adapterInfo, limits, 65536)).not.toBe(
+      calibrationKey(adapterInfo, limits, 4096),
+    );
+    await del(calibrationKey(adapterInfo, limits, 65536));
+    const measured = await calibrate(test.device, 65536);
+    expect({ cached: measured.cached, piece: measured.scatteredPieceBytes }).toEqual({
+      cached: false,
+      piece: 65536,
+    });
+    expect(measured.gbPerSecond.h2d.scattered.buffer).toBeGreaterThan(0);
+    expect(await calibrate(test.device, 65536)).toEqual({ ...measured, cached: true });
     expect(test.liveBuffers()).toBe(0);
   });
 });
