@@ -7,9 +7,15 @@ import type { BenchEnv, BenchOptions, BenchReport, BenchResult, BenchRow } from 
 import { faultRows } from './rows/fault-rows.ts';
 import { kernelRows } from './rows/kernel-rows.ts';
 import { migrationRows } from './rows/migration-rows.ts';
+import { runRows as runOverheadRows } from './rows/run-rows.ts';
 import { runRows } from './runner.ts';
 
-export const suiteRows: readonly BenchRow[] = [...migrationRows, ...kernelRows, ...faultRows];
+export const suiteRows: readonly BenchRow[] = [
+  ...migrationRows,
+  ...kernelRows,
+  ...runOverheadRows,
+  ...faultRows,
+];
 
 /** The limits a report records: those that bound what the rows can move. */
 const REPORTED_LIMITS = [

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { runSuite, suiteRows } from '../../src/bench/suite.ts';
 
 describe('the benchmark suite on real WebGPU', () => {
-  it('names every canonical row of issues 3, 4 and 5', () => {
+  it('names every canonical row of issues 3, 4, 5 and 10 so far', () => {
     const names = suiteRows.map((row) => row.name);
     for (const name of [
       'migrate.h2d.auto',
@@ -13,12 +13,30 @@ describe('the benchmark suite on real WebGPU', () => {
       'kernel.translated',
       'kernel.translated.perelement',
       'kernel.faultmode',
+      'kernel.run.overhead',
+      'kernel.chain',
       'iterative.webhmm',
       'fault.cpu.p50',
       'fault.cpu.p99',
       'fault.cpu.throughput',
     ])
       expect(names).toContain(name);
+  });
+
+  it('runs the run-overhead rows: a run and a chain of 20, each against plain dispatches', async () => {
+    const reports = [
+      await runSuite({ quick: true, filter: 'kernel.run.overhead' }),
+      await runSuite({ quick: true, filter: 'kernel.chain' }),
+    ];
+    expect(reports.flatMap((report) => report.failures)).toEqual([]);
+    const results = reports.flatMap((report) => report.results);
+    const byName = new Map(results.map((result) => [result.name, result]));
+    expect(byName.get('kernel.run.overhead')).toMatchObject({ unit: 'ms', better: 'lower' });
+    expect(byName.get('kernel.chain')?.notes).toEqual({ runs: 20 });
+    for (const name of ['kernel.run.overhead', 'kernel.chain']) {
+      expect(byName.get(name)!.value).toBeGreaterThan(0);
+      expect(byName.get(name)!.baseline).toBeGreaterThan(0);
+    }
   });
 
   it('runs a quick row and reports it in the SPEC §5 shape with its environment', async () => {

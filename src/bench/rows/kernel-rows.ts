@@ -16,7 +16,7 @@ const PAGE = 64 << 10;
 const mirrored = (context: BenchContext, bytes: number) => mirroredSpace(context, bytes, PAGE);
 
 /** Times `work` until the GPU has finished it; ms. */
-function gpuTrial(device: GPUDevice, work: () => void): Trial {
+export function gpuTrial(device: GPUDevice, work: () => void): Trial {
   return async () => {
     const started = performance.now();
     work();
@@ -26,7 +26,7 @@ function gpuTrial(device: GPUDevice, work: () => void): Trial {
 }
 
 /** Times `work`, which resolves when its data is usable; ms. */
-function timed(work: () => Promise<unknown>): Trial {
+export function timed(work: () => Promise<unknown>): Trial {
   return async () => {
     const started = performance.now();
     await work();
