@@ -9,6 +9,7 @@ describe('the benchmark suite on real WebGPU', () => {
       'migrate.d2h.auto',
       'migrate.scattered.auto',
       'update.dirty.1pct',
+      'update.scattered.1pct',
       'memcpy.ceiling',
       'kernel.translated',
       'kernel.translated.perelement',

@@ -168,6 +168,54 @@ function updateDirty(label: string, share: number): BenchRow {
   };
 }
 
+/**
+ * `update.scattered.1pct`: the CPU writes 1% of the words at random, one
+ * `setU32` each; bring the GPU copy up to date. Notes the bytes the update
+ * moved: write amplification shows as bytes moved far beyond the 4 bytes a
+ * word.
+ */
+const updateScattered: BenchRow = {
+  name: 'update.scattered.1pct',
+  unit: 'ms',
+  better: 'lower',
+  baselineName: 'writeBuffer of the whole region',
+  async setup(context): Promise<RowTrials> {
+    const page = 64 << 10;
+    const bytes = context.quick ? 16 * MiB : 64 * MiB;
+    const { space, gpu, va } = await mirrored(context, bytes, page, 'auto');
+    space.fill(va, bytes, 1);
+    await gpu.migrate(va, bytes, 'gpu');
+    const raw = scratchBuffer(context.device, bytes, 'update target');
+    const whole = rawWriteBuffer(context.device, raw, new Uint8Array(new SharedArrayBuffer(bytes)));
+    const words = bytes / 4;
+    const count = Math.round(words * 0.01);
+    let round = 0;
+    let moved = 0;
+    return {
+      value: async () => {
+        round++;
+        for (const index of randomDistinct(words, count)) space.setU32(va + index * 4, round);
+        const before = gpu.stats().bytesToGpu;
+        const started = performance.now();
+        await gpu.migrate(va, bytes, 'gpu');
+        const ms = performance.now() - started;
+        moved = gpu.stats().bytesToGpu - before;
+        return ms;
+      },
+      baseline: async () => {
+        const started = performance.now();
+        await whole();
+        return performance.now() - started;
+      },
+      notes: () => ({ wordsWritten: count, bytesMoved: moved, of: bytes }),
+      teardown: async () => {
+        await gpu.detach();
+        raw.destroy();
+      },
+    };
+  },
+};
+
 /** Whether cutting a readback into overlapped batches pays on this device (informational; calibration decides it for `auto`). */
 const pipelinedReadback: BenchRow = {
   name: 'readback.pipelined',
@@ -225,6 +273,7 @@ export const migrationRows: readonly BenchRow[] = [
   updateDirty('1pct', 0.01),
   updateDirty('10pct', 0.1),
   updateDirty('100pct', 1),
+  updateScattered,
   pipelinedReadback,
   memcpyCeiling,
 ];
