@@ -75,7 +75,7 @@ export function declareUses(runtime: KernelRuntime, uses: readonly KernelUse[]):
  * which waits for it.
  * @throws WouldBlockError 'reentrant' at the first such run
  */
-function assertOutsideScopes(space: SpaceInternals, runs: readonly PageRun[]): void {
+export function assertOutsideScopes(space: SpaceInternals, runs: readonly PageRun[]): void {
   for (const run of runs)
     space.assertNotInScope(run.first, run.count, space.table.address(run.first));
 }

@@ -39,11 +39,12 @@ import type { MirrorHost } from '../gpu/mirror-host.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
 import { WaitBudget } from '../space/waiting.ts';
 import type { HoldKind } from '../space/page-lock.ts';
-import { runEnd, runsOf, type PageRun } from '../space/page-run.ts';
+import { runEnd, runsOf } from '../space/page-run.ts';
 import type { Hold } from '../space/page-table.ts';
 import { assertAccess, isGpuOwned, isMapped, protAllows, type Need } from '../space/pte.ts';
 import { dirtyPages, faultBitPages } from './bitmaps.ts';
 import { densityPrefetch, type DensityView } from './density-prefetch.ts';
+import { assertOutsideScopes } from './declared-run.ts';
 import {
   ACCESSED_READ,
   ACCESSED_WRITE,
@@ -173,7 +174,7 @@ class FaultModeRun {
     const frameCost = this.assertFaultingFit(faulting);
     const started = performance.now();
     const [writeRuns, readRuns] = [this.newRuns(writes), this.newRuns(reads)];
-    this.assertOutsideScopes([...writeRuns, ...readRuns]);
+    assertOutsideScopes(this.host.space, [...writeRuns, ...readRuns]);
     this.fetched.add(await migrator.holdChecked(writeRuns, true, 'write', this.budget));
     this.fetched.add(await migrator.holdChecked(readRuns, true, 'read', this.budget));
     const extra = this.prefetch(writes, reads, faulting, migrator.frames.free - frameCost);
@@ -309,7 +310,7 @@ class FaultModeRun {
       ...this.newHolds(written, 'exclusive-long'),
       ...this.newHolds(readOnly, 'device-read'),
     ];
-    this.assertOutsideScopes(holds);
+    assertOutsideScopes(this.host.space, holds);
     await table.holdAsync(holds, 0, this.budget);
     let changed: number[] = [];
     try {
@@ -323,17 +324,6 @@ class FaultModeRun {
       if (changed.length > 0) table.releaseHolds(holds);
     }
     return changed.length === 0 ? { holds, written: writtenSet, readOnly } : undefined;
-  }
-
-  /**
-   * A run that needs a page its own thread holds in an access() or acquire()
-   * scope would wait for the scope, which waits for the run.
-   * @throws WouldBlockError 'reentrant' at the first such run
-   */
-  private assertOutsideScopes(runs: readonly PageRun[]): void {
-    const { space } = this.host;
-    for (const run of runs)
-      space.assertNotInScope(run.first, run.count, space.table.address(run.first));
   }
 
   /** Holds of the runs of `pages` the run has not fetched. */

@@ -14,6 +14,7 @@ import {
 } from '../../src/space/shared-layout.ts';
 import { internalsOf } from '../../src/space/internals.ts';
 import { Threads } from '../../src/threads/threads.ts';
+import { endsWithin as ends } from '../support/deadline.ts';
 import { testDevice } from '../support/gpu.ts';
 import { testMirror } from '../support/mirror.ts';
 import type { CpuThreadApi } from '../threads/cpu-thread.worker.ts';
@@ -27,19 +28,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** Resolves with `call`'s outcome, or fails the test with "did not end" after `ms`. */
-async function ends<T>(call: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not end within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([call, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

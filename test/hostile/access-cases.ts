@@ -25,6 +25,7 @@ import {
   UNMAPPED,
   detachedView,
   hostile,
+  n,
   type Case,
   type HostileContext,
 } from './context.ts';
@@ -33,7 +34,6 @@ import {
 const PAST_END =
   'a range reaching past the end of the space is refused whole, out-of-range at the first byte past the end, before its pages are looked at';
 
-const n = (value: unknown): number => hostile<number>(value);
 const word = new Uint8Array([1, 2, 3, 4]);
 const eight = new Uint8Array(8).fill(0xee);
 

@@ -137,6 +137,9 @@ export function hostile<T>(value: unknown): T {
   return value as T;
 }
 
+/** A hostile value where the API takes a number. */
+export const n = (value: unknown): number => hostile<number>(value);
+
 /** `value`, which the case's context must have. */
 export function need<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new Error(`the hostile context has no ${what}`);

@@ -24,11 +24,10 @@ import {
   TWO_32,
   UNMAPPED,
   hostile,
+  n,
   type Case,
   type HostileContext,
 } from './context.ts';
-
-const n = (value: unknown): number => hostile<number>(value);
 
 const CREATE: Call = { call: 'AddressSpace.create', needs: 'space' };
 const ATTACH: Call = { call: 'AddressSpace.attach', needs: 'space' };

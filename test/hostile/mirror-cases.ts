@@ -33,6 +33,7 @@ import {
   UNMAPPED,
   detachedView,
   hostile,
+  n,
   need,
   type Case,
   type Ends,
@@ -40,7 +41,6 @@ import {
   type Refusal,
 } from './context.ts';
 
-const n = (value: unknown): number => hostile<number>(value);
 const gpuOf = (x: HostileContext): GpuMirror => need(x.gpu, 'GpuMirror');
 const call = (name: string): Call => ({ call: name, needs: 'mirror' });
 const MIGRATE = call('gpu.migrate');

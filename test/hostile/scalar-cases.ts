@@ -20,11 +20,10 @@ import {
   TWO_32,
   UNMAPPED,
   hostile,
+  n,
   type Case,
   type HostileContext,
 } from './context.ts';
-
-const n = (value: unknown): number => hostile<number>(value);
 
 const U32_VALUE =
   "a u32 operand is checked like every integer argument (as fill's byte is): NaN, fractions and non-numbers 'not-integer', below zero 'negative', over 2^32 - 1 'too-large'; nothing is stored";

@@ -24,12 +24,12 @@ import {
   TWO_32,
   UNMAPPED,
   hostile,
+  n,
   type Case,
   type HostileContext,
   type Refusal,
 } from './context.ts';
 
-const n = (value: unknown): number => hostile<number>(value);
 const ACCESS: Call = { call: 'space.access', needs: 'space' };
 const ACQUIRE: Call = { call: 'space.acquire', needs: 'space' };
 const ON_INVALIDATE: Call = { call: 'space.onInvalidate', needs: 'space' };

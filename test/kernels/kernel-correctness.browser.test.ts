@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AccessError, InvalidArgumentError, OutOfMemoryError } from '../../src/errors.ts';
 import type { GpuMirror, GpuMirrorOptions } from '../../src/mirror/gpu-mirror.ts';
 import type { AddressSpace, AddressSpaceOptions } from '../../src/space/address-space.ts';
+import { endsWithin } from '../support/deadline.ts';
 import { testMirror } from '../support/mirror.ts';
 
 const KiB = 1024;
@@ -22,17 +23,8 @@ function setup(
 }
 
 /** `promise`, or a rejection naming `what` if it has not settled within `ms`. */
-async function ends<T>(promise: Promise<T>, what: string, ms = 15_000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not end within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const ends = <T>(promise: Promise<T>, what: string, ms = 15_000): Promise<T> =>
+  endsWithin(promise, ms, what);
 
 /** The error `promise` rejects with, or a failure if it resolves. */
 async function rejection(promise: Promise<unknown>): Promise<unknown> {

@@ -9,6 +9,7 @@ import type { Kernel } from '../../src/kernels/kernel.ts';
 import { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
 import { internalsOf } from '../../src/space/internals.ts';
+import { endsWithin } from '../support/deadline.ts';
 import { requireAdapter } from '../support/gpu.ts';
 import type { ModelThreadApi } from './model-thread.worker.ts';
 
@@ -97,14 +98,5 @@ export async function createRealSystem(
 }
 
 /** Resolves as `promise` does, or rejects once `ms` have passed: a call that never ends fails the sequence. */
-export async function within<T>(what: string, promise: Promise<T>, ms = CALL_LIMIT_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not end within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, limit]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+export const within = <T>(what: string, promise: Promise<T>, ms = CALL_LIMIT_MS): Promise<T> =>
+  endsWithin(promise, ms, what);

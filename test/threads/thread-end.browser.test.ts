@@ -7,6 +7,7 @@ import { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
 import { THREAD_JOURNAL_CAPACITY } from '../../src/space/shared-layout.ts';
 import { Threads } from '../../src/threads/threads.ts';
+import { endsWithin as ends } from '../support/deadline.ts';
 import { testDevice } from '../support/gpu.ts';
 import type { MirrorThreadApi } from './mirror-thread.worker.ts';
 
@@ -32,19 +33,6 @@ async function spawnMirrorThread(space: AddressSpace): Promise<{
   const worker = threads.workers[0];
   if (!worker) throw new Error('no worker');
   return { threads, worker };
-}
-
-/** Resolves with `call`'s outcome, or fails the test with "did not end" after `ms`. */
-async function ends<T>(call: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not end within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([call, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Resolves once word 0 of `flag` is 1. */

@@ -4,6 +4,7 @@
  */
 import { BufferCopyEngine } from '../../gpu/buffer-copy-engine.ts';
 import type { CopyMode } from '../../gpu/copy-engines.ts';
+import type { AddressSpace } from '../../space/address-space.ts';
 import type { BenchContext, BenchRow, RowTrials, Trial } from '../bench-types.ts';
 import {
   jsCopy,
@@ -126,39 +127,54 @@ function scattered(copy: CopyMode): BenchRow {
   };
 }
 
-function updateDirty(label: string, share: number): BenchRow {
+/** The page size of the update rows' space. */
+const UPDATE_PAGE = 64 << 10;
+
+/** An update row: what the CPU changes of a region on the GPU between trials, and what the notes say. */
+interface UpdateShape {
+  readonly name: string;
+  readonly bytes: (quick: boolean) => number;
+  /** Changes the region through the space (round counts the trials, from 1). */
+  readonly change: (space: AddressSpace, va: number, bytes: number, round: number) => void;
+  readonly notes: (bytes: number) => Record<string, number>;
+}
+
+/**
+ * Bring a region on the GPU up to date after `shape.change`, against one
+ * `writeBuffer` of the whole region; notes add the bytes the update moved.
+ */
+function updateRow(shape: UpdateShape): BenchRow {
   return {
-    name: `update.dirty.${label}`,
+    name: shape.name,
     unit: 'ms',
     better: 'lower',
     baselineName: 'writeBuffer of the whole region',
     async setup(context): Promise<RowTrials> {
-      const page = 64 << 10;
-      const bytes = context.quick ? 32 * MiB : 256 * MiB;
-      const { space, gpu, va } = await mirrored(context, bytes, page, 'auto');
+      const bytes = shape.bytes(context.quick);
+      const { space, gpu, va } = await mirrored(context, bytes, UPDATE_PAGE, 'auto');
       space.fill(va, bytes, 1);
       await gpu.migrate(va, bytes, 'gpu');
       const raw = scratchBuffer(context.device, bytes, 'update target');
       const source = new Uint8Array(new SharedArrayBuffer(bytes)).fill(3);
-      const pageCount = bytes / page;
-      const count = Math.max(1, Math.round(pageCount * share));
       const whole = rawWriteBuffer(context.device, raw, source);
       let round = 0;
+      let moved = 0;
       return {
         value: async () => {
-          const fill = ++round & 0xff;
-          for (const index of randomDistinct(pageCount, count))
-            space.fill(va + index * page, page, fill);
+          shape.change(space, va, bytes, ++round);
+          const before = gpu.stats().bytesToGpu;
           const started = performance.now();
           await gpu.migrate(va, bytes, 'gpu');
-          return performance.now() - started;
+          const ms = performance.now() - started;
+          moved = gpu.stats().bytesToGpu - before;
+          return ms;
         },
         baseline: async () => {
           const started = performance.now();
           await whole();
           return performance.now() - started;
         },
-        notes: () => ({ pages: count, of: pageCount }),
+        notes: () => ({ ...shape.notes(bytes), bytesMoved: moved }),
         teardown: async () => {
           await gpu.detach();
           raw.destroy();
@@ -168,53 +184,33 @@ function updateDirty(label: string, share: number): BenchRow {
   };
 }
 
+/** `update.dirty.*`: `share` of the region's pages rewritten whole (fill). */
+function updateDirty(label: string, share: number): BenchRow {
+  const count = (bytes: number) => Math.max(1, Math.round((bytes / UPDATE_PAGE) * share));
+  return updateRow({
+    name: `update.dirty.${label}`,
+    bytes: (quick) => (quick ? 32 * MiB : 256 * MiB),
+    change: (space, va, bytes, round) => {
+      for (const index of randomDistinct(bytes / UPDATE_PAGE, count(bytes)))
+        space.fill(va + index * UPDATE_PAGE, UPDATE_PAGE, round & 0xff);
+    },
+    notes: (bytes) => ({ pages: count(bytes), of: bytes / UPDATE_PAGE }),
+  });
+}
+
 /**
- * `update.scattered.1pct`: the CPU writes 1% of the words at random, one
- * `setU32` each; bring the GPU copy up to date. Notes the bytes the update
- * moved: write amplification shows as bytes moved far beyond the 4 bytes a
- * word.
+ * `update.scattered.1pct`: 1% of the words written at random, one `setU32`
+ * each: write amplification shows as bytes moved far beyond 4 a word.
  */
-const updateScattered: BenchRow = {
+const updateScattered = updateRow({
   name: 'update.scattered.1pct',
-  unit: 'ms',
-  better: 'lower',
-  baselineName: 'writeBuffer of the whole region',
-  async setup(context): Promise<RowTrials> {
-    const page = 64 << 10;
-    const bytes = context.quick ? 16 * MiB : 64 * MiB;
-    const { space, gpu, va } = await mirrored(context, bytes, page, 'auto');
-    space.fill(va, bytes, 1);
-    await gpu.migrate(va, bytes, 'gpu');
-    const raw = scratchBuffer(context.device, bytes, 'update target');
-    const whole = rawWriteBuffer(context.device, raw, new Uint8Array(new SharedArrayBuffer(bytes)));
-    const words = bytes / 4;
-    const count = Math.round(words * 0.01);
-    let round = 0;
-    let moved = 0;
-    return {
-      value: async () => {
-        round++;
-        for (const index of randomDistinct(words, count)) space.setU32(va + index * 4, round);
-        const before = gpu.stats().bytesToGpu;
-        const started = performance.now();
-        await gpu.migrate(va, bytes, 'gpu');
-        const ms = performance.now() - started;
-        moved = gpu.stats().bytesToGpu - before;
-        return ms;
-      },
-      baseline: async () => {
-        const started = performance.now();
-        await whole();
-        return performance.now() - started;
-      },
-      notes: () => ({ wordsWritten: count, bytesMoved: moved, of: bytes }),
-      teardown: async () => {
-        await gpu.detach();
-        raw.destroy();
-      },
-    };
+  bytes: (quick) => (quick ? 16 * MiB : 64 * MiB),
+  change: (space, va, bytes, round) => {
+    for (const index of randomDistinct(bytes / 4, Math.round(bytes / 400)))
+      space.setU32(va + index * 4, round);
   },
-};
+  notes: (bytes) => ({ wordsWritten: Math.round(bytes / 400), of: bytes }),
+});
 
 /** Whether cutting a readback into overlapped batches pays on this device (informational; calibration decides it for `auto`). */
 const pipelinedReadback: BenchRow = {
