@@ -38,7 +38,15 @@ export type {
   TraceEvent,
   TraceListener,
 } from './gpu/mirror-stats.ts';
-export type { Kernel, KernelOptions, KernelUse, RunOptions, RunResult } from './kernels/kernel.ts';
+export type {
+  Kernel,
+  KernelOptions,
+  KernelUse,
+  NamedUse,
+  RunOptions,
+  RunResult,
+  UseAccess,
+} from './kernels/kernel.ts';
 export type { ParamType } from './kernels/prelude.ts';
 export { Threads, type WorkerSource } from './threads/threads.ts';
 export { serveThread, type ThreadInfo } from './threads/serve-thread.ts';

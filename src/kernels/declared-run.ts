@@ -32,8 +32,16 @@ import type { HoldKind } from '../space/page-lock.ts';
 import type { Hold, PageTable } from '../space/page-table.ts';
 import { assertAccess } from '../space/pte.ts';
 import { dirtyPages } from './bitmaps.ts';
-import { MODE_RUN, USE_READ, USE_WORDS, USE_WRITE } from './kernel-layout.ts';
-import type { KernelUse, RunCounts } from './kernel-options.ts';
+import { MODE_RUN, USE_WORDS, USE_WRITE } from './kernel-layout.ts';
+import type { KernelUse, NamedUse, RunCounts } from './kernel-options.ts';
+import {
+  ACCESS_BITS,
+  boundRanges,
+  checkedNamedUse,
+  isNamedUse,
+  type BoundRange,
+  type RangeList,
+} from './named-ranges.ts';
 import type { Dispatch, KernelRuntime } from './kernel-runtime.ts';
 import { passFailed, runError } from './run-error.ts';
 
@@ -42,32 +50,34 @@ export interface UseRun extends PageRun {
   readonly access: number;
 }
 
-/** A run's declared pages, and the holds of them it could take at the call. */
+/** A run's declared pages, its named ranges, and the holds of the pages it could take at the call. */
 export interface DeclaredUses {
   /** Disjoint, ascending. */
   readonly runs: readonly UseRun[];
+  /** The kernel's named ranges as this run bound them, in declaration order. */
+  readonly bound: readonly BoundRange[];
   /** Exclusive holds of `runs`, index for index, taken at the call; undefined if they could not be. */
   readonly early: Hold[] | undefined;
 }
 
-const ACCESS_BITS: Readonly<Record<string, number | undefined>> = {
-  read: USE_READ,
-  write: USE_WRITE,
-  readwrite: USE_READ | USE_WRITE,
-};
-
 /**
  * The declared runs of `uses`, held at once when the runtime is idle and
  * they are free: an earlier queued run might need them first.
- * @throws as declaredRuns does
+ * @param ranges the kernel's named ranges: `uses` must bind each
+ * @throws as declaredRuns and boundRanges do
  */
-export function declareUses(runtime: KernelRuntime, uses: readonly KernelUse[]): DeclaredUses {
+export function declareUses(
+  runtime: KernelRuntime,
+  uses: readonly (KernelUse | NamedUse)[],
+  ranges: RangeList,
+): DeclaredUses {
   const { space } = runtime.host;
-  const runs = declaredRuns(space, uses);
+  const runs = declaredRuns(space, uses, ranges);
+  const bound = boundRanges(ranges, uses);
   assertOutsideScopes(space, runs);
   const holds = holdsOf(runs, 'exclusive-long');
   const taken = runtime.idle && space.table.tryHoldAll(holds) === undefined;
-  return { runs, early: taken ? holds : undefined };
+  return { runs, bound, early: taken ? holds : undefined };
 }
 
 /**
@@ -84,21 +94,30 @@ export function assertOutsideScopes(space: SpaceInternals, runs: readonly PageRu
  * The pages of `uses` as disjoint, ascending page runs, each page with the
  * union of the USE_* bits of the uses covering it; neighbouring pages with
  * the same bits share a run.
+ * A use with a `name` binds a named range of `ranges` (checkedNamedUse).
  * @throws InvalidArgumentError naming the use (argument 'uses', 'uses[i]',
- *   'uses[i].va', '.len' or '.access'): 'bad-value' for uses that are not
+ *   'uses[i].va', '.len', '.access' or '.name'): 'bad-value' for uses that are not
  *   an array, a use that is not an object, an access other than 'read',
  *   'write', 'readwrite'; 'not-integer' or 'negative' for `va`;
- *   'not-integer', 'negative' or 'zero' for `len`. AccessError
- *   'out-of-range' for a range past the end of the space.
+ *   'not-integer', 'negative' or 'zero' for `len`; as checkedNamedUse for
+ *   named uses. AccessError 'out-of-range' for a range past the end of the space.
  */
-export function declaredRuns(space: SpaceInternals, uses: readonly KernelUse[]): UseRun[] {
+export function declaredRuns(
+  space: SpaceInternals,
+  uses: readonly (KernelUse | NamedUse)[],
+  ranges: RangeList = [],
+): UseRun[] {
   const given: unknown = uses;
   if (!Array.isArray(given)) {
     throw new InvalidArgumentError('uses', given, 'bad-value', 'an array of { va, len, access }');
   }
   const access = new Map<number, number>();
+  const bound = new Set<string>();
   uses.forEach((use: unknown, i) => {
-    const { va, len, bits } = checkedUse(`uses[${i}]`, use);
+    const name = `uses[${i}]`;
+    const { va, len, bits } = isNamedUse(use)
+      ? checkedNamedUse(name, use as Record<string, unknown>, ranges, bound)
+      : checkedUse(name, use);
     const { first, count } = space.pageSpan(va, len);
     for (let page = first; page < first + count; page++)
       access.set(page, (access.get(page) ?? 0) | bits);
@@ -162,7 +181,7 @@ export async function runDeclared(
   declared: DeclaredUses,
 ): Promise<RunCounts> {
   const { host } = runtime;
-  const { runs, early } = declared;
+  const { runs, bound, early } = declared;
   const { table } = host.space;
   const exclusive = early ?? holdsOf(runs, 'exclusive-long');
   if (!early) {
@@ -197,7 +216,7 @@ export async function runDeclared(
       dirty = dirtyPages(status.bits);
       host.migrator.markDirty(dirty);
     }
-    if (failed) throw runError(host, status, runs, dirty);
+    if (failed) throw runError(host, status, runs, dirty, bound);
     // Every entry the pass saw allowed its declared access (checked above).
     invariant(!status.faulted, 'a declared pass faulted on entries checked before it');
   } finally {

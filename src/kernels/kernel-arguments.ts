@@ -10,6 +10,7 @@
  */
 import { nonNegativeInteger, positiveInteger } from '../arguments.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { RANGE_WORDS } from './kernel-layout.ts';
 import type { KernelOptions, RunOptions } from './kernel-options.ts';
 import type { Workgroups } from './kernel-runtime.ts';
 import type { ParamType } from './prelude.ts';
@@ -102,14 +103,23 @@ export function declaredParams(params: KernelOptions['params']): ParamList {
   return list;
 }
 
-/** Bytes of the params uniform for `count` parameters: 4 each, rounded up to 16, at least 16. */
-export function paramsSize(count: number): number {
-  return Math.max(16, Math.ceil((count * 4) / 16) * 16);
+/** Byte offset of the named-range descriptors in the params uniform: after the parameters, 16-aligned. */
+export function rangesOffset(count: number): number {
+  return Math.ceil((count * 4) / 16) * 16;
+}
+
+/**
+ * Bytes of the params uniform for `count` parameters (4 each) and `ranges`
+ * named-range descriptors (16 each, from rangesOffset), at least 16.
+ */
+export function paramsSize(count: number, ranges = 0): number {
+  return Math.max(16, rangesOffset(count) + ranges * RANGE_WORDS * 4);
 }
 
 /**
  * `values` laid out as the prelude's `HmmParams` struct (little-endian, 4
- * bytes per parameter in declaration order). Every declared parameter needs
+ * bytes per parameter in declaration order), then room for `ranges`
+ * named-range descriptors at rangesOffset (named-ranges.ts fills them in). Every declared parameter needs
  * a value and nothing else may be given; nothing is coerced:
  * - 'u32': an integer from 0 to 2^32 - 1;
  * - 'i32': an integer from -2^31 to 2^31 - 1;
@@ -121,10 +131,10 @@ export function paramsSize(count: number): number {
  *   or 'too-large' (out of the type's range) for u32 and i32. 'bad-value'
  *   (argument 'params') when `values` is not an object.
  */
-export function encodeParams(declared: ParamList, values: unknown): ArrayBuffer {
+export function encodeParams(declared: ParamList, values: unknown, ranges = 0): ArrayBuffer {
   const given =
     values === undefined ? {} : optionsObject<Record<string, unknown>>('params', values);
-  const buffer = new ArrayBuffer(paramsSize(declared.length));
+  const buffer = new ArrayBuffer(paramsSize(declared.length, ranges));
   const view = new DataView(buffer);
   for (const name of Object.keys(given)) {
     if (!declared.some(([known]) => known === name)) {

@@ -24,8 +24,16 @@ export const STATUS_ERROR_KINDS = 3;
  * arithmetic: it fails or is a collecting pass anyway).
  */
 export const STATUS_REFUSED_STORE = 4;
-/** Initial value of STATUS_ERROR_VA. */
+/**
+ * The lowest `(range << RANGE_BOUNDS_SHIFT) | min(i, RANGE_BOUNDS_INDEX_MASK)`
+ * of a named-range access with `i >= len` (atomicMin; 0xffffffff: none): the
+ * first range in declaration order that was overrun, and its smallest bad index.
+ */
+export const STATUS_RANGE_BOUNDS = 5;
+/** Initial value of STATUS_ERROR_VA and STATUS_RANGE_BOUNDS. */
 export const NO_ERROR_VA = 0xffff_ffff;
+export const RANGE_BOUNDS_SHIFT = 24;
+export const RANGE_BOUNDS_INDEX_MASK = (1 << RANGE_BOUNDS_SHIFT) - 1;
 
 /** An access to a page outside the run's declared `uses`. */
 export const ERROR_UNDECLARED = 1 << 0;
@@ -75,6 +83,10 @@ export const USE_READ = 1;
 export const USE_WRITE = 2;
 /** What `hmm_declared` gives every page in fault mode (CONTROL_USES == USES_ALL). */
 export const USE_ALL_ACCESS = USE_READ | USE_WRITE;
+
+// ---- named ranges: one vec4<u32> per range, after the parameters in the params uniform ----
+/** [first VA word (va / 4), length in words, 0, 0] */
+export const RANGE_WORDS = 4;
 
 // ---- translated word indices ----
 /**

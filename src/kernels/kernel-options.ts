@@ -39,7 +39,19 @@ export interface KernelOptions {
    * them as `hmm_params.<name>`. Default: none.
    */
   readonly params?: Readonly<Record<string, ParamType>>;
+  /**
+   * Named ranges, by name (a WGSL identifier not starting with `hmm_`), each
+   * declared 'read', 'write' or 'readwrite' (at most 64). The kernel gets
+   * `x_len()` (words), `x_load_u32(i)`, `x_load_f32(i)` and, for writable
+   * ranges, `x_store_u32(i, v)`, `x_store_f32(i, v)`, `x_atomic_add_u32(i, v)`,
+   * `x_atomic_add_f32(i, v)`, indexed in 4-byte words from the range's start
+   * and bounds-checked. Every run binds each name with a NamedUse. Default: none.
+   */
+  readonly ranges?: Readonly<Record<string, UseAccess>>;
 }
+
+/** How a kernel may touch a range: 'read' (loads only), or 'write'/'readwrite' (stores too). */
+export type UseAccess = 'read' | 'write' | 'readwrite';
 
 /**
  * One range a run declares it touches. It covers every page that holds any of
@@ -61,7 +73,22 @@ export interface KernelUse {
    * 'write' or 'readwrite': it may store to them (they become `gpu`). A store
    * to a page declared only for reading fails the run.
    */
-  readonly access: 'read' | 'write' | 'readwrite';
+  readonly access: UseAccess;
+}
+
+/**
+ * A run's binding of a named range declared at `kernel()`: the kernel's
+ * `name_*` functions reach [va, va + len). The access is the declaration's
+ * (giving one is refused). Like a KernelUse it covers every page holding any
+ * of its bytes; ranges may overlap each other and plain uses.
+ */
+export interface NamedUse {
+  /** A name declared in the kernel's `ranges`, bound once per run. */
+  readonly name: string;
+  /** The range's first byte: an integer >= 0 and a multiple of 4. */
+  readonly va: number;
+  /** Bytes, an integer > 0 and a multiple of 4; `name_len()` is `len / 4`. */
+  readonly len: number;
 }
 
 /** One run of a compiled kernel. */
@@ -83,11 +110,13 @@ export interface RunOptions {
    */
   readonly params?: Readonly<Record<string, number>>;
   /**
-   * The ranges the kernel touches. With them the run checks and fetches them
-   * in one batch and runs once; an access outside them fails the run. Without
-   * them (fault mode) the runtime discovers the pages with collecting passes.
+   * The ranges the kernel touches, plain (KernelUse) and named (NamedUse:
+   * every named range declared, each once). With them the run checks and
+   * fetches them in one batch and runs once; an access outside them fails
+   * the run. Without them (fault mode, refused for a kernel with named
+   * ranges) the runtime discovers the pages with collecting passes.
    */
-  readonly uses?: readonly KernelUse[];
+  readonly uses?: readonly (KernelUse | NamedUse)[];
 }
 
 /** What a completed run reports. */

@@ -23,6 +23,7 @@ import {
   STATUS_ERROR_VA,
   STATUS_FAULTED,
   STATUS_STORED,
+  STATUS_RANGE_BOUNDS,
   STATUS_REFUSED_STORE,
   STATUS_WORDS,
   USE_WORDS,
@@ -73,6 +74,8 @@ export interface PassStatus {
   readonly errorKinds: number;
   /** The frame word a refused `hmm_frame_store` aimed at (read tag included), or undefined. */
   readonly refusedStore: number | undefined;
+  /** STATUS_RANGE_BOUNDS of a pass with an out-of-range named-range access, or undefined. */
+  readonly rangeBounds: number | undefined;
   /**
    * The bitmap the pass filled, read back with the status in the same round
    * trip: the fault bitmap of a collecting pass, the dirty bitmap otherwise.
@@ -82,6 +85,7 @@ export interface PassStatus {
 
 const INITIAL_STATUS = new Uint32Array(STATUS_WORDS);
 INITIAL_STATUS[STATUS_ERROR_VA] = NO_ERROR_VA;
+INITIAL_STATUS[STATUS_RANGE_BOUNDS] = NO_ERROR_VA;
 
 export class KernelRuntime {
   readonly layout: GPUBindGroupLayout;
@@ -225,6 +229,7 @@ export class KernelRuntime {
     device.queue.submit([encoder.finish()]);
     const words = await this.read(STATUS_WORDS + bitmapWords);
     const errorVa = words[STATUS_ERROR_VA] ?? NO_ERROR_VA;
+    const rangeBounds = words[STATUS_RANGE_BOUNDS] ?? NO_ERROR_VA;
     return {
       faulted: (words[STATUS_FAULTED] ?? 0) !== 0,
       stored: (words[STATUS_STORED] ?? 0) !== 0,
@@ -233,6 +238,7 @@ export class KernelRuntime {
       refusedStore: words[STATUS_REFUSED_STORE]
         ? (words[STATUS_REFUSED_STORE] ?? 1) - 1
         : undefined,
+      rangeBounds: rangeBounds === NO_ERROR_VA ? undefined : rangeBounds,
       bits: words.subarray(STATUS_WORDS),
     };
   }

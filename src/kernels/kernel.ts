@@ -15,15 +15,30 @@ import {
   kernelWorkgroupSize,
   optionsObject,
   paramsSize,
+  rangesOffset,
   workgroupDims,
   type ParamList,
 } from './kernel-arguments.ts';
 import type { KernelOptions, RunCounts, RunOptions, RunResult } from './kernel-options.ts';
 import type { Dispatch, KernelRuntime, RuntimeKernel, Workgroups } from './kernel-runtime.ts';
+import { declaredRanges, writeRangeDescriptors, type RangeList } from './named-ranges.ts';
 import { cachedPipeline } from './pipeline-cache.ts';
 import { prelude, preludeLines, usesAtomics } from './prelude.ts';
 
-export type { KernelOptions, KernelUse, RunOptions, RunResult } from './kernel-options.ts';
+export type {
+  KernelOptions,
+  KernelUse,
+  NamedUse,
+  RunOptions,
+  RunResult,
+  UseAccess,
+} from './kernel-options.ts';
+
+/** What a kernel declared at compile time that its runs must give. */
+interface Signature {
+  readonly paramList: ParamList;
+  readonly ranges: RangeList;
+}
 
 /** A run's arguments, checked and encoded at the call. */
 interface PreparedRun {
@@ -88,7 +103,7 @@ export class Kernel implements RuntimeKernel {
   private constructor(
     private readonly runtime: KernelRuntime,
     compiled: Promise<GPUComputePipeline>,
-    private readonly paramList: ParamList,
+    private readonly signature: Signature,
     private readonly params: GPUBuffer,
     private readonly entryPoint: string,
   ) {
@@ -119,6 +134,7 @@ export class Kernel implements RuntimeKernel {
     const entryPoint = kernelEntryPoint(options);
     const workgroupSize = kernelWorkgroupSize(options);
     const paramList = declaredParams(options.params);
+    const ranges = declaredRanges(options.ranges);
     const head = prelude({
       pageShift: space.table.pageShift,
       pageCount: space.table.pageCount,
@@ -126,7 +142,8 @@ export class Kernel implements RuntimeKernel {
       sinkFrame,
       params: paramList,
       workgroupSize,
-      atomics: usesAtomics(code),
+      atomics: usesAtomics(code, ranges),
+      ranges,
     });
     const pipeline = cachedPipeline(device, {
       code: `${head}${code}`,
@@ -136,10 +153,10 @@ export class Kernel implements RuntimeKernel {
     });
     const params = device.createBuffer({
       label: `webhmm kernel ${entryPoint} params`,
-      size: paramsSize(paramList.length),
+      size: paramsSize(paramList.length, ranges.length),
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
-    const kernel = new Kernel(runtime, pipeline, paramList, params, entryPoint);
+    const kernel = new Kernel(runtime, pipeline, { paramList, ranges }, params, entryPoint);
     runtime.register(kernel);
     return kernel;
   }
@@ -193,9 +210,22 @@ export class Kernel implements RuntimeKernel {
     this.assertLive();
     const options = optionsObject<RunOptions>('options', given);
     const workgroups = workgroupDims(options.workgroups);
-    const params = encodeParams(this.paramList, options.params);
+    // Checked before the uses, which may take holds.
+    const { paramList, ranges } = this.signature;
+    const params = encodeParams(paramList, options.params, ranges.length);
+    if (options.uses === undefined && ranges.length > 0) {
+      throw new InvalidArgumentError(
+        'uses',
+        undefined,
+        'bad-value',
+        `a kernel with named ranges runs with uses binding each (${ranges.map(([name]) => name).join(', ')})`,
+      );
+    }
     const declared =
-      options.uses !== undefined ? declareUses(this.runtime, options.uses) : undefined;
+      options.uses !== undefined ? declareUses(this.runtime, options.uses, ranges) : undefined;
+    if (declared) {
+      writeRangeDescriptors(params, rangesOffset(paramList.length), declared.bound);
+    }
     return { workgroups, params, declared };
   }
 

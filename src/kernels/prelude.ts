@@ -60,6 +60,7 @@ import {
   USE_WRITE,
   USES_ALL,
 } from './kernel-layout.ts';
+import { RANGE_WORD, rangeAccessors, type RangeList } from './named-ranges.ts';
 
 /** The WGSL scalar types a kernel parameter may have. */
 export type ParamType = 'u32' | 'i32' | 'f32';
@@ -80,11 +81,17 @@ export interface PreludeConfig {
    * as atomics: plain loads and stores are what the hardware does fastest.
    */
   readonly atomics: boolean;
+  /** The kernel's named ranges (named-ranges.ts), in declaration order. */
+  readonly ranges: RangeList;
 }
 
-/** Whether `code` calls the prelude's atomics (then frames must be `atomic<u32>`). */
-export function usesAtomics(code: string): boolean {
-  return /\bhmm_atomic_add_(u32|f32)\b/.test(code);
+/**
+ * Whether `code` calls the prelude's atomics, or those of one of its
+ * writable named ranges (then frames must be `atomic<u32>`).
+ */
+export function usesAtomics(code: string, ranges: RangeList = []): boolean {
+  const names = ['hmm', ...ranges.filter(([, access]) => access & USE_WRITE).map(([name]) => name)];
+  return new RegExp(`\\b(${names.join('|')})_atomic_add_(u32|f32)\\b`).test(code);
 }
 
 const u = (value: number): string => `${value >>> 0}u`;
@@ -104,10 +111,12 @@ fn hmm_store_u32(va: u32, value: u32) { atomicStore(&hmm_frames[hmm_translate_pa
 fn hmm_atomic_add_u32(va: u32, value: u32) -> u32 {
   return atomicAdd(&hmm_frames[hmm_translate_page(va, true)], value);
 }
+fn hmm_atomic_add_f32(va: u32, value: f32) -> f32 {
+  return hmm_frame_atomic_add_f32(hmm_translate_page(va, true), value);
+}
 // WGSL has no f32 atomics: a compare-exchange loop on the word's bits. Some
 // exchange succeeds on every round, so the loop ends however many contend.
-fn hmm_atomic_add_f32(va: u32, value: f32) -> f32 {
-  let w = hmm_translate_page(va, true);
+fn hmm_frame_atomic_add_f32(w: u32, value: f32) -> f32 {
   var old = atomicLoad(&hmm_frames[w]);
   loop {
     let swapped = atomicCompareExchangeWeak(&hmm_frames[w], old, bitcast<u32>(bitcast<f32>(old) + value));
@@ -128,17 +137,21 @@ fn hmm_store_u32(va: u32, value: u32) { hmm_frames[hmm_translate_page(va, true)]
  * store functions.
  */
 export function prelude(config: PreludeConfig): string {
+  const named =
+    config.ranges.length > 0 ? `${RANGE_WORD}${rangeAccessors(config.ranges, config.atomics)}` : '';
   return `${declarations(config)}${BOOKKEEPING}${TRANSLATE}${STORE_CHECK}${config.atomics ? ATOMIC_FRAMES : PLAIN_FRAMES}
-${ACCESSORS}`;
+${named}${ACCESSORS}`;
 }
 
 /** Group 0's structs and bindings, and the constants baked in for this space and kernel. */
 function declarations(config: PreludeConfig): string {
   const pageWords = 2 ** config.pageShift / 4;
-  const params =
-    config.params.length > 0
-      ? config.params.map(([name, type]) => `  ${name}: ${type},`).join('\n')
-      : '  _none: u32,';
+  const members = config.params.map(([name, type]) => `  ${name}: ${type},`);
+  // Each run's range descriptors follow its parameters (kernel-arguments.ts: encodeParams).
+  if (config.ranges.length > 0) {
+    members.push(`  hmm_ranges: array<vec4<u32>, ${config.ranges.length}>,`);
+  }
+  const params = members.length > 0 ? members.join('\n') : '  _none: u32,';
   return `// ---- webhmm prelude: bind group 0 belongs to the runtime ----
 struct HmmControl { mode: u32, uses: u32, _pad0: u32, _pad1: u32 }
 struct HmmParams {

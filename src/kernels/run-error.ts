@@ -16,11 +16,17 @@ import {
   READ_TRANSLATION_TAG,
 } from './kernel-layout.ts';
 import type { PassStatus } from './kernel-runtime.ts';
+import { decodeRangeBounds, type BoundRange } from './named-ranges.ts';
 import { STORE_PAGES } from './prelude.ts';
 
-/** Whether a real pass failed: an access error, or a refused `hmm_frame_store`. */
+/**
+ * Whether a real pass failed: an access error, a named-range access out of
+ * bounds, or a refused `hmm_frame_store`.
+ */
 export function passFailed(status: PassStatus): boolean {
-  return status.errorKinds !== 0 || status.refusedStore !== undefined;
+  return (
+    status.errorKinds !== 0 || status.rangeBounds !== undefined || status.refusedStore !== undefined
+  );
 }
 
 /**
@@ -32,17 +38,24 @@ export function passFailed(status: PassStatus): boolean {
  * - 'undeclared' for any other access outside the declared runs;
  * - with no access error, 'undeclared' for the refused `hmm_frame_store`, at
  *   the address it aimed at (0 when that word is in no page's frame).
+ * Before all of these, 'out-of-range' for a named-range access past its
+ * length, naming the first such range, its index and that index's address.
  * @param declared the run's declared page runs (none in fault mode)
  * @param dirty the pages the pass stored to, for the error's `touched`
+ * @param bound the run's named ranges, in declaration order
  */
 export function runError(
   host: MirrorHost,
   status: PassStatus,
   declared: readonly PageRun[],
   dirty: readonly number[],
+  bound: readonly BoundRange[] = [],
 ): AccessError {
   const { table } = host.space;
   const touched = dirty.map((p) => table.address(p));
+  if (status.rangeBounds !== undefined) {
+    return rangeBoundsError(status.rangeBounds, bound, touched);
+  }
   if (status.errorKinds === 0 && status.refusedStore !== undefined) {
     return refusedStoreError(host, status.refusedStore, touched);
   }
@@ -70,6 +83,25 @@ export function runError(
     va,
     'undeclared',
     'a kernel touched a page outside its declared uses',
+    touched,
+  );
+}
+
+/** The AccessError of a named-range access at an index past the range's length. */
+function rangeBoundsError(
+  word: number,
+  bound: readonly BoundRange[],
+  touched: readonly number[],
+): AccessError {
+  const { range, index, saturated } = decodeRangeBounds(word);
+  const named = bound[range];
+  invariant(named, 'a bounds failure of a range the run did not bind');
+  const words = named.len / 4;
+  const at = saturated ? `an index of ${index} or more` : `index ${index}`;
+  return new AccessError(
+    named.va + index * 4,
+    'out-of-range',
+    `a kernel accessed named range '${named.name}' at ${at}, past ${named.name}_len() = ${words}; it was suppressed`,
     touched,
   );
 }

@@ -7,6 +7,7 @@ import {
   kernelEntryPoint,
   kernelWorkgroupSize,
   paramsSize,
+  rangesOffset,
   workgroupDims,
 } from '../../src/kernels/kernel-arguments.ts';
 
@@ -43,7 +44,17 @@ describe('kernel arguments', () => {
   });
 
   it('size the params uniform at 4 bytes a parameter, rounded up to 16, at least 16', () => {
-    expect([0, 1, 4, 5, 8, 9].map(paramsSize)).toEqual([16, 16, 16, 32, 32, 48]);
+    expect([0, 1, 4, 5, 8, 9].map((n) => paramsSize(n))).toEqual([16, 16, 16, 32, 32, 48]);
+  });
+
+  it('place named-range descriptors after the parameters, 16 bytes each, 16-aligned', () => {
+    expect([0, 1, 4, 5].map((n) => rangesOffset(n))).toEqual([0, 16, 16, 32]);
+    expect(paramsSize(0, 1)).toBe(16);
+    expect(paramsSize(1, 2)).toBe(48);
+    expect(paramsSize(5, 3)).toBe(80);
+    const buffer = encodeParams(declaredParams({ n: 'u32' }), { n: 7 }, 2);
+    expect(buffer.byteLength).toBe(48);
+    expect(new Uint32Array(buffer)[0]).toBe(7);
   });
 
   it('encode parameter values little-endian in declaration order', () => {

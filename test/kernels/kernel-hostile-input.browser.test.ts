@@ -27,6 +27,8 @@ interface World {
   readonly space: AddressSpace;
   readonly gpu: GpuMirror;
   readonly kernel: Kernel;
+  /** Named ranges: a 'read', b 'readwrite'. */
+  readonly named: Kernel;
   /** Two rw pages; the first GPU-dirty after a good run. */
   readonly a: number;
   readonly ro: number;
@@ -57,6 +59,10 @@ async function world(): Promise<World> {
     code: STORE,
     params: { va: 'u32', n: 'u32', d: 'i32', a: 'f32' },
   });
+  const named = gpu.kernel({
+    code: '@compute @workgroup_size(1) fn main() { b_store_u32(0u, a_load_u32(0u)); }',
+    ranges: { a: 'read', b: 'readwrite' },
+  });
   const good: RunOptions = {
     workgroups: 1,
     params: { va: a, n: 1, d: 2, a: 3 },
@@ -64,7 +70,7 @@ async function world(): Promise<World> {
   };
   await kernel.run(good); // the first page of `a` is now GPU-dirty
   await gpu.migrate(a + PAGE, PAGE, 'gpu'); // the second GPU-owned, clean
-  return { space, gpu, kernel, a, ro, none, freed, unmapped, good };
+  return { space, gpu, kernel, named, a, ro, none, freed, unmapped, good };
 }
 
 /** Everything a failed call must leave as it was. */
@@ -182,7 +188,31 @@ const KERNEL_CELLS: readonly Cell[] = [
   ],
   ['params type f64', compile({ code: 'x', params: { x: 'f64' } }), arg('params', 'bad-value')],
   ['params not an object', compile({ code: 'x', params: 5 }), arg('params', 'bad-value')],
+  ['ranges not an object', compile({ code: 'x', ranges: 5 }), arg('ranges', 'bad-value')],
+  [
+    'ranges name not an identifier',
+    compile({ code: 'x', ranges: { '1x': 'read' } }),
+    arg('ranges', 'bad-value'),
+  ],
+  [
+    'ranges name starting hmm_',
+    compile({ code: 'x', ranges: { hmm_x: 'read' } }),
+    arg('ranges', 'bad-value'),
+  ],
+  ["ranges access 'rw'", compile({ code: 'x', ranges: { x: 'rw' } }), arg('ranges', 'bad-value')],
+  [
+    'ranges more than 64',
+    compile({
+      code: 'x',
+      ranges: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`r${i}`, 'read'])),
+    }),
+    arg('ranges', 'bad-value'),
+  ],
 ];
+
+/** A run of the named kernel with `uses` made from a (its first rw page) and b (the word after). */
+const named = (make: (a: number) => unknown) => (w: World) =>
+  w.named.run({ workgroups: 1, uses: make(w.a) as NonNullable<RunOptions['uses']> });
 
 const RUN_CELLS: readonly Cell[] = [
   ['options undefined', (w) => w.kernel.run(undefined as never), arg('options', 'bad-value')],
@@ -245,6 +275,69 @@ const RUN_CELLS: readonly Cell[] = [
     access('unmapped'),
   ],
   ["fault mode: a store to an 'r' page", faultModeStore((w) => w.ro), access('protection')],
+  [
+    'named: a range left unbound',
+    named((va) => [{ name: 'a', va, len: 4 }]),
+    arg('uses', 'bad-value'),
+  ],
+  ['named: no uses', (w) => w.named.run({ workgroups: 1 }), arg('uses', 'bad-value')],
+  [
+    'named: an undeclared name',
+    named((va) => [
+      { name: 'a', va, len: 4 },
+      { name: 'b', va: va + 4, len: 4 },
+      { name: 'c', va, len: 4 },
+    ]),
+    arg('uses[2].name', 'bad-value'),
+  ],
+  [
+    'named: a name bound twice',
+    named((va) => [
+      { name: 'a', va, len: 4 },
+      { name: 'a', va, len: 4 },
+    ]),
+    arg('uses[1].name', 'bad-value'),
+  ],
+  [
+    'named: va 2',
+    named((va) => [
+      { name: 'a', va: va + 2, len: 4 },
+      { name: 'b', va, len: 4 },
+    ]),
+    arg('uses[0].va', 'misaligned'),
+  ],
+  [
+    'named: len 6',
+    named((va) => [
+      { name: 'a', va, len: 6 },
+      { name: 'b', va, len: 4 },
+    ]),
+    arg('uses[0].len', 'misaligned'),
+  ],
+  [
+    'named: len 0',
+    named((va) => [
+      { name: 'a', va, len: 0 },
+      { name: 'b', va, len: 4 },
+    ]),
+    arg('uses[0].len', 'zero'),
+  ],
+  [
+    'named: an access given',
+    named((va) => [
+      { name: 'a', va, len: 4, access: 'read' },
+      { name: 'b', va, len: 4 },
+    ]),
+    arg('uses[0].access', 'bad-value'),
+  ],
+  [
+    'named: past the end of the space',
+    named((va) => [
+      { name: 'a', va: SIZE - 4, len: 8 },
+      { name: 'b', va, len: 4 },
+    ]),
+    access('out-of-range'),
+  ],
   [
     'run after kernel.destroy()',
     (w) => {

@@ -19,7 +19,8 @@ const config = {
   zeroFrame: 8,
   sinkFrame: 9,
   params: [],
-} as const;
+  ranges: [],
+};
 
 describe('the prelude', () => {
   it('binds frames as atomics only for kernels that call hmm_atomic_add_u32 or _f32', () => {
@@ -27,6 +28,15 @@ describe('the prelude', () => {
     expect(usesAtomics('let old = hmm_atomic_add_f32(va, 0.5);')).toBe(true);
     expect(usesAtomics('hmm_store_u32(va, hmm_load_u32(va) + 1u);')).toBe(false);
     expect(usesAtomics('my_hmm_atomic_add_u32_wrapper(va)')).toBe(false);
+    // A writable named range's atomics count; a read range has none to call.
+    const ranges = [
+      ['hist', USE_READ | USE_WRITE],
+      ['keys', USE_READ],
+    ] as const;
+    expect(usesAtomics('hist_atomic_add_u32(k, 1u);', ranges)).toBe(true);
+    expect(usesAtomics('hist_atomic_add_f32(k, 1.0);', ranges)).toBe(true);
+    expect(usesAtomics('keys_atomic_add_u32(k, 1u);', ranges)).toBe(false);
+    expect(usesAtomics('hist_store_u32(k, 1u);', ranges)).toBe(false);
 
     const plain = prelude({ ...config, atomics: false });
     expect(plain).toContain('var<storage, read_write> hmm_frames: array<u32>;');

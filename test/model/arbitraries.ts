@@ -104,7 +104,12 @@ export function commandArbitrary(devices: DeviceSource): fc.Arbitrary<Command> {
     },
     {
       arbitrary: fc
-        .tuple(pick, fc.nat(1000), fc.constantFrom<'uses' | 'fault'>('uses', 'fault'), fc.boolean())
+        .tuple(
+          pick,
+          fc.nat(1000),
+          fc.constantFrom<'uses' | 'named' | 'fault'>('uses', 'named', 'fault'),
+          fc.boolean(),
+        )
         .map(([r, k, mode, atomic]) => new KernelAdd(r, k, mode, atomic)),
       weight: 30,
     },

@@ -99,12 +99,15 @@ export class GpuWrite extends RegionCommand {
   }
 }
 
-/** A kernel adds `k` to every u32 of a region: with `uses` or in fault mode, by loads and stores or atomics. */
+/**
+ * A kernel adds `k` to every u32 of a region: with `uses`, through a named
+ * range, or in fault mode; by loads and stores or atomics.
+ */
 export class KernelAdd extends RegionCommand {
   constructor(
     pick: number,
     readonly k: number,
-    readonly mode: 'uses' | 'fault',
+    readonly mode: 'uses' | 'named' | 'fault',
     readonly atomic: boolean,
   ) {
     super(pick);
@@ -113,15 +116,22 @@ export class KernelAdd extends RegionCommand {
     const region = this.region(m);
     const len = region.pages * PAGE;
     const words = len / 4;
-    const kernel = this.atomic ? r.kernels.atomicAdd : r.kernels.add;
-    const uses =
-      this.mode === 'uses' ? [{ va: region.va, len, access: 'readwrite' as const }] : undefined;
-    const run = () =>
-      kernel.run({
-        workgroups: Math.ceil(words / 64),
+    const workgroups = Math.ceil(words / 64);
+    const run = () => {
+      if (this.mode === 'named') {
+        const kernel = this.atomic ? r.kernels.namedAtomicAdd : r.kernels.namedAdd;
+        const uses = [{ name: 'r', va: region.va, len }];
+        return kernel.run({ workgroups, params: { k: this.k }, uses });
+      }
+      const kernel = this.atomic ? r.kernels.atomicAdd : r.kernels.add;
+      const uses =
+        this.mode === 'uses' ? [{ va: region.va, len, access: 'readwrite' as const }] : undefined;
+      return kernel.run({
+        workgroups,
         params: { va: region.va, words, k: this.k },
         ...(uses ? { uses } : {}),
       });
+    };
     const outcome = await within(String(this), outcomeOfAsync(run));
     // Which page a refused run names first is the runtime's choice: compare code and reason.
     if (

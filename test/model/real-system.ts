@@ -30,9 +30,19 @@ fn main(@builtin(global_invocation_id) id: vec3u) {
   ${atomic ? 'hmm_atomic_add_u32(va, hmm_params.k);' : 'hmm_store_u32(va, hmm_load_u32(va) + hmm_params.k);'}
 }`;
 
+/** The same adds through a named range `r` bound to the region. */
+const namedAddKernel = (atomic: boolean): string => /* wgsl */ `
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u) {
+  if (id.x >= r_len()) { return; }
+  ${atomic ? 'r_atomic_add_u32(id.x, hmm_params.k);' : 'r_store_u32(id.x, r_load_u32(id.x) + hmm_params.k);'}
+}`;
+
 export interface Kernels {
   readonly add: Kernel;
   readonly atomicAdd: Kernel;
+  readonly namedAdd: Kernel;
+  readonly namedAtomicAdd: Kernel;
 }
 
 export interface RealSystem {
@@ -73,11 +83,14 @@ export async function attachMirror(
 ): Promise<{ gpu: GpuMirror; kernels: Kernels }> {
   const gpu = await GpuMirror.attach(space, { device, budget: BUDGET_PAGES * PAGE });
   const params = { va: 'u32', words: 'u32', k: 'u32' } as const;
+  const ranges = { r: 'readwrite' } as const;
   const kernels = {
     add: gpu.kernel({ code: addKernel(false), params }),
     atomicAdd: gpu.kernel({ code: addKernel(true), params }),
+    namedAdd: gpu.kernel({ code: namedAddKernel(false), params: { k: 'u32' }, ranges }),
+    namedAtomicAdd: gpu.kernel({ code: namedAddKernel(true), params: { k: 'u32' }, ranges }),
   };
-  await Promise.all([kernels.add.ready, kernels.atomicAdd.ready]);
+  await Promise.all(Object.values(kernels).map((kernel) => kernel.ready));
   return { gpu, kernels };
 }
 

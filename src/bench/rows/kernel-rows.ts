@@ -3,6 +3,7 @@
  * fault mode against declared uses, and the iterative CPU/GPU loop against
  * the naive whole-buffer round trip.
  */
+import type { GpuMirror } from '../../mirror/gpu-mirror.ts';
 import type { AddressSpace } from '../../space/address-space.ts';
 import type { BenchContext, BenchRow, RowTrials, Trial } from '../bench-types.ts';
 import { scratchBuffer } from '../baselines.ts';
@@ -110,7 +111,50 @@ fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) group
   zs[i] = params.a * xs[i] + ys[i];
 }`;
 
-function saxpy(name: string, code: string, plainCode: string, perInvocation: number): BenchRow {
+const SAXPY_NAMED = /* wgsl */ `
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let i = id.x + id.y * groups.x * 64u;
+  if (i >= z_len()) { return; }
+  z_store_f32(i, hmm_params.a * x_load_f32(i) + y_load_f32(i));
+}`;
+
+/** The kernel and run options of one of the SAXPYs over x, y and z in the space. */
+function saxpyRun(gpu: GpuMirror, code: string, vas: readonly number[], n: number, named: boolean) {
+  const [x = 0, y = 0, z = 0] = vas;
+  const bytes = n * 4;
+  if (named) {
+    const kernel = gpu.kernel({
+      code,
+      params: { a: 'f32' },
+      ranges: { x: 'read', y: 'read', z: 'write' },
+    });
+    const uses = [
+      { name: 'x', va: x, len: bytes },
+      { name: 'y', va: y, len: bytes },
+      { name: 'z', va: z, len: bytes },
+    ];
+    return { kernel, params: { a: 2 }, uses };
+  }
+  const kernel = gpu.kernel({
+    code,
+    params: { n: 'u32', a: 'f32', x: 'u32', y: 'u32', z: 'u32' },
+  });
+  const uses = [
+    { va: x, len: bytes, access: 'read' },
+    { va: y, len: bytes, access: 'read' },
+    { va: z, len: bytes, access: 'write' },
+  ] as const;
+  return { kernel, params: { n, a: 2, x, y, z }, uses };
+}
+
+function saxpy(
+  name: string,
+  code: string,
+  plainCode: string,
+  perInvocation: number,
+  named = false,
+): BenchRow {
   return {
     name,
     unit: 'ms',
@@ -124,20 +168,9 @@ function saxpy(name: string, code: string, plainCode: string, perInvocation: num
       const [x, y, z] = [space.alloc(bytes), space.alloc(bytes), space.alloc(bytes)];
       space.access(x, bytes, 'write', (lease) => lease.f32.forEach((_, i, a) => (a[i] = i)));
       space.access(y, bytes, 'write', (lease) => lease.f32.fill(0.5));
-      const kernel = gpu.kernel({
-        code,
-        params: { n: 'u32', a: 'f32', x: 'u32', y: 'u32', z: 'u32' },
-      });
+      const { kernel, params: values, uses } = saxpyRun(gpu, code, [x, y, z], n, named);
       const workgroups = grid(n / perInvocation / 64);
-      const run = {
-        workgroups,
-        params: { n, a: 2, x, y, z },
-        uses: [
-          { va: x, len: bytes, access: 'read' },
-          { va: y, len: bytes, access: 'read' },
-          { va: z, len: bytes, access: 'write' },
-        ],
-      } as const;
+      const run = { workgroups, params: values, uses };
       await kernel.run(run); // data resident from here on (untimed)
 
       const plain = [0, 1, 2].map((i) => scratchBuffer(device, bytes, `saxpy ${i}`));
@@ -413,6 +446,7 @@ const iterative: BenchRow = {
 export const kernelRows: readonly BenchRow[] = [
   saxpy('kernel.translated', SAXPY_TRANSLATED, SAXPY_PLAIN_TRANSLATED, RUN),
   saxpy('kernel.translated.perelement', SAXPY_PER_ELEMENT, SAXPY_PLAIN_PER_ELEMENT, 1),
+  saxpy('kernel.named', SAXPY_NAMED, SAXPY_PLAIN_PER_ELEMENT, 1, true),
   faultMode,
   iterative,
 ];
