@@ -22,7 +22,7 @@
  * landed stay (and their pages are dirty); every hold is released.
  */
 import { nonNegativeInteger, positiveInteger } from '../arguments.ts';
-import { InvalidArgumentError, invariant } from '../errors.ts';
+import { InvalidArgumentError, invariant, OutOfMemoryError } from '../errors.ts';
 import type { MirrorHost } from '../gpu/mirror-host.ts';
 import type { MigrationResult } from '../gpu/migration.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
@@ -32,7 +32,7 @@ import type { HoldKind } from '../space/page-lock.ts';
 import type { Hold, PageTable } from '../space/page-table.ts';
 import { assertAccess } from '../space/pte.ts';
 import { dirtyPages } from './bitmaps.ts';
-import { MODE_RUN, USE_WORDS, USE_WRITE } from './kernel-layout.ts';
+import { USE_WORDS, USE_WRITE } from './kernel-layout.ts';
 import type { KernelUse, NamedUse, RunCounts } from './kernel-options.ts';
 import {
   ACCESS_BITS,
@@ -42,7 +42,8 @@ import {
   type BoundRange,
   type RangeList,
 } from './named-ranges.ts';
-import type { Dispatch, KernelRuntime } from './kernel-runtime.ts';
+import type { BatchDispatch, KernelRuntime, Submitted } from './kernel-runtime.ts';
+import type { RunBatch } from './run-batch.ts';
 import { passFailed, runError } from './run-error.ts';
 
 /** A declared run of pages with its USE_* bits. */
@@ -170,38 +171,120 @@ export function checkProtections(table: PageTable, runs: readonly UseRun[]): voi
 }
 
 /**
- * A run with `uses`: holds (unless `declared.early` holds already), checks,
- * fetches, runs one pass and marks what it stored to dirty, then releases
- * every hold and announces the invalidations the fetches caused.
- * @throws AccessError (protection, or an access the pass made outside its uses)
+ * A run with `uses`, submitted into the open batch: holds what it needs
+ * (joining the batch's holds where it may, see `admit`; `declared.early`
+ * holds already), checks, fetches, lets CPU readers join the pages it only
+ * reads, and submits its one pass. It completes with its batch: then what
+ * it stored to is marked dirty, and the batch releases the holds and
+ * announces the invalidations the fetches caused.
+ *
+ * A run waits for the open batch to complete first (and then holds as a run
+ * alone would, waiting for any holder) when it cannot join: a page the batch
+ * holds as a device read that it writes, a page a CPU call waits for, a page
+ * someone else holds, a hold journal that is full, or frames the budget can
+ * only give once the batch's pages are free (OutOfMemoryError 'budget').
+ * @throws AccessError (protection) before its pass; its completion rejects
+ *   with AccessError for an access the pass made outside its uses
  */
-export async function runDeclared(
+export async function submitDeclared(
   runtime: KernelRuntime,
-  dispatch: Dispatch,
+  dispatch: BatchDispatch,
   declared: DeclaredUses,
-): Promise<RunCounts> {
-  const { host } = runtime;
-  const { runs, bound, early } = declared;
-  const { table } = host.space;
-  const exclusive = early ?? holdsOf(runs, 'exclusive-long');
+): Promise<Submitted<RunCounts>> {
+  const { table } = runtime.host.space;
+  let early = declared.early;
   if (!early) {
     // A queued run: its thread may have opened a scope on the pages since run().
-    assertOutsideScopes(host.space, runs);
-    await table.holdAsync(exclusive, table.address(runs[0]?.first ?? 0));
+    assertOutsideScopes(runtime.host.space, declared.runs);
   }
-  let holds: Hold[] = exclusive;
+  for (let alone = false; ; alone = true) {
+    const batch = runtime.openBatch();
+    const taken = early
+      ? { holds: early, access: declared.runs.map((run) => run.access) }
+      : await admit(table, batch, declared.runs, alone);
+    early = undefined;
+    if (!taken) {
+      await runtime.drain();
+      continue;
+    }
+    try {
+      return await submitHeld(runtime, dispatch, declared, batch, taken);
+    } catch (error) {
+      table.releaseHolds(taken.holds);
+      if (!(error instanceof OutOfMemoryError && error.reason === 'budget') || batch.size === 0) {
+        throw error;
+      }
+      await runtime.drain(); // the frames may be the batch's
+    }
+  }
+}
+
+/** Holds a run took itself, each with the USE_* bits of the run it is part of. */
+interface Taken {
+  holds: Hold[];
+  readonly access: readonly number[];
+}
+
+/**
+ * The holds `runs` need beyond those `batch` has, taken: undefined when the
+ * run cannot join the batch (see submitDeclared). Alone (an empty batch),
+ * it waits for holders as any run does.
+ */
+async function admit(
+  table: PageTable,
+  batch: RunBatch,
+  runs: readonly UseRun[],
+  alone: boolean,
+): Promise<Taken | undefined> {
+  const holds: Hold[] = [];
+  const access: number[] = [];
+  for (const run of runs) {
+    const write = (run.access & USE_WRITE) !== 0;
+    let first = -1;
+    for (let page = run.first; page <= runEnd(run); page++) {
+      const held = page < runEnd(run) ? batch.heldAs(page) : 'end';
+      if (held === undefined) {
+        if (first < 0) first = page;
+        continue;
+      }
+      if (first >= 0) {
+        holds.push({ first, count: page - first, kind: 'exclusive-long' });
+        access.push(run.access);
+        first = -1;
+      }
+      if (held === 'end') continue;
+      if ((write && held !== 'exclusive-long') || table.cpuWaiting(page)) return undefined;
+    }
+  }
+  if (batch.size === 0 || alone) {
+    await table.holdAsync(holds, table.address(runs[0]?.first ?? 0));
+    return { holds, access };
+  }
+  if (!table.holdsFit(holds.length) || table.tryHoldAll(holds)) return undefined;
+  return { holds, access };
+}
+
+/** The rest of submitDeclared, its holds taken. */
+async function submitHeld(
+  runtime: KernelRuntime,
+  dispatch: BatchDispatch,
+  declared: DeclaredUses,
+  batch: RunBatch,
+  taken: Taken,
+): Promise<Submitted<RunCounts>> {
+  const { host } = runtime;
+  const { table } = host.space;
+  const { runs, bound } = declared;
   const events: InvalidateEvent[] = [];
-  let dirty: number[] = [];
-  let fetched: MigrationResult;
   try {
     host.space.pollNotices();
     checkProtections(table, runs);
-    fetched = await fetchDeclared(host, runs, events);
+    const fetched = await fetchDeclared(host, runs, events);
     // The kernel only reads these: CPU readers may join while it runs.
-    const written = (i: number) => ((runs[i]?.access ?? 0) & USE_WRITE) !== 0;
-    holds = [
-      ...table.downgradeHolds(exclusive.filter((_, i) => !written(i))),
-      ...exclusive.filter((_, i) => written(i)),
+    const written = (i: number) => ((taken.access[i] ?? 0) & USE_WRITE) !== 0;
+    taken.holds = [
+      ...table.downgradeHolds(taken.holds.filter((_, i) => !written(i))),
+      ...taken.holds.filter((_, i) => written(i)),
     ];
     // Every entry the pass can reach, reconciled by sequence number (gpu/frame-map.ts).
     host.migrator.frameMap.reconcileRuns(runs);
@@ -210,25 +293,29 @@ export async function runDeclared(
     // the fetch (neither waits for the device) fails the run here, before it.
     checkProtections(table, runs);
     runtime.setUses(usesTable(runs));
-    const status = await dispatch(MODE_RUN, runs.length);
-    const failed = passFailed(status);
-    if (status.stored || failed || status.faulted) {
-      dirty = dirtyPages(status.bits);
-      host.migrator.markDirty(dirty);
-    }
-    if (failed) throw runError(host, status, runs, dirty, bound);
-    // Every entry the pass saw allowed its declared access (checked above).
-    invariant(!status.faulted, 'a declared pass faulted on entries checked before it');
-  } finally {
-    table.releaseHolds(holds);
+    dispatch(batch, runs.length);
+    const completion = batch.add(taken.holds, events, (status) => {
+      const failed = passFailed(status);
+      let dirty: number[] = [];
+      if (status.stored || failed || status.faulted) {
+        dirty = dirtyPages(status.bits);
+        host.migrator.markDirty(dirty);
+      }
+      if (failed) throw runError(host, status, runs, dirty, bound);
+      // Every entry the pass saw allowed its declared access (checked above).
+      invariant(!status.faulted, 'a declared pass faulted on entries checked before it');
+      return {
+        replays: 0,
+        gpuFaults: fetched.pages,
+        bytesToGpu: fetched.bytes,
+        pagesWritten: dirty.length,
+      };
+    });
+    return { completion };
+  } catch (error) {
     host.space.announce(events);
+    throw error;
   }
-  return {
-    replays: 0,
-    gpuFaults: fetched.pages,
-    bytesToGpu: fetched.bytes,
-    pagesWritten: dirty.length,
-  };
 }
 
 /** Makes read runs `shared` and write runs `gpu`, in one batch, and counts the fetch. */

@@ -55,7 +55,8 @@ import {
   USES_ALL,
 } from './kernel-layout.ts';
 import type { RunCounts } from './kernel-options.ts';
-import type { Dispatch, PassStatus } from './kernel-runtime.ts';
+import type { Dispatch } from './kernel-runtime.ts';
+import type { PassStatus } from './pass-status.ts';
 import { passFailed, runError } from './run-error.ts';
 
 /** Rounds that did not end the loop (passes that faulted, or were refused by the re-check) before a run gives up. */

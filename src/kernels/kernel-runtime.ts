@@ -1,11 +1,17 @@
 /**
  * The kernel runtime of one mirror: the GPU objects every kernel run shares
- * (status block, dirty and fault bitmaps, control uniform, uses table, a
- * readback buffer, the bind group layout of group 0), the kernels compiled
- * on it, and one dispatch of one pass.
+ * (status block, dirty and fault bitmaps, control uniform, uses table,
+ * readback buffers, the bind group layout of group 0), the kernels compiled
+ * on it, the order runs submit in, and one dispatch of one pass.
  *
- * - Runs are serialized: one run's status and bitmaps are never mixed with
- *   another's.
+ * - Runs submit one at a time, in call order (`schedule`). A run with `uses`
+ *   submits its pass into the open batch (run-batch.ts) and completes with
+ *   it; the batch closes, issuing its one readback, once no run waits to
+ *   submit, or earlier when a run must wait for it (declared-run.ts). A
+ *   fault-mode run waits for every batch to complete and keeps the order
+ *   until it completes itself: its passes read back one at a time.
+ * - Each pass resets the shared status block and bitmap before it and copies
+ *   them out after it, in queue order, so passes in flight never mix.
  * - Lifecycle: `Kernel.compile` registers each kernel here and
  *   `kernel.destroy()` takes it out; `destroy()` destroys every live kernel,
  *   then the runtime's own buffers. Both are idempotent.
@@ -17,17 +23,12 @@ import {
   DIRTY_PAGES_PER_WORD,
   FAULT_PAGES_PER_WORD,
   MODE_COLLECT,
-  type MODE_RUN,
-  NO_ERROR_VA,
-  STATUS_ERROR_KINDS,
-  STATUS_ERROR_VA,
-  STATUS_FAULTED,
-  STATUS_STORED,
-  STATUS_RANGE_BOUNDS,
-  STATUS_REFUSED_STORE,
+  MODE_RUN,
   STATUS_WORDS,
   USE_WORDS,
 } from './kernel-layout.ts';
+import { decodeStatus, INITIAL_STATUS, type PassStatus } from './pass-status.ts';
+import { BATCH_SLOTS, RunBatch } from './run-batch.ts';
 
 /** A dispatch size: workgroups in x, y and z, each 1 to 65535. */
 export type Workgroups = readonly [number, number, number];
@@ -59,33 +60,23 @@ export interface PassOptions {
  */
 export type Dispatch = (mode: PassMode, uses: number) => Promise<PassStatus>;
 
+/**
+ * The real pass of a run with `uses`, submitted into `batch` (its status goes
+ * to the batch's next slot).
+ * @throws InvalidArgumentError 'destroyed' once the kernel is destroyed
+ */
+export type BatchDispatch = (batch: RunBatch, uses: number) => void;
+
+/** A run that has submitted: its completion, to await once the order moved on. */
+export interface Submitted<T> {
+  readonly completion: Promise<T>;
+}
+
 /** What the runtime keeps of a kernel compiled on it. */
 export interface RuntimeKernel {
   /** Frees the kernel's GPU objects and takes it out of the runtime; idempotent. */
   destroy(): void;
 }
-
-/** A pass's status block, decoded. */
-export interface PassStatus {
-  readonly faulted: boolean;
-  readonly stored: boolean;
-  /** Lowest VA of an access error, or undefined. */
-  readonly errorVa: number | undefined;
-  readonly errorKinds: number;
-  /** The frame word a refused `hmm_frame_store` aimed at (read tag included), or undefined. */
-  readonly refusedStore: number | undefined;
-  /** STATUS_RANGE_BOUNDS of a pass with an out-of-range named-range access, or undefined. */
-  readonly rangeBounds: number | undefined;
-  /**
-   * The bitmap the pass filled, read back with the status in the same round
-   * trip: the fault bitmap of a collecting pass, the dirty bitmap otherwise.
-   */
-  readonly bits: Uint32Array;
-}
-
-const INITIAL_STATUS = new Uint32Array(STATUS_WORDS);
-INITIAL_STATUS[STATUS_ERROR_VA] = NO_ERROR_VA;
-INITIAL_STATUS[STATUS_RANGE_BOUNDS] = NO_ERROR_VA;
 
 export class KernelRuntime {
   readonly layout: GPUBindGroupLayout;
@@ -101,8 +92,16 @@ export class KernelRuntime {
   private readonly faultWords: number;
   /** Bumped when a shared buffer is replaced, so kernels rebuild their bind groups. */
   generation = 0;
-  private tail: Promise<unknown> = Promise.resolve();
-  private pending = 0;
+  /** Settles when the last run scheduled has submitted (or failed to). */
+  private submitTail: Promise<unknown> = Promise.resolve();
+  /** Runs scheduled that have not submitted yet. */
+  private submitting = 0;
+  private batch: RunBatch | undefined;
+  /** Completions of the batches closed and not yet completed. */
+  private readonly completing = new Set<Promise<void>>();
+  /** Readback buffers of batches, free for the next one. */
+  private readonly freeReadbacks: GPUBuffer[] = [];
+  private readonly batchReadbacks = new Set<GPUBuffer>();
   private readonly kernels = new Set<RuntimeKernel>();
   private destroyed = false;
 
@@ -159,17 +158,59 @@ export class KernelRuntime {
     this.kernels.delete(kernel);
   }
 
-  /** True when no run is in flight or queued. */
+  /** True when no run waits to submit: a run called now is next. */
   get idle(): boolean {
-    return this.pending === 0;
+    return this.submitting === 0;
   }
 
-  /** Runs `work` after every run queued before it: one run at a time. */
-  serialize<T>(work: () => Promise<T>): Promise<T> {
-    this.pending++;
-    const result = this.tail.then(work).finally(() => this.pending--);
-    this.tail = result.catch(() => undefined);
-    return result;
+  /**
+   * Runs `submit` once every run scheduled before it has submitted (call
+   * order), and resolves with its completion. When no run waits to submit
+   * any more, the open batch closes.
+   */
+  schedule<T>(submit: () => Promise<Submitted<T>>): Promise<T> {
+    this.submitting++;
+    const submitted = this.submitTail.then(submit).finally(() => {
+      if (--this.submitting === 0) void this.closeBatch();
+    });
+    this.submitTail = submitted.catch(() => undefined);
+    return submitted.then((run) => run.completion);
+  }
+
+  /** The open batch, a new one if there is none or it is full (closing that). */
+  openBatch(): RunBatch {
+    if (this.batch?.open) return this.batch;
+    void this.closeBatch();
+    this.batch = new RunBatch(
+      this.host,
+      this.freeReadbacks.pop() ?? this.createBatchReadback(),
+      STATUS_WORDS + this.dirtyWords,
+      (readback, reusable) => {
+        if (reusable) this.freeReadbacks.push(readback);
+        else this.destroyBatchReadback(readback);
+      },
+    );
+    return this.batch;
+  }
+
+  /** Closes the open batch, if it has runs, issuing its readback; resolves once it completed. */
+  closeBatch(): Promise<void> {
+    const batch = this.batch;
+    this.batch = undefined;
+    if (!batch || batch.size === 0) {
+      if (batch) this.freeReadbacks.push(batch.readback);
+      return Promise.resolve();
+    }
+    const completion = batch.complete();
+    this.completing.add(completion);
+    void completion.finally(() => this.completing.delete(completion));
+    return completion;
+  }
+
+  /** Closes the open batch and waits until every batch closed has completed. */
+  async drain(): Promise<void> {
+    await this.closeBatch();
+    await Promise.all([...this.completing]);
   }
 
   /** Group 0 for a kernel whose parameters live in `params`. */
@@ -204,43 +245,23 @@ export class KernelRuntime {
   }
 
   /**
-   * One pass: resets the status (and the bitmap the pass fills), dispatches,
-   * and reads back the status block and that bitmap in one round trip.
+   * One pass on its own (fault mode): resets the status (and the bitmap the
+   * pass fills), dispatches, and reads back the status block and that bitmap
+   * in one round trip.
    */
   async pass(options: PassOptions): Promise<PassStatus> {
-    const { pipeline, group, workgroups, mode, uses, label } = options;
-    const { device } = this.host;
-    const collecting = mode === MODE_COLLECT;
-    device.queue.writeBuffer(this.status, 0, INITIAL_STATUS);
-    device.queue.writeBuffer(this.control, 0, new Uint32Array([mode, uses, 0, 0]));
-    const encoder = device.createCommandEncoder({ label });
-    if (collecting) encoder.clearBuffer(this.faults);
-    else encoder.clearBuffer(this.dirty);
-    const compute = encoder.beginComputePass({ label });
-    compute.setPipeline(pipeline);
-    compute.setBindGroup(0, group);
-    compute.dispatchWorkgroups(...workgroups);
-    compute.end();
+    const collecting = options.mode === MODE_COLLECT;
     const [bitmap, bitmapWords] = collecting
       ? [this.faults, this.faultWords]
       : [this.dirty, this.dirtyWords];
-    encoder.copyBufferToBuffer(this.status, 0, this.readback, 0, STATUS_WORDS * 4);
-    encoder.copyBufferToBuffer(bitmap, 0, this.readback, STATUS_WORDS * 4, bitmapWords * 4);
-    device.queue.submit([encoder.finish()]);
-    const words = await this.read(STATUS_WORDS + bitmapWords);
-    const errorVa = words[STATUS_ERROR_VA] ?? NO_ERROR_VA;
-    const rangeBounds = words[STATUS_RANGE_BOUNDS] ?? NO_ERROR_VA;
-    return {
-      faulted: (words[STATUS_FAULTED] ?? 0) !== 0,
-      stored: (words[STATUS_STORED] ?? 0) !== 0,
-      errorVa: errorVa === NO_ERROR_VA ? undefined : errorVa,
-      errorKinds: words[STATUS_ERROR_KINDS] ?? 0,
-      refusedStore: words[STATUS_REFUSED_STORE]
-        ? (words[STATUS_REFUSED_STORE] ?? 1) - 1
-        : undefined,
-      rangeBounds: rangeBounds === NO_ERROR_VA ? undefined : rangeBounds,
-      bits: words.subarray(STATUS_WORDS),
-    };
+    this.encodePass(options, bitmap, this.readback, 0, bitmapWords);
+    return decodeStatus(await this.read(STATUS_WORDS + bitmapWords));
+  }
+
+  /** The real pass of a run with `uses`, its status and dirty bitmap copied to `batch`'s next slot. */
+  submitPass(batch: RunBatch, options: Omit<PassOptions, 'mode'>): void {
+    const pass = { ...options, mode: MODE_RUN } as const;
+    this.encodePass(pass, this.dirty, batch.readback, batch.nextSlotOffset, this.dirtyWords);
   }
 
   /** Destroys every live kernel, then the runtime's own buffers. Idempotent. */
@@ -256,9 +277,55 @@ export class KernelRuntime {
       this.control,
       this.uses,
       this.readback,
+      ...this.batchReadbacks,
     ]) {
       buffer.destroy();
     }
+    this.batchReadbacks.clear();
+    this.freeReadbacks.length = 0;
+  }
+
+  /**
+   * Resets the status block and `bitmap`, dispatches, and copies both to
+   * `readback` at `offset`, in one submit. Queue order keeps passes in flight
+   * apart: the next pass's reset comes after this pass's copy.
+   */
+  private encodePass(
+    options: PassOptions,
+    bitmap: GPUBuffer,
+    readback: GPUBuffer,
+    offset: number,
+    bitmapWords: number,
+  ): void {
+    const { pipeline, group, workgroups, mode, uses, label } = options;
+    const { device } = this.host;
+    device.queue.writeBuffer(this.status, 0, INITIAL_STATUS);
+    device.queue.writeBuffer(this.control, 0, new Uint32Array([mode, uses, 0, 0]));
+    const encoder = device.createCommandEncoder({ label });
+    encoder.clearBuffer(bitmap);
+    const compute = encoder.beginComputePass({ label });
+    compute.setPipeline(pipeline);
+    compute.setBindGroup(0, group);
+    compute.dispatchWorkgroups(...workgroups);
+    compute.end();
+    encoder.copyBufferToBuffer(this.status, 0, readback, offset, STATUS_WORDS * 4);
+    encoder.copyBufferToBuffer(bitmap, 0, readback, offset + STATUS_WORDS * 4, bitmapWords * 4);
+    device.queue.submit([encoder.finish()]);
+  }
+
+  private createBatchReadback(): GPUBuffer {
+    const readback = this.host.device.createBuffer({
+      label: 'webhmm kernel batch readback',
+      size: BATCH_SLOTS * (STATUS_WORDS + this.dirtyWords) * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    this.batchReadbacks.add(readback);
+    return readback;
+  }
+
+  private destroyBatchReadback(readback: GPUBuffer): void {
+    this.batchReadbacks.delete(readback);
+    readback.destroy();
   }
 
   private async read(words: number): Promise<Uint32Array> {

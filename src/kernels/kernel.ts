@@ -5,7 +5,7 @@
  * declared-run.ts (with `uses`) and fault-mode-run.ts (without).
  */
 import { InvalidArgumentError, invariant } from '../errors.ts';
-import { declareUses, runDeclared, type DeclaredUses } from './declared-run.ts';
+import { declareUses, submitDeclared, type DeclaredUses } from './declared-run.ts';
 import { runFaultMode } from './fault-mode-run.ts';
 import {
   declaredParams,
@@ -20,7 +20,14 @@ import {
   type ParamList,
 } from './kernel-arguments.ts';
 import type { KernelOptions, RunCounts, RunOptions, RunResult } from './kernel-options.ts';
-import type { Dispatch, KernelRuntime, RuntimeKernel, Workgroups } from './kernel-runtime.ts';
+import type {
+  BatchDispatch,
+  Dispatch,
+  KernelRuntime,
+  RuntimeKernel,
+  Submitted,
+  Workgroups,
+} from './kernel-runtime.ts';
 import { declaredRanges, writeRangeDescriptors, type RangeList } from './named-ranges.ts';
 import { cachedPipeline } from './pipeline-cache.ts';
 import { prelude, preludeLines, usesAtomics } from './prelude.ts';
@@ -85,7 +92,9 @@ interface PreparedRun {
  *   lands only in a page the run may write and marks it dirty; any other
  *   fails the run with AccessError 'undeclared'.
  *
- * Runs of the kernels of one mirror execute one at a time, in call order.
+ * Runs of the kernels of one mirror submit in call order. Runs with `uses`
+ * called in one task are pipelined: submitted back to back, their status
+ * read back once, each settling with its own result or error.
  * `destroy()` frees the kernel's GPU objects; detaching the mirror destroys
  * its kernels. See docs/kernels.md.
  */
@@ -186,7 +195,7 @@ export class Kernel implements RuntimeKernel {
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    return this.runtime.serialize(() => this.execute(prepared, started));
+    return this.runtime.schedule(() => this.submit(prepared, started));
   }
 
   /**
@@ -229,30 +238,55 @@ export class Kernel implements RuntimeKernel {
     return { workgroups, params, declared };
   }
 
-  /** The run itself, its turn come. */
-  private async execute(prepared: PreparedRun, started: number): Promise<RunResult> {
-    const { host } = this.runtime;
+  /**
+   * The run itself, its turn to submit come: with `uses`, submitted into the
+   * open batch, completing with it; in fault mode, after every batch
+   * completed, and completed before the next run submits.
+   */
+  private async submit(prepared: PreparedRun, started: number): Promise<Submitted<RunResult>> {
+    const { runtime } = this;
+    const { host } = runtime;
     const { declared } = prepared;
-    // Early holds are ours to release until runDeclared takes them over.
+    // Early holds are ours to release until submitDeclared takes them over.
     let owned = declared?.early;
+    const timed = (counts: RunCounts): RunResult => ({
+      ...counts,
+      ms: performance.now() - started,
+    });
     try {
+      // Runs submitted before must not wait for this kernel to compile.
+      if (!this.pipeline) void runtime.closeBatch();
       await this.ready;
       host.assertAttached();
       this.assertLive();
-      host.device.queue.writeBuffer(this.params, 0, prepared.params);
-      const dispatch = this.dispatcher(prepared.workgroups);
-      let result: RunCounts;
       if (declared) {
         owned = undefined;
-        result = await runDeclared(this.runtime, dispatch, declared);
-      } else {
-        result = await runFaultMode(host, dispatch);
+        const submitted = await submitDeclared(runtime, this.batchDispatcher(prepared), declared);
+        return { completion: submitted.completion.then(timed) };
       }
-      return { ...result, ms: performance.now() - started };
+      await runtime.drain();
+      host.device.queue.writeBuffer(this.params, 0, prepared.params);
+      const counts = await runFaultMode(host, this.dispatcher(prepared.workgroups));
+      return { completion: Promise.resolve(timed(counts)) };
     } catch (error) {
       if (owned) host.space.table.releaseHolds(owned);
       throw error;
     }
+  }
+
+  /** The real pass of a run with `uses`, its parameters written just before it. */
+  private batchDispatcher(prepared: PreparedRun): BatchDispatch {
+    return (batch, uses) => {
+      this.assertLive();
+      this.runtime.host.device.queue.writeBuffer(this.params, 0, prepared.params);
+      this.runtime.submitPass(batch, {
+        pipeline: this.compiled(),
+        group: this.bindGroup(),
+        workgroups: prepared.workgroups,
+        uses,
+        label: this.label,
+      });
+    };
   }
 
   /** Passes of this kernel with `workgroups`; each checks the kernel is still live. */

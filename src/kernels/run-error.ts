@@ -15,7 +15,7 @@ import {
   ERROR_UNDECLARED,
   READ_TRANSLATION_TAG,
 } from './kernel-layout.ts';
-import type { PassStatus } from './kernel-runtime.ts';
+import type { PassStatus } from './pass-status.ts';
 import { decodeRangeBounds, type BoundRange } from './named-ranges.ts';
 import { STORE_PAGES } from './prelude.ts';
 

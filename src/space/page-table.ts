@@ -54,6 +54,7 @@ import {
   type Need,
 } from './pte.ts';
 import {
+  LOCK_CPU_WAITING,
   PTE_CPU,
   PTE_SHARED,
   PTE_ZERO,
@@ -131,6 +132,20 @@ export class PageTable {
   /** Whether any holder (a waiter alone does not count) is on `page` right now: a hint, not a hold. */
   isHeld(page: number): boolean {
     return isHeldWord(Atomics.load(this.shared.lock, page));
+  }
+
+  /**
+   * Whether a CPU call is waiting for a holder of `page` to leave: then no
+   * new device hold may join the page (page-lock.ts, no starvation), not even
+   * through holds a batch of kernel runs already has.
+   */
+  cpuWaiting(page: number): boolean {
+    return (Atomics.load(this.shared.lock, page) & LOCK_CPU_WAITING) !== 0;
+  }
+
+  /** Whether `extra` more holds fit this thread's hold journal. */
+  holdsFit(extra: number): boolean {
+    return this.record?.fits(extra) ?? true;
   }
 
   /**

@@ -1,0 +1,132 @@
+/**
+ * A batch of pipelined runs: runs with `uses` submitted back to back, each
+ * copying its status block and dirty bitmap into its own slot of one
+ * readback buffer, all read back by one `mapAsync` once the batch closes
+ * (kernel-runtime.ts closes it when no run waits to submit). So a chain of N
+ * runs costs one round trip, not N.
+ *
+ * - The batch holds the union of its runs' pages until it completes: a later
+ *   run of the same batch joins the holds it needs that the batch has (a
+ *   page held for writing serves any access, one held as a device read
+ *   serves reads), and takes the rest itself (declared-run.ts).
+ * - On completion the runs are settled in submission order, each from its
+ *   own slot (its dirty pages marked, its error decoded), so an error in the
+ *   middle of a chain fails only that run; then every hold is released and
+ *   the invalidations the fetches caused are announced; then the runs'
+ *   promises settle.
+ * - If the readback fails (the device was lost), every run of the batch
+ *   rejects with that failure: none of them was acknowledged.
+ */
+import { invariant } from '../errors.ts';
+import type { MirrorHost } from '../gpu/mirror-host.ts';
+import type { InvalidateEvent } from '../space/notifier.ts';
+import type { HoldKind } from '../space/page-lock.ts';
+import type { Hold } from '../space/page-table.ts';
+import { decodeStatus, type PassStatus } from './pass-status.ts';
+
+/** The most runs one batch takes; a full batch closes and the next run opens another. */
+export const BATCH_SLOTS = 32;
+
+interface Entry {
+  readonly settle: (status: PassStatus) => unknown;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+export class RunBatch {
+  private readonly entries: Entry[] = [];
+  private readonly holds: Hold[] = [];
+  private readonly events: InvalidateEvent[] = [];
+  /** The kind of the hold the batch has on each page it holds. */
+  private readonly held = new Map<number, HoldKind>();
+  private closed = false;
+
+  /**
+   * @param readback a MAP_READ buffer of BATCH_SLOTS slots of `slotWords` u32
+   * @param done called with the readback once the batch no longer needs it
+   *   (true: it can be used again; false: the readback failed)
+   */
+  constructor(
+    private readonly host: MirrorHost,
+    readonly readback: GPUBuffer,
+    readonly slotWords: number,
+    private readonly done: (readback: GPUBuffer, reusable: boolean) => void,
+  ) {}
+
+  /** Runs submitted into the batch. */
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /** Whether the batch takes another run: open and not full. */
+  get open(): boolean {
+    return !this.closed && this.entries.length < BATCH_SLOTS;
+  }
+
+  /** Byte offset of the slot the next run submitted copies its status block to. */
+  get nextSlotOffset(): number {
+    return this.entries.length * this.slotWords * 4;
+  }
+
+  /** The kind of hold the batch has on `page`, if any. */
+  heldAs(page: number): HoldKind | undefined {
+    return this.held.get(page);
+  }
+
+  /**
+   * Records a run just submitted into the next slot: the holds it took (the
+   * batch releases them), the invalidations it caused (announced after), and
+   * how to settle it from its status. Returns its result's promise.
+   */
+  add<T>(
+    holds: readonly Hold[],
+    events: readonly InvalidateEvent[],
+    settle: (status: PassStatus) => T,
+  ): Promise<T> {
+    invariant(this.open, 'a run added to a closed or full batch');
+    for (const hold of holds) {
+      this.holds.push(hold);
+      for (let page = hold.first; page < hold.first + hold.count; page++)
+        this.held.set(page, hold.kind);
+    }
+    this.events.push(...events);
+    return new Promise<T>((resolve, reject) => {
+      this.entries.push({ settle, resolve: resolve as (value: unknown) => void, reject });
+    });
+  }
+
+  /** Closes the batch and reads back every slot in one round trip; resolves once every run settled. */
+  async complete(): Promise<void> {
+    invariant(!this.closed, 'a batch completed twice');
+    this.closed = true;
+    const bytes = this.entries.length * this.slotWords * 4;
+    let words: Uint32Array | undefined;
+    let failure: unknown;
+    try {
+      await this.readback.mapAsync(GPUMapMode.READ, 0, bytes);
+      words = new Uint32Array(this.readback.getMappedRange(0, bytes).slice(0));
+      this.readback.unmap();
+    } catch (error) {
+      failure = error;
+    }
+    const outcomes = this.entries.map((entry, slot) => {
+      if (!words) return { failed: true, value: failure };
+      try {
+        const status = decodeStatus(
+          words.subarray(slot * this.slotWords, (slot + 1) * this.slotWords),
+        );
+        return { failed: false, value: entry.settle(status) };
+      } catch (error) {
+        return { failed: true, value: error };
+      }
+    });
+    this.host.space.table.releaseHolds(this.holds);
+    this.host.space.announce(this.events);
+    this.done(this.readback, words !== undefined);
+    this.entries.forEach((entry, i) => {
+      const outcome = outcomes[i];
+      if (outcome?.failed) entry.reject(outcome.value);
+      else entry.resolve(outcome?.value);
+    });
+  }
+}

@@ -1,0 +1,170 @@
+// Pipelined runs on real WebGPU: runs called in one task submit in call order
+// and share one status readback; each settles with its own result or error;
+// a CPU access already waiting is ordered before runs called after it.
+import { afterEach, describe, expect, it } from 'vitest';
+import { AccessError } from '../../src/errors.ts';
+import type { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
+import type { AddressSpace } from '../../src/space/address-space.ts';
+import { testMirror } from '../support/mirror.ts';
+
+const PAGE = 4096;
+const cleanups: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function setup(): Promise<{ space: AddressSpace; gpu: GpuMirror }> {
+  return testMirror({ size: 1 << 20, pageSize: PAGE }, { copy: 'buffer' }, cleanups);
+}
+
+/** Adds k to every word of r; with `over` set, also loads one word past r's end. */
+const ADD = /* wgsl */ `
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u) {
+  if (id.x >= r_len()) { return; }
+  var extra = 0u;
+  if (hmm_params.over != 0u && id.x == 0u) { extra = r_load_u32(r_len()); }
+  r_store_u32(id.x, r_load_u32(id.x) + hmm_params.k + extra);
+}`;
+
+const words = async (space: AddressSpace, va: number, len: number) =>
+  Array.from(new Uint32Array((await space.readAsync(va, len)).buffer));
+
+/** Counts mapAsync calls on every buffer while `body` runs. */
+async function countMaps<T>(body: () => Promise<T>): Promise<{ value: T; maps: number }> {
+  const prototype = GPUBuffer.prototype;
+  const original = Object.getOwnPropertyDescriptor(prototype, 'mapAsync');
+  const mapAsync = original?.value as GPUBuffer['mapAsync'];
+  let maps = 0;
+  Object.defineProperty(prototype, 'mapAsync', {
+    ...original,
+    value(this: GPUBuffer, ...args: Parameters<GPUBuffer['mapAsync']>) {
+      maps++;
+      return mapAsync.apply(this, args);
+    },
+  });
+  try {
+    return { value: await body(), maps };
+  } finally {
+    if (original) Object.defineProperty(prototype, 'mapAsync', original);
+  }
+}
+
+describe('pipelined runs', () => {
+  it('submits 20 runs called in one task in order and reads their status back once', async () => {
+    const { space, gpu } = await setup();
+    const va = space.alloc(PAGE);
+    const kernel = gpu.kernel({
+      code: ADD,
+      params: { k: 'u32', over: 'u32' },
+      ranges: { r: 'readwrite' },
+    });
+    const uses = [{ name: 'r', va, len: 256 }];
+    await kernel.run({ workgroups: 4, params: { k: 0, over: 0 }, uses }); // resident, compiled
+    const { value: results, maps } = await countMaps(() =>
+      Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          kernel.run({ workgroups: 4, params: { k: i + 1, over: 0 }, uses }),
+        ),
+      ),
+    );
+    expect(maps).toBe(1);
+    expect(results.map((r) => r.pagesWritten)).toEqual(new Array(20).fill(1));
+    expect(await words(space, va, 256)).toEqual(new Array(64).fill(210));
+    kernel.destroy();
+  });
+
+  it('fails only the run with the error in the middle of a chain; the others land', async () => {
+    const { space, gpu } = await setup();
+    const va = space.alloc(PAGE);
+    const kernel = gpu.kernel({
+      code: ADD,
+      params: { k: 'u32', over: 'u32' },
+      ranges: { r: 'readwrite' },
+    });
+    const uses = [{ name: 'r', va, len: 256 }];
+    const runs = [1, 2, 3, 4, 5].map((k) =>
+      kernel.run({ workgroups: 4, params: { k, over: k === 3 ? 1 : 0 }, uses }),
+    );
+    const settled = await Promise.allSettled(runs);
+    expect(settled.map((s) => s.status)).toEqual([
+      'fulfilled',
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+      'fulfilled',
+    ]);
+    const failure = (settled[2] as PromiseRejectedResult).reason as AccessError;
+    expect(failure).toBeInstanceOf(AccessError);
+    expect(failure.reason).toBe('out-of-range');
+    // The failed run's in-range stores landed too (its out-of-range load read 0).
+    expect(await words(space, va, 256)).toEqual(new Array(64).fill(15));
+    kernel.destroy();
+  });
+
+  it('orders a CPU write already waiting before runs called after it', async () => {
+    const { space, gpu } = await setup();
+    const src = space.alloc(PAGE);
+    const out = space.alloc(PAGE);
+    space.setU32(src, 7);
+    const copy = gpu.kernel({
+      code: /* wgsl */ `
+        @compute @workgroup_size(1)
+        fn main() { dst_store_u32(hmm_params.slot, src_load_u32(0u)); }`,
+      params: { slot: 'u32' },
+      ranges: { src: 'read', dst: 'write' },
+    });
+    const uses = [
+      { name: 'src', va: src, len: 4 },
+      { name: 'dst', va: out, len: 8 },
+    ];
+    await copy.run({ workgroups: 1, params: { slot: 0 }, uses }); // src shared, out GPU-owned
+    const first = copy.run({ workgroups: 1, params: { slot: 0 }, uses });
+    const write = space.writeAsync(src, new Uint32Array([100])); // waits for the first run
+    const second = copy.run({ workgroups: 1, params: { slot: 1 }, uses });
+    await Promise.all([first, write, second]);
+    expect(await words(space, out, 8)).toEqual([7, 100]);
+    copy.destroy();
+  });
+
+  it('runs a chain over distinct ranges of different kernels, each with its own result', async () => {
+    const { space, gpu } = await setup();
+    const a = space.alloc(4 * PAGE);
+    const b = space.alloc(4 * PAGE);
+    const add = gpu.kernel({
+      code: ADD,
+      params: { k: 'u32', over: 'u32' },
+      ranges: { r: 'readwrite' },
+    });
+    const copy = gpu.kernel({
+      code: /* wgsl */ `
+        @compute @workgroup_size(64)
+        fn main(@builtin(global_invocation_id) id: vec3u) {
+          if (id.x >= dst_len()) { return; }
+          dst_store_u32(id.x, src_load_u32(id.x) * 2u);
+        }`,
+      ranges: { src: 'read', dst: 'write' },
+    });
+    const len = 4 * PAGE;
+    const n = len / 4;
+    const groups = n / 64;
+    const chain = [
+      add.run({ workgroups: groups, params: { k: 3, over: 0 }, uses: [{ name: 'r', va: a, len }] }),
+      copy.run({
+        workgroups: groups,
+        uses: [
+          { name: 'src', va: a, len },
+          { name: 'dst', va: b, len },
+        ],
+      }),
+      add.run({ workgroups: groups, params: { k: 1, over: 0 }, uses: [{ name: 'r', va: b, len }] }),
+    ];
+    const results = await Promise.all(chain);
+    expect(results.map((r) => r.pagesWritten)).toEqual([4, 4, 4]);
+    expect(await words(space, a, len)).toEqual(new Array(n).fill(3));
+    expect(await words(space, b, len)).toEqual(new Array(n).fill(7));
+    add.destroy();
+    copy.destroy();
+  });
+});
