@@ -42,7 +42,12 @@ import {
   type BoundRange,
   type RangeList,
 } from './named-ranges.ts';
-import type { BatchDispatch, KernelRuntime, Submitted } from './kernel-runtime.ts';
+import {
+  passStageBytes,
+  type BatchDispatch,
+  type KernelRuntime,
+  type Submitted,
+} from './kernel-runtime.ts';
 import type { RunBatch } from './run-batch.ts';
 import { passFailed, runError } from './run-error.ts';
 
@@ -197,8 +202,10 @@ export async function submitDeclared(
     // A queued run: its thread may have opened a scope on the pages since run().
     assertOutsideScopes(runtime.host.space, declared.runs);
   }
+  const uses = usesTable(declared.runs);
+  const stageBytes = passStageBytes(dispatch.params, uses);
   for (let alone = false; ; alone = true) {
-    const batch = runtime.openBatch();
+    const batch = runtime.openBatch(stageBytes);
     const taken = early
       ? { holds: early, access: declared.runs.map((run) => run.access) }
       : await admit(table, batch, declared.runs, alone);
@@ -208,7 +215,7 @@ export async function submitDeclared(
       continue;
     }
     try {
-      return await submitHeld(runtime, dispatch, declared, batch, taken);
+      return await submitHeld(runtime, () => dispatch.submit(batch, uses), declared, batch, taken);
     } catch (error) {
       table.releaseHolds(taken.holds);
       if (!(error instanceof OutOfMemoryError && error.reason === 'budget') || batch.size === 0) {
@@ -267,7 +274,7 @@ async function admit(
 /** The rest of submitDeclared, its holds taken. */
 async function submitHeld(
   runtime: KernelRuntime,
-  dispatch: BatchDispatch,
+  dispatch: () => void,
   declared: DeclaredUses,
   batch: RunBatch,
   taken: Taken,
@@ -292,8 +299,7 @@ async function submitHeld(
     // The entries the pass will see are installed: a protect or free since
     // the fetch (neither waits for the device) fails the run here, before it.
     checkProtections(table, runs);
-    runtime.setUses(usesTable(runs));
-    dispatch(batch, runs.length);
+    dispatch();
     const completion = batch.add(taken.holds, events, (status) => {
       const failed = passFailed(status);
       let dirty: number[] = [];

@@ -28,7 +28,7 @@ import {
   USE_WORDS,
 } from './kernel-layout.ts';
 import { decodeStatus, INITIAL_STATUS, type PassStatus } from './pass-status.ts';
-import { BATCH_SLOTS, RunBatch } from './run-batch.ts';
+import { BATCH_SLOTS, BATCH_STAGING_BYTES, RunBatch, type BatchBuffers } from './run-batch.ts';
 
 /** A dispatch size: workgroups in x, y and z, each 1 to 65535. */
 export type Workgroups = readonly [number, number, number];
@@ -60,12 +60,28 @@ export interface PassOptions {
  */
 export type Dispatch = (mode: PassMode, uses: number) => Promise<PassStatus>;
 
-/**
- * The real pass of a run with `uses`, submitted into `batch` (its status goes
- * to the batch's next slot).
- * @throws InvalidArgumentError 'destroyed' once the kernel is destroyed
- */
-export type BatchDispatch = (batch: RunBatch, uses: number) => void;
+/** The real pass of a run with `uses`, to encode into a batch. */
+export interface BatchDispatch {
+  /** The run's parameters (with its named-range descriptors), staged with the pass. */
+  readonly params: ArrayBuffer;
+  /**
+   * Encodes the pass into `batch` with `usesTable` (its status goes to the
+   * batch's next slot).
+   * @throws InvalidArgumentError 'destroyed' once the kernel is destroyed
+   */
+  submit(batch: RunBatch, usesTable: Uint32Array<ArrayBuffer>): void;
+}
+
+/** Bytes a pass with `params` and `usesTable` stages in its batch (16-aligned pieces). */
+export function passStageBytes(params: ArrayBuffer, usesTable: Uint32Array): number {
+  const aligned = (bytes: number) => Math.ceil(bytes / 16) * 16;
+  return (
+    STATUS_WORDS * 4 +
+    CONTROL_WORDS * 4 +
+    aligned(params.byteLength) +
+    aligned(usesTable.byteLength)
+  );
+}
 
 /** A run that has submitted: its completion, to await once the order moved on. */
 export interface Submitted<T> {
@@ -99,9 +115,11 @@ export class KernelRuntime {
   private batch: RunBatch | undefined;
   /** Completions of the batches closed and not yet completed. */
   private readonly completing = new Set<Promise<void>>();
-  /** Readback buffers of batches, free for the next one. */
-  private readonly freeReadbacks: GPUBuffer[] = [];
-  private readonly batchReadbacks = new Set<GPUBuffer>();
+  /** Buffers of batches (of the default staging size), free for the next one. */
+  private readonly freeBatchBuffers: BatchBuffers[] = [];
+  private readonly batchBuffers = new Set<BatchBuffers>();
+  /** Buffers replaced or freed while passes encoded or in flight may still use them. */
+  private retired: GPUBuffer[] = [];
   private readonly kernels = new Set<RuntimeKernel>();
   private destroyed = false;
 
@@ -177,34 +195,48 @@ export class KernelRuntime {
     return submitted.then((run) => run.completion);
   }
 
-  /** The open batch, a new one if there is none or it is full (closing that). */
-  openBatch(): RunBatch {
-    if (this.batch?.open) return this.batch;
+  /**
+   * The open batch if it takes a pass staging `stageBytes` more, else a new
+   * one (closing the open one).
+   */
+  openBatch(stageBytes: number): RunBatch {
+    if (this.batch?.open && this.batch.fits(stageBytes)) return this.batch;
     void this.closeBatch();
     this.batch = new RunBatch(
       this.host,
-      this.freeReadbacks.pop() ?? this.createBatchReadback(),
+      this.takeBatchBuffers(stageBytes),
       STATUS_WORDS + this.dirtyWords,
-      (readback, reusable) => {
-        if (reusable) this.freeReadbacks.push(readback);
-        else this.destroyBatchReadback(readback);
+      (buffers, reusable) => {
+        if (reusable && buffers.staging.size === BATCH_STAGING_BYTES) {
+          this.freeBatchBuffers.push(buffers);
+        } else this.destroyBatchBuffers(buffers);
+        this.destroyRetired();
       },
     );
     return this.batch;
   }
 
-  /** Closes the open batch, if it has runs, issuing its readback; resolves once it completed. */
+  /** Closes the open batch, if it has runs, submitting it and issuing its readback; resolves once it completed. */
   closeBatch(): Promise<void> {
     const batch = this.batch;
     this.batch = undefined;
     if (!batch || batch.size === 0) {
-      if (batch) this.freeReadbacks.push(batch.readback);
+      if (batch) this.freeBatchBuffers.push(batch.buffers);
       return Promise.resolve();
     }
     const completion = batch.complete();
     this.completing.add(completion);
     void completion.finally(() => this.completing.delete(completion));
     return completion;
+  }
+
+  /**
+   * Destroys `buffer` once no pass encoded or in flight may use it: now, or
+   * when the batches open or in flight completed.
+   */
+  retire(buffer: GPUBuffer): void {
+    this.retired.push(buffer);
+    this.destroyRetired();
   }
 
   /** Closes the open batch and waits until every batch closed has completed. */
@@ -232,16 +264,13 @@ export class KernelRuntime {
     });
   }
 
-  /** Uploads the uses table (USE_WORDS u32 per range); may replace the buffer (bumping `generation`). */
-  setUses(table: Uint32Array<ArrayBuffer>): void {
-    const ranges = table.length / USE_WORDS;
-    if (ranges > this.usesCapacity) {
-      this.uses.destroy();
-      this.usesCapacity = 2 ** Math.ceil(Math.log2(ranges));
-      this.uses = this.createUses();
-      this.generation++;
-    }
-    if (table.length > 0) this.host.device.queue.writeBuffer(this.uses, 0, table);
+  /** Makes room in the uses buffer for `ranges` entries; a replaced buffer is retired (bumping `generation`). */
+  private reserveUses(ranges: number): void {
+    if (ranges <= this.usesCapacity) return;
+    this.retire(this.uses);
+    this.usesCapacity = 2 ** Math.ceil(Math.log2(ranges));
+    this.uses = this.createUses();
+    this.generation++;
   }
 
   /**
@@ -258,10 +287,52 @@ export class KernelRuntime {
     return decodeStatus(await this.read(STATUS_WORDS + bitmapWords));
   }
 
-  /** The real pass of a run with `uses`, its status and dirty bitmap copied to `batch`'s next slot. */
-  submitPass(batch: RunBatch, options: Omit<PassOptions, 'mode'>): void {
-    const pass = { ...options, mode: MODE_RUN } as const;
-    this.encodePass(pass, this.dirty, batch.readback, batch.nextSlotOffset, this.dirtyWords);
+  /**
+   * Makes room for a run's uses table (call before building the pass's bind
+   * group: it may replace the uses buffer).
+   */
+  prepareUses(usesTable: Uint32Array): void {
+    this.reserveUses(usesTable.length / USE_WORDS);
+  }
+
+  /**
+   * The real pass of a run with `uses`, encoded into `batch`: its initial
+   * status, control words, `params` (into `params.buffer`) and uses table
+   * are staged and copied in right before it; its status and dirty bitmap
+   * are copied to the batch's next slot right after.
+   */
+  submitPass(
+    batch: RunBatch,
+    options: Omit<PassOptions, 'mode'>,
+    params: { readonly buffer: GPUBuffer; readonly data: ArrayBuffer },
+    usesTable: Uint32Array<ArrayBuffer>,
+  ): void {
+    const { pipeline, group, workgroups, uses, label } = options;
+    const { encoder } = batch;
+    const copyIn = (data: Uint32Array<ArrayBuffer> | ArrayBuffer, to: GPUBuffer): void => {
+      const bytes = data.byteLength;
+      if (bytes > 0)
+        encoder.copyBufferToBuffer(batch.buffers.staging, batch.stage(data), to, 0, bytes);
+    };
+    copyIn(INITIAL_STATUS, this.status);
+    copyIn(new Uint32Array([MODE_RUN, uses, 0, 0]), this.control);
+    copyIn(params.data, params.buffer);
+    copyIn(usesTable, this.uses);
+    encoder.clearBuffer(this.dirty);
+    const compute = encoder.beginComputePass({ label });
+    compute.setPipeline(pipeline);
+    compute.setBindGroup(0, group);
+    compute.dispatchWorkgroups(...workgroups);
+    compute.end();
+    const offset = batch.nextSlotOffset;
+    encoder.copyBufferToBuffer(this.status, 0, batch.readback, offset, STATUS_WORDS * 4);
+    encoder.copyBufferToBuffer(
+      this.dirty,
+      0,
+      batch.readback,
+      offset + STATUS_WORDS * 4,
+      this.dirtyWords * 4,
+    );
   }
 
   /** Destroys every live kernel, then the runtime's own buffers. Idempotent. */
@@ -277,12 +348,14 @@ export class KernelRuntime {
       this.control,
       this.uses,
       this.readback,
-      ...this.batchReadbacks,
+      ...[...this.batchBuffers].flatMap(({ readback, staging }) => [readback, staging]),
+      ...this.retired,
     ]) {
       buffer.destroy();
     }
-    this.batchReadbacks.clear();
-    this.freeReadbacks.length = 0;
+    this.batchBuffers.clear();
+    this.freeBatchBuffers.length = 0;
+    this.retired = [];
   }
 
   /**
@@ -313,19 +386,40 @@ export class KernelRuntime {
     device.queue.submit([encoder.finish()]);
   }
 
-  private createBatchReadback(): GPUBuffer {
-    const readback = this.host.device.createBuffer({
-      label: 'webhmm kernel batch readback',
-      size: BATCH_SLOTS * (STATUS_WORDS + this.dirtyWords) * 4,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    this.batchReadbacks.add(readback);
-    return readback;
+  /** Buffers for a batch staging at least `stageBytes`: pooled at the default size. */
+  private takeBatchBuffers(stageBytes: number): BatchBuffers {
+    if (stageBytes <= BATCH_STAGING_BYTES) {
+      const free = this.freeBatchBuffers.pop();
+      if (free) return free;
+    }
+    const { device } = this.host;
+    const buffers = {
+      readback: device.createBuffer({
+        label: 'webhmm kernel batch readback',
+        size: BATCH_SLOTS * (STATUS_WORDS + this.dirtyWords) * 4,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      }),
+      staging: device.createBuffer({
+        label: 'webhmm kernel batch staging',
+        size: Math.max(BATCH_STAGING_BYTES, Math.ceil(stageBytes / 16) * 16),
+        usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      }),
+    };
+    this.batchBuffers.add(buffers);
+    return buffers;
   }
 
-  private destroyBatchReadback(readback: GPUBuffer): void {
-    this.batchReadbacks.delete(readback);
-    readback.destroy();
+  private destroyBatchBuffers(buffers: BatchBuffers): void {
+    this.batchBuffers.delete(buffers);
+    buffers.readback.destroy();
+    buffers.staging.destroy();
+  }
+
+  /** Destroys the retired buffers once no batch is open with passes or in flight. */
+  private destroyRetired(): void {
+    if ((this.batch && this.batch.size > 0) || this.completing.size > 0) return;
+    for (const buffer of this.retired) buffer.destroy();
+    this.retired = [];
   }
 
   private async read(words: number): Promise<Uint32Array> {

@@ -28,6 +28,7 @@ import type {
   Submitted,
   Workgroups,
 } from './kernel-runtime.ts';
+import { USE_WORDS } from './kernel-layout.ts';
 import { declaredRanges, writeRangeDescriptors, type RangeList } from './named-ranges.ts';
 import { cachedPipeline } from './pipeline-cache.ts';
 import { prelude, preludeLines, usesAtomics } from './prelude.ts';
@@ -205,7 +206,8 @@ export class Kernel implements RuntimeKernel {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.params.destroy();
+    // A pass encoded into an open batch may still copy into it.
+    this.runtime.retire(this.params);
     this.runtime.unregister(this);
   }
 
@@ -274,18 +276,26 @@ export class Kernel implements RuntimeKernel {
     }
   }
 
-  /** The real pass of a run with `uses`, its parameters written just before it. */
+  /** The real pass of a run with `uses`, its parameters staged with it. */
   private batchDispatcher(prepared: PreparedRun): BatchDispatch {
-    return (batch, uses) => {
-      this.assertLive();
-      this.runtime.host.device.queue.writeBuffer(this.params, 0, prepared.params);
-      this.runtime.submitPass(batch, {
-        pipeline: this.compiled(),
-        group: this.bindGroup(),
-        workgroups: prepared.workgroups,
-        uses,
-        label: this.label,
-      });
+    return {
+      params: prepared.params,
+      submit: (batch, usesTable) => {
+        this.assertLive();
+        this.runtime.prepareUses(usesTable);
+        this.runtime.submitPass(
+          batch,
+          {
+            pipeline: this.compiled(),
+            group: this.bindGroup(),
+            workgroups: prepared.workgroups,
+            uses: usesTable.length / USE_WORDS,
+            label: this.label,
+          },
+          { buffer: this.params, data: prepared.params },
+          usesTable,
+        );
+      },
     };
   }
 

@@ -1,9 +1,18 @@
 /**
- * A batch of pipelined runs: runs with `uses` submitted back to back, each
- * copying its status block and dirty bitmap into its own slot of one
- * readback buffer, all read back by one `mapAsync` once the batch closes
- * (kernel-runtime.ts closes it when no run waits to submit). So a chain of N
- * runs costs one round trip, not N.
+ * A batch of pipelined runs: runs with `uses` encoded back to back into one
+ * command encoder, each copying its status block and dirty bitmap into its
+ * own slot of one readback buffer, submitted together and read back by one
+ * `mapAsync` once the batch closes (kernel-runtime.ts closes it when no run
+ * waits to submit). So a chain of N runs costs one submit and one round
+ * trip, not N.
+ *
+ * - What differs per pass (the initial status block, the control words, the
+ *   parameters, the uses table) is staged at its own offset of the batch's
+ *   staging buffer, written once just before the submit, and copied into
+ *   the shared buffers by the encoder right before the pass.
+ * - Work submitted meanwhile by the runs' fetches (uploads, device page
+ *   table entries) lands before the batch's passes; it only touches pages
+ *   the batch does not hold, or entries the batch's passes do not read.
  *
  * - The batch holds the union of its runs' pages until it completes: a later
  *   run of the same batch joins the holds it needs that the batch has (a
@@ -26,6 +35,16 @@ import { decodeStatus, type PassStatus } from './pass-status.ts';
 
 /** The most runs one batch takes; a full batch closes and the next run opens another. */
 export const BATCH_SLOTS = 32;
+/** Bytes of per-pass data one batch stages by default (a run needing more gets a batch of its own size). */
+export const BATCH_STAGING_BYTES = 64 << 10;
+
+/** The GPU buffers one batch uses: its readback slots and its staging. */
+export interface BatchBuffers {
+  /** MAP_READ, BATCH_SLOTS slots. */
+  readonly readback: GPUBuffer;
+  /** COPY_SRC | COPY_DST, the per-pass data. */
+  readonly staging: GPUBuffer;
+}
 
 interface Entry {
   readonly settle: (status: PassStatus) => unknown;
@@ -40,22 +59,52 @@ export class RunBatch {
   /** The kind of the hold the batch has on each page it holds. */
   private readonly held = new Map<number, HoldKind>();
   private closed = false;
+  /** The commands of the batch's passes, submitted when it completes. */
+  readonly encoder: GPUCommandEncoder;
+  private readonly staged: Uint8Array<ArrayBuffer>;
+  private stagedBytes = 0;
 
   /**
-   * @param readback a MAP_READ buffer of BATCH_SLOTS slots of `slotWords` u32
-   * @param done called with the readback once the batch no longer needs it
-   *   (true: it can be used again; false: the readback failed)
+   * @param buffers readback of BATCH_SLOTS slots of `slotWords` u32, and staging
+   * @param done called with the buffers once the batch no longer needs them
+   *   (true: they can be used again; false: the readback failed)
    */
   constructor(
     private readonly host: MirrorHost,
-    readonly readback: GPUBuffer,
+    readonly buffers: BatchBuffers,
     readonly slotWords: number,
-    private readonly done: (readback: GPUBuffer, reusable: boolean) => void,
-  ) {}
+    private readonly done: (buffers: BatchBuffers, reusable: boolean) => void,
+  ) {
+    this.encoder = host.device.createCommandEncoder({ label: 'webhmm kernel batch' });
+    this.staged = new Uint8Array(buffers.staging.size);
+  }
+
+  /** Whether `bytes` more of per-pass data fit the batch's staging. */
+  fits(bytes: number): boolean {
+    return this.stagedBytes + bytes <= this.staged.length;
+  }
+
+  /** Stages `data` for a pass; returns its byte offset in the staging buffer (16-aligned). */
+  stage(data: Uint8Array | Uint32Array | ArrayBuffer): number {
+    const bytes =
+      data instanceof ArrayBuffer
+        ? new Uint8Array(data)
+        : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    invariant(this.fits(bytes.byteLength), 'staged past the batch staging');
+    const offset = this.stagedBytes;
+    this.staged.set(bytes, offset);
+    this.stagedBytes = Math.ceil((offset + bytes.byteLength) / 16) * 16;
+    return offset;
+  }
 
   /** Runs submitted into the batch. */
   get size(): number {
     return this.entries.length;
+  }
+
+  /** The readback the next run's status goes to. */
+  get readback(): GPUBuffer {
+    return this.buffers.readback;
   }
 
   /** Whether the batch takes another run: open and not full. */
@@ -95,17 +144,24 @@ export class RunBatch {
     });
   }
 
-  /** Closes the batch and reads back every slot in one round trip; resolves once every run settled. */
+  /**
+   * Closes the batch: writes its staging, submits its passes, and reads back
+   * every slot in one round trip; resolves once every run settled.
+   */
   async complete(): Promise<void> {
     invariant(!this.closed, 'a batch completed twice');
     this.closed = true;
+    const { queue } = this.host.device;
+    const { readback, staging } = this.buffers;
     const bytes = this.entries.length * this.slotWords * 4;
     let words: Uint32Array | undefined;
     let failure: unknown;
     try {
-      await this.readback.mapAsync(GPUMapMode.READ, 0, bytes);
-      words = new Uint32Array(this.readback.getMappedRange(0, bytes).slice(0));
-      this.readback.unmap();
+      queue.writeBuffer(staging, 0, this.staged, 0, this.stagedBytes);
+      queue.submit([this.encoder.finish()]);
+      await readback.mapAsync(GPUMapMode.READ, 0, bytes);
+      words = new Uint32Array(readback.getMappedRange(0, bytes).slice(0));
+      readback.unmap();
     } catch (error) {
       failure = error;
     }
@@ -122,7 +178,7 @@ export class RunBatch {
     });
     this.host.space.table.releaseHolds(this.holds);
     this.host.space.announce(this.events);
-    this.done(this.readback, words !== undefined);
+    this.done(this.buffers, words !== undefined);
     this.entries.forEach((entry, i) => {
       const outcome = outcomes[i];
       if (outcome?.failed) entry.reject(outcome.value);
