@@ -28,7 +28,7 @@ import {
   USE_WORDS,
 } from './kernel-layout.ts';
 import { decodeStatus, INITIAL_STATUS, type PassStatus } from './pass-status.ts';
-import { BATCH_SLOTS, BATCH_STAGING_BYTES, RunBatch, type BatchBuffers } from './run-batch.ts';
+import { BatchBufferPool, RunBatch } from './run-batch.ts';
 
 /** A dispatch size: workgroups in x, y and z, each 1 to 65535. */
 export type Workgroups = readonly [number, number, number];
@@ -115,9 +115,9 @@ export class KernelRuntime {
   private batch: RunBatch | undefined;
   /** Completions of the batches closed and not yet completed. */
   private readonly completing = new Set<Promise<void>>();
-  /** Buffers of batches (of the default staging size), free for the next one. */
-  private readonly freeBatchBuffers: BatchBuffers[] = [];
-  private readonly batchBuffers = new Set<BatchBuffers>();
+  private readonly batchBuffers: BatchBufferPool;
+  /** What the runtime's small buffers hold once the work queued so far ran (see `changes`). */
+  private readonly queuedContents = new WeakMap<GPUBuffer, Uint8Array>();
   /** Buffers replaced or freed while passes encoded or in flight may still use them. */
   private retired: GPUBuffer[] = [];
   private readonly kernels = new Set<RuntimeKernel>();
@@ -153,6 +153,7 @@ export class KernelRuntime {
     this.readback = this.createReadback(
       (STATUS_WORDS + Math.max(this.dirtyWords, this.faultWords)) * 4,
     );
+    this.batchBuffers = new BatchBufferPool(device, (STATUS_WORDS + this.dirtyWords) * 4);
     this.layout = groupZeroLayout(device);
     this.pipelineLayout = device.createPipelineLayout({
       label: 'webhmm kernel layout',
@@ -204,12 +205,10 @@ export class KernelRuntime {
     void this.closeBatch();
     this.batch = new RunBatch(
       this.host,
-      this.takeBatchBuffers(stageBytes),
+      this.batchBuffers.take(stageBytes),
       STATUS_WORDS + this.dirtyWords,
       (buffers, reusable) => {
-        if (reusable && buffers.staging.size === BATCH_STAGING_BYTES) {
-          this.freeBatchBuffers.push(buffers);
-        } else this.destroyBatchBuffers(buffers);
+        this.batchBuffers.give(buffers, reusable);
         this.destroyRetired();
       },
     );
@@ -221,7 +220,7 @@ export class KernelRuntime {
     const batch = this.batch;
     this.batch = undefined;
     if (!batch || batch.size === 0) {
-      if (batch) this.freeBatchBuffers.push(batch.buffers);
+      if (batch) this.batchBuffers.give(batch.buffers, true);
       return Promise.resolve();
     }
     const completion = batch.complete();
@@ -262,6 +261,32 @@ export class KernelRuntime {
         { binding: 7, resource: resource(params) },
       ],
     });
+  }
+
+  /**
+   * Writes `data` to the start of a uniform or table buffer only the runtime
+   * writes, now, in queue order.
+   */
+  write(buffer: GPUBuffer, data: Uint32Array<ArrayBuffer> | ArrayBuffer): void {
+    if (this.changes(buffer, data)) this.host.device.queue.writeBuffer(buffer, 0, data);
+  }
+
+  /**
+   * Whether `data` differs from what `buffer` holds once the work queued so
+   * far ran; records `data` as what it will hold. So a chain of runs with the
+   * same parameters and uses copies them once.
+   */
+  private changes(buffer: GPUBuffer, data: Uint32Array<ArrayBuffer> | ArrayBuffer): boolean {
+    const bytes = new Uint8Array(
+      data instanceof ArrayBuffer ? data : data.buffer,
+      data instanceof ArrayBuffer ? 0 : data.byteOffset,
+      data.byteLength,
+    );
+    const queued = this.queuedContents.get(buffer);
+    if (queued?.length === bytes.length && queued.every((byte, i) => byte === bytes[i]))
+      return false;
+    this.queuedContents.set(buffer, bytes.slice());
+    return true;
   }
 
   /** Makes room in the uses buffer for `ranges` entries; a replaced buffer is retired (bumping `generation`). */
@@ -348,13 +373,11 @@ export class KernelRuntime {
       this.control,
       this.uses,
       this.readback,
-      ...[...this.batchBuffers].flatMap(({ readback, staging }) => [readback, staging]),
       ...this.retired,
     ]) {
       buffer.destroy();
     }
-    this.batchBuffers.clear();
-    this.freeBatchBuffers.length = 0;
+    this.batchBuffers.destroy();
     this.retired = [];
   }
 
@@ -373,7 +396,7 @@ export class KernelRuntime {
     const { pipeline, group, workgroups, mode, uses, label } = options;
     const { device } = this.host;
     device.queue.writeBuffer(this.status, 0, INITIAL_STATUS);
-    device.queue.writeBuffer(this.control, 0, new Uint32Array([mode, uses, 0, 0]));
+    this.write(this.control, new Uint32Array([mode, uses, 0, 0]));
     const encoder = device.createCommandEncoder({ label });
     encoder.clearBuffer(bitmap);
     const compute = encoder.beginComputePass({ label });
@@ -384,35 +407,6 @@ export class KernelRuntime {
     encoder.copyBufferToBuffer(this.status, 0, readback, offset, STATUS_WORDS * 4);
     encoder.copyBufferToBuffer(bitmap, 0, readback, offset + STATUS_WORDS * 4, bitmapWords * 4);
     device.queue.submit([encoder.finish()]);
-  }
-
-  /** Buffers for a batch staging at least `stageBytes`: pooled at the default size. */
-  private takeBatchBuffers(stageBytes: number): BatchBuffers {
-    if (stageBytes <= BATCH_STAGING_BYTES) {
-      const free = this.freeBatchBuffers.pop();
-      if (free) return free;
-    }
-    const { device } = this.host;
-    const buffers = {
-      readback: device.createBuffer({
-        label: 'webhmm kernel batch readback',
-        size: BATCH_SLOTS * (STATUS_WORDS + this.dirtyWords) * 4,
-        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-      }),
-      staging: device.createBuffer({
-        label: 'webhmm kernel batch staging',
-        size: Math.max(BATCH_STAGING_BYTES, Math.ceil(stageBytes / 16) * 16),
-        usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-      }),
-    };
-    this.batchBuffers.add(buffers);
-    return buffers;
-  }
-
-  private destroyBatchBuffers(buffers: BatchBuffers): void {
-    this.batchBuffers.delete(buffers);
-    buffers.readback.destroy();
-    buffers.staging.destroy();
   }
 
   /** Destroys the retired buffers once no batch is open with passes or in flight. */

@@ -267,7 +267,7 @@ export class Kernel implements RuntimeKernel {
         return { completion: submitted.completion.then(timed) };
       }
       await runtime.drain();
-      host.device.queue.writeBuffer(this.params, 0, prepared.params);
+      runtime.write(this.params, prepared.params);
       const counts = await runFaultMode(host, this.dispatcher(prepared.workgroups));
       return { completion: Promise.resolve(timed(counts)) };
     } catch (error) {

@@ -186,3 +186,57 @@ export class RunBatch {
     });
   }
 }
+
+/** Batch buffers, pooled at the default staging size; bigger ones live for one batch. */
+export class BatchBufferPool {
+  private readonly free: BatchBuffers[] = [];
+  private readonly live = new Set<BatchBuffers>();
+
+  /** @param slotBytes bytes of one readback slot */
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly slotBytes: number,
+  ) {}
+
+  /** Buffers for a batch staging at least `stageBytes`. */
+  take(stageBytes: number): BatchBuffers {
+    if (stageBytes <= BATCH_STAGING_BYTES) {
+      const free = this.free.pop();
+      if (free) return free;
+    }
+    const buffers = {
+      readback: this.device.createBuffer({
+        label: 'webhmm kernel batch readback',
+        size: BATCH_SLOTS * this.slotBytes,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      }),
+      staging: this.device.createBuffer({
+        label: 'webhmm kernel batch staging',
+        size: Math.max(BATCH_STAGING_BYTES, Math.ceil(stageBytes / 16) * 16),
+        usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+      }),
+    };
+    this.live.add(buffers);
+    return buffers;
+  }
+
+  /** Returns a batch's buffers: kept for the next batch when `reusable` and of the default size. */
+  give(buffers: BatchBuffers, reusable: boolean): void {
+    if (reusable && buffers.staging.size === BATCH_STAGING_BYTES) {
+      this.free.push(buffers);
+      return;
+    }
+    this.live.delete(buffers);
+    buffers.readback.destroy();
+    buffers.staging.destroy();
+  }
+
+  destroy(): void {
+    for (const { readback, staging } of this.live) {
+      readback.destroy();
+      staging.destroy();
+    }
+    this.live.clear();
+    this.free.length = 0;
+  }
+}
