@@ -336,10 +336,10 @@ export class KernelRuntime {
     const { encoder } = batch;
     const copyIn = (data: Uint32Array<ArrayBuffer> | ArrayBuffer, to: GPUBuffer): void => {
       const bytes = data.byteLength;
-      if (bytes > 0)
-        encoder.copyBufferToBuffer(batch.buffers.staging, batch.stage(data), to, 0, bytes);
+      if (bytes === 0 || (to !== this.status && !this.changes(to, data))) return;
+      encoder.copyBufferToBuffer(batch.buffers.staging, batch.stage(data), to, 0, bytes);
     };
-    copyIn(INITIAL_STATUS, this.status);
+    copyIn(INITIAL_STATUS, this.status); // the pass changes it: always
     copyIn(new Uint32Array([MODE_RUN, uses, 0, 0]), this.control);
     copyIn(params.data, params.buffer);
     copyIn(usesTable, this.uses);

@@ -167,4 +167,37 @@ describe('pipelined runs', () => {
     add.destroy();
     copy.destroy();
   });
+
+  it('gives a fault-mode run after a pipelined run its own control words (found by the model suite)', async () => {
+    const { space, gpu } = await setup();
+    const rw = space.alloc(PAGE);
+    const ro = space.alloc(4 * PAGE, { prot: 'r' });
+    const store = gpu.kernel({
+      code: /* wgsl */ `
+        @compute @workgroup_size(1)
+        fn main() { hmm_atomic_add_u32(hmm_params.va, 1u); }`,
+      params: { va: 'u32' },
+    });
+    const named = gpu.kernel({
+      code: ADD,
+      params: { k: 'u32', over: 'u32' },
+      ranges: { r: 'readwrite' },
+    });
+    const refusal = (va: number) =>
+      store.run({ workgroups: 1, params: { va } }).then(
+        () => 'ok',
+        (e: unknown) => (e as AccessError).reason,
+      );
+    expect(await refusal(ro)).toBe('protection');
+    await named.run({
+      workgroups: 1,
+      params: { k: 1, over: 0 },
+      uses: [{ name: 'r', va: rw, len: 4 }],
+    });
+    // Its control words said "every page may be touched"; a stale copy said "one use".
+    expect(await refusal(ro)).toBe('protection');
+    expect(await refusal(rw)).toBe('ok');
+    store.destroy();
+    named.destroy();
+  });
 });
