@@ -4,6 +4,7 @@
  * `npm run bench` both run it through `runSuite`.
  */
 import type { BenchEnv, BenchOptions, BenchReport, BenchResult, BenchRow } from './bench-types.ts';
+import { appRows } from './rows/app-rows.ts';
 import { faultRows } from './rows/fault-rows.ts';
 import { kernelRows } from './rows/kernel-rows.ts';
 import { migrationRows } from './rows/migration-rows.ts';
@@ -14,6 +15,7 @@ export const suiteRows: readonly BenchRow[] = [
   ...migrationRows,
   ...kernelRows,
   ...runOverheadRows,
+  ...appRows,
   ...faultRows,
 ];
 
