@@ -21,7 +21,9 @@ fn kernel_writes(chunk: u32, round: u32) -> bool {
  * What a read of a range whose second half was freed, allocated again (zeroed)
  * and filled with `reusedByte` saw: 'old' (all before the free), 'reused' or
  * 'reused-zero' (after the reuse, which took the same pages back, after or
- * before its fill), or 'other': bytes of no single moment, which must never
+ * before its fill), 'reused-filling' (during that fill: only its bytes and
+ * zeros, which a plain read overlapping it may see), or 'other': old bytes
+ * mixed into the reused half, or a first half not old, which must never
  * happen.
  */
 export function raceOutcome(bytes: Uint8Array, oldByte: number, reusedByte: number): string {
@@ -31,5 +33,7 @@ export function raceOutcome(bytes: Uint8Array, oldByte: number, reusedByte: numb
   if (second.every((b) => b === oldByte)) return 'old';
   if (second.every((b) => b === reusedByte)) return 'reused';
   if (second.every((b) => b === 0)) return 'reused-zero';
+  // The new owner's fill in progress: plain reads and writes never exclude each other.
+  if (second.every((b) => b === reusedByte || b === 0)) return 'reused-filling';
   return 'other';
 }

@@ -264,7 +264,11 @@ describe('free during use (HMM anon_teardown, ported)', () => {
       reader!.readOrFault(va, len, 1 + round, 0xee),
     );
     console.log(`worker reads racing frees: ${seen.join(', ')}`);
-    expect(seen.filter((result) => !moments.includes(result))).toEqual([]);
+    // A plain read that starts after the reuse may overlap the new owner's
+    // fill (plain reads and writes never exclude each other): it sees part of
+    // it, never bytes of the old allocation in the reused half.
+    const plainMoments = [...moments, 'reused-filling'];
+    expect(seen.filter((result) => !plainMoments.includes(result))).toEqual([]);
   });
 });
 
