@@ -5,13 +5,13 @@
  * these constants, so the two sides cannot disagree.
  */
 
-// ---- status block: STATUS_WORDS u32, reset before each pass ----
+// ---- status block: STATUS_WORDS u32, cleared to zero before each pass ----
 export const STATUS_WORDS = 8;
 /** Non-zero once any invocation recorded a fault (a page that needs a change of state). */
 export const STATUS_FAULTED = 0;
 /** Non-zero once any invocation stored to (or marked for write) a page. */
 export const STATUS_STORED = 1;
-/** The lowest VA of an access error (atomicMin; 0xffffffff: none). */
+/** The lowest VA of an access error, inverted (atomicMax of ~va; 0: none), so a cleared block means no error. */
 export const STATUS_ERROR_VA = 2;
 /** ERROR_* bits of the access errors seen. */
 export const STATUS_ERROR_KINDS = 3;
@@ -26,12 +26,10 @@ export const STATUS_ERROR_KINDS = 3;
 export const STATUS_REFUSED_STORE = 4;
 /**
  * The lowest `(range << RANGE_BOUNDS_SHIFT) | min(i, RANGE_BOUNDS_INDEX_MASK)`
- * of a named-range access with `i >= len` (atomicMin; 0xffffffff: none): the
+ * of a named-range access with `i >= len`, inverted (atomicMax; 0: none): the
  * first range in declaration order that was overrun, and its smallest bad index.
  */
 export const STATUS_RANGE_BOUNDS = 5;
-/** Initial value of STATUS_ERROR_VA and STATUS_RANGE_BOUNDS. */
-export const NO_ERROR_VA = 0xffff_ffff;
 export const RANGE_BOUNDS_SHIFT = 24;
 export const RANGE_BOUNDS_INDEX_MASK = (1 << RANGE_BOUNDS_SHIFT) - 1;
 

@@ -27,7 +27,7 @@ import {
   STATUS_WORDS,
   USE_WORDS,
 } from './kernel-layout.ts';
-import { decodeStatus, INITIAL_STATUS, type PassStatus } from './pass-status.ts';
+import { decodeStatus, type PassStatus } from './pass-status.ts';
 import { BatchBufferPool, RunBatch } from './run-batch.ts';
 
 /** A dispatch size: workgroups in x, y and z, each 1 to 65535. */
@@ -336,10 +336,11 @@ export class KernelRuntime {
     const { encoder } = batch;
     const copyIn = (data: Uint32Array<ArrayBuffer> | ArrayBuffer, to: GPUBuffer): void => {
       const bytes = data.byteLength;
-      if (bytes === 0 || (to !== this.status && !this.changes(to, data))) return;
+      if (bytes === 0 || !this.changes(to, data)) return;
       encoder.copyBufferToBuffer(batch.buffers.staging, batch.stage(data), to, 0, bytes);
     };
-    copyIn(INITIAL_STATUS, this.status); // the pass changes it: always
+    // A cleared status block means no fault, store or error (kernel-layout.ts).
+    encoder.clearBuffer(this.status);
     copyIn(new Uint32Array([MODE_RUN, uses, 0, 0]), this.control);
     copyIn(params.data, params.buffer);
     copyIn(usesTable, this.uses);
@@ -395,9 +396,9 @@ export class KernelRuntime {
   ): void {
     const { pipeline, group, workgroups, mode, uses, label } = options;
     const { device } = this.host;
-    device.queue.writeBuffer(this.status, 0, INITIAL_STATUS);
     this.write(this.control, new Uint32Array([mode, uses, 0, 0]));
     const encoder = device.createCommandEncoder({ label });
+    encoder.clearBuffer(this.status);
     encoder.clearBuffer(bitmap);
     const compute = encoder.beginComputePass({ label });
     compute.setPipeline(pipeline);

@@ -206,7 +206,7 @@ const u = (value: number): string => `${value >>> 0}u`;
 export const RANGE_WORD = `fn hmm_range_word(r: vec4<u32>, k: u32, i: u32, forWrite: bool) -> u32 {
   if (i >= r.y) {
     // One atomic, the least an untaken branch can cost where every branch runs masked.
-    atomicMin(&hmm_status[${STATUS_RANGE_BOUNDS}], (k << ${u(RANGE_BOUNDS_SHIFT)}) | min(i, ${u(RANGE_BOUNDS_INDEX_MASK)}));
+    atomicMax(&hmm_status[${STATUS_RANGE_BOUNDS}], ~((k << ${u(RANGE_BOUNDS_SHIFT)}) | min(i, ${u(RANGE_BOUNDS_INDEX_MASK)})));
     hmm_faulted_flag = true;
     return select(HMM_ZERO_WORDS, HMM_SINK_WORDS, forWrite);
   }

@@ -4,7 +4,6 @@
  * errors, and the bitmap read back in the same round trip.
  */
 import {
-  NO_ERROR_VA,
   STATUS_ERROR_KINDS,
   STATUS_ERROR_VA,
   STATUS_FAULTED,
@@ -32,23 +31,23 @@ export interface PassStatus {
   readonly bits: Uint32Array;
 }
 
-/** The status block every pass starts from. */
-export const INITIAL_STATUS = new Uint32Array(STATUS_WORDS);
-INITIAL_STATUS[STATUS_ERROR_VA] = NO_ERROR_VA;
-INITIAL_STATUS[STATUS_RANGE_BOUNDS] = NO_ERROR_VA;
-
-/** `words`: a status block, then the bitmap the pass filled. */
+/**
+ * `words`: a status block, then the bitmap the pass filled. Every pass
+ * starts from a cleared (zero) block: the minimums are kept inverted.
+ */
 export function decodeStatus(words: Uint32Array): PassStatus {
-  const errorVa = words[STATUS_ERROR_VA] ?? NO_ERROR_VA;
-  const rangeBounds = words[STATUS_RANGE_BOUNDS] ?? NO_ERROR_VA;
+  const errorVa = words[STATUS_ERROR_VA] ?? 0;
+  const errorKinds = words[STATUS_ERROR_KINDS] ?? 0;
+  const rangeBounds = words[STATUS_RANGE_BOUNDS] ?? 0;
   const refused = words[STATUS_REFUSED_STORE] ?? 0;
   return {
     faulted: (words[STATUS_FAULTED] ?? 0) !== 0,
     stored: (words[STATUS_STORED] ?? 0) !== 0,
-    errorVa: errorVa === NO_ERROR_VA ? undefined : errorVa,
-    errorKinds: words[STATUS_ERROR_KINDS] ?? 0,
+    // ~0xffffffff is 0: an error at the very last address reads as none but sets a kind.
+    errorVa: errorVa !== 0 ? ~errorVa >>> 0 : errorKinds !== 0 ? 0xffff_ffff : undefined,
+    errorKinds,
     refusedStore: refused ? refused - 1 : undefined,
-    rangeBounds: rangeBounds === NO_ERROR_VA ? undefined : rangeBounds,
+    rangeBounds: rangeBounds !== 0 ? ~rangeBounds >>> 0 : undefined,
     bits: words.subarray(STATUS_WORDS),
   };
 }

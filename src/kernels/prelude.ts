@@ -181,7 +181,8 @@ ${Array.from({ length: STORE_PAGES }, (_, i) => `var<private> hmm_store_page${i}
 const BOOKKEEPING = `fn hmm_faulted() -> bool { return hmm_faulted_flag; }
 
 fn hmm_fail(va: u32, kind: u32) {
-  atomicMin(&hmm_status[${STATUS_ERROR_VA}], va);
+  // The lowest VA, kept inverted so a cleared (zero) status means none.
+  atomicMax(&hmm_status[${STATUS_ERROR_VA}], ~va);
   atomicOr(&hmm_status[${STATUS_ERROR_KINDS}], kind);
   hmm_faulted_flag = true;
 }
