@@ -28,6 +28,10 @@ fn main(@builtin(global_invocation_id) id: vec3u) {
   r_store_u32(id.x, r_load_u32(id.x) + hmm_params.k + extra);
 }`;
 
+/** The ADD kernel: named range r, parameters k and over. */
+const addKernel = (gpu: GpuMirror) =>
+  gpu.kernel({ code: ADD, params: { k: 'u32', over: 'u32' }, ranges: { r: 'readwrite' } });
+
 const words = async (space: AddressSpace, va: number, len: number) =>
   Array.from(new Uint32Array((await space.readAsync(va, len)).buffer));
 
@@ -55,11 +59,7 @@ describe('pipelined runs', () => {
   it('submits 20 runs called in one task in order and reads their status back once', async () => {
     const { space, gpu } = await setup();
     const va = space.alloc(PAGE);
-    const kernel = gpu.kernel({
-      code: ADD,
-      params: { k: 'u32', over: 'u32' },
-      ranges: { r: 'readwrite' },
-    });
+    const kernel = addKernel(gpu);
     const uses = [{ name: 'r', va, len: 256 }];
     await kernel.run({ workgroups: 4, params: { k: 0, over: 0 }, uses }); // resident, compiled
     const { value: results, maps } = await countMaps(() =>
@@ -78,11 +78,7 @@ describe('pipelined runs', () => {
   it('fails only the run with the error in the middle of a chain; the others land', async () => {
     const { space, gpu } = await setup();
     const va = space.alloc(PAGE);
-    const kernel = gpu.kernel({
-      code: ADD,
-      params: { k: 'u32', over: 'u32' },
-      ranges: { r: 'readwrite' },
-    });
+    const kernel = addKernel(gpu);
     const uses = [{ name: 'r', va, len: 256 }];
     const runs = [1, 2, 3, 4, 5].map((k) =>
       kernel.run({ workgroups: 4, params: { k, over: k === 3 ? 1 : 0 }, uses }),
@@ -132,11 +128,7 @@ describe('pipelined runs', () => {
     const { space, gpu } = await setup();
     const a = space.alloc(4 * PAGE);
     const b = space.alloc(4 * PAGE);
-    const add = gpu.kernel({
-      code: ADD,
-      params: { k: 'u32', over: 'u32' },
-      ranges: { r: 'readwrite' },
-    });
+    const add = addKernel(gpu);
     const copy = gpu.kernel({
       code: /* wgsl */ `
         @compute @workgroup_size(64)
@@ -178,11 +170,7 @@ describe('pipelined runs', () => {
         fn main() { hmm_atomic_add_u32(hmm_params.va, 1u); }`,
       params: { va: 'u32' },
     });
-    const named = gpu.kernel({
-      code: ADD,
-      params: { k: 'u32', over: 'u32' },
-      ranges: { r: 'readwrite' },
-    });
+    const named = addKernel(gpu);
     const refusal = (va: number) =>
       store.run({ workgroups: 1, params: { va } }).then(
         () => 'ok',
