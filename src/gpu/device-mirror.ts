@@ -269,8 +269,9 @@ export class DeviceMirror {
       pageTable: this.dpt.buffer,
       migrator: this.migrator,
       counters: this.counters,
-      beforeGpuUse: () => {
+      beforeGpuUse: (beforeTableWrite) => {
         this.internals.pollNotices();
+        if (this.dpt.changes) beforeTableWrite?.();
         this.dpt.flush();
       },
       // A run called before detach began goes on while detach waits for it.

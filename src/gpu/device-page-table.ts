@@ -44,6 +44,11 @@ export class DevicePageTable {
     }
   }
 
+  /** Whether entries changed since the last flush. */
+  get changes(): boolean {
+    return this.changed.length > 0;
+  }
+
   /** Uploads the changed runs; returns the number of entries uploaded. */
   flush(): number {
     if (this.changed.length === 0) return 0;

@@ -21,8 +21,13 @@ export interface MirrorHost {
   readonly pageTable: GPUBuffer;
   readonly migrator: Migrator;
   readonly counters: MirrorCounters;
-  /** Applies pending invalidation notices and uploads changed device page table entries. */
-  beforeGpuUse(): void;
+  /**
+   * Applies pending invalidation notices and uploads changed device page
+   * table entries, calling `beforeTableWrite` first when there are any (a
+   * batch of kernel passes encoded but not submitted must go first: they
+   * read the table as it was).
+   */
+  beforeGpuUse(beforeTableWrite?: () => void): void;
   /** @throws DeviceLostError once the mirror is detached or its device lost */
   assertAttached(): void;
 }

@@ -78,11 +78,15 @@ export function declareUses(
   ranges: RangeList,
 ): DeclaredUses {
   const { space } = runtime.host;
-  const runs = declaredRuns(space, uses, ranges);
-  const bound = boundRanges(ranges, uses);
+  const named = new Map<string, BoundRange>();
+  const runs = declaredRuns(space, uses, ranges, named);
+  const bound = boundRanges(ranges, named);
   assertOutsideScopes(space, runs);
   const holds = holdsOf(runs, 'exclusive-long');
-  const taken = runtime.idle && space.table.tryHoldAll(holds) === undefined;
+  const taken =
+    runtime.idle &&
+    space.table.holdsFit(holds.length) &&
+    space.table.tryHoldAll(holds) === undefined;
   return { runs, bound, early: taken ? holds : undefined };
 }
 
@@ -112,14 +116,16 @@ export function declaredRuns(
   space: SpaceInternals,
   uses: readonly (KernelUse | NamedUse)[],
   ranges: RangeList = [],
+  bound = new Map<string, BoundRange>(),
 ): UseRun[] {
   const given: unknown = uses;
   if (!Array.isArray(given)) {
     throw new InvalidArgumentError('uses', given, 'bad-value', 'an array of { va, len, access }');
   }
   const access = new Map<number, number>();
-  const bound = new Set<string>();
-  uses.forEach((use: unknown, i) => {
+  // Each use and each of its fields is read once: what is checked is what is held.
+  for (let i = 0; i < given.length; i++) {
+    const use: unknown = given[i];
     const name = `uses[${i}]`;
     const { va, len, bits } = isNamedUse(use)
       ? checkedNamedUse(name, use as Record<string, unknown>, ranges, bound)
@@ -127,7 +133,7 @@ export function declaredRuns(
     const { first, count } = space.pageSpan(va, len);
     for (let page = first; page < first + count; page++)
       access.set(page, (access.get(page) ?? 0) | bits);
-  });
+  }
   const byBits = new Map<number, number[]>();
   for (const [page, bits] of access) {
     const pages = byBits.get(bits);
@@ -264,6 +270,8 @@ async function admit(
     }
   }
   if (batch.size === 0 || alone) {
+    // Batches still completing may fill this thread's hold journal: wait for them first.
+    if (!alone && !table.holdsFit(holds.length)) return undefined;
     await table.holdAsync(holds, table.address(runs[0]?.first ?? 0));
     return { holds, access };
   }
@@ -295,7 +303,9 @@ async function submitHeld(
     ];
     // Every entry the pass can reach, reconciled by sequence number (gpu/frame-map.ts).
     host.migrator.frameMap.reconcileRuns(runs);
-    host.beforeGpuUse();
+    // Passes encoded before this one read the table as it was: submit them
+    // before its entries change (a free or protect since may have changed them).
+    host.beforeGpuUse(() => batch.submitEncoded());
     // The entries the pass will see are installed: a protect or free since
     // the fetch (neither waits for the device) fails the run here, before it.
     checkProtections(table, runs);

@@ -220,12 +220,18 @@ export class KernelRuntime {
     const batch = this.batch;
     this.batch = undefined;
     if (!batch || batch.size === 0) {
-      if (batch) this.batchBuffers.give(batch.buffers, true);
+      if (batch) {
+        batch.discard();
+        this.batchBuffers.give(batch.buffers, true);
+      }
       return Promise.resolve();
     }
     const completion = batch.complete();
     this.completing.add(completion);
-    void completion.finally(() => this.completing.delete(completion));
+    void completion.finally(() => {
+      this.completing.delete(completion);
+      this.destroyRetired();
+    });
     return completion;
   }
 

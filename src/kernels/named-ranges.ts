@@ -55,8 +55,8 @@ export const ACCESS_BITS: Readonly<Record<string, number | undefined>> = {
 /**
  * The ranges `kernel()` was given, checked.
  * @throws InvalidArgumentError 'bad-value' (argument 'ranges') for ranges
- *   that are not an object, a name that is not a WGSL identifier or starts
- *   with `hmm_` (the prelude's), an access other than 'read', 'write',
+ *   that are not an object, a name that is not a WGSL identifier, is `hmm`
+ *   or starts with `hmm_` (the prelude's), an access other than 'read', 'write',
  *   'readwrite', or more than MAX_NAMED_RANGES names
  */
 export function declaredRanges(ranges: unknown): RangeList {
@@ -75,7 +75,7 @@ export function declaredRanges(ranges: unknown): RangeList {
   }
   return list.map(([name, access]) => {
     const bits = typeof access === 'string' ? ACCESS_BITS[access] : undefined;
-    if (!IDENTIFIER.test(name) || name.startsWith('hmm_') || bits === undefined) {
+    if (!IDENTIFIER.test(name) || name === 'hmm' || name.startsWith('hmm_') || bits === undefined) {
       throw new InvalidArgumentError(
         'ranges',
         `${name}: ${String(access)}`,
@@ -93,9 +93,10 @@ export function isNamedUse(use: unknown): boolean {
 }
 
 /**
- * A named use's range and the USE_* bits its declaration gives it, checked.
+ * A named use's range and the USE_* bits its declaration gives it, checked;
+ * each field is read once.
  * @param name the use's argument name, e.g. 'uses[2]'
- * @param bound names bound so far in this run (this one is added)
+ * @param bound the ranges bound so far in this run (this one is added)
  * @throws InvalidArgumentError naming the field: '.name' 'bad-value' for a
  *   name not declared at kernel() or bound twice; '.access' 'bad-value' for
  *   any access given (it comes from the declaration); '.va' and '.len'
@@ -106,30 +107,34 @@ export function checkedNamedUse(
   name: string,
   use: Record<string, unknown>,
   ranges: RangeList,
-  bound: Set<string>,
+  bound: Map<string, BoundRange>,
 ): { va: number; len: number; bits: number } {
-  const declared = ranges.find(([known]) => known === use.name);
+  const { name: rangeName, va, len, access } = use;
+  const declared = ranges.find(([known]) => known === rangeName);
   if (!declared) {
     throw new InvalidArgumentError(
       `${name}.name`,
-      use.name,
+      rangeName,
       'bad-value',
       `not a range declared at kernel() (declared: ${ranges.map(([known]) => known).join(', ') || 'none'})`,
     );
   }
   if (bound.has(declared[0])) {
-    throw new InvalidArgumentError(`${name}.name`, use.name, 'bad-value', 'bound twice in one run');
+    throw new InvalidArgumentError(
+      `${name}.name`,
+      rangeName,
+      'bad-value',
+      'bound twice in one run',
+    );
   }
-  bound.add(declared[0]);
-  if (use.access !== undefined) {
+  if (access !== undefined) {
     throw new InvalidArgumentError(
       `${name}.access`,
-      use.access,
+      access,
       'bad-value',
       "a named range's access comes from kernel(); give none",
     );
   }
-  const { va, len } = use;
   nonNegativeInteger(`${name}.va`, va);
   positiveInteger(`${name}.len`, len);
   for (const [field, value] of [
@@ -140,22 +145,21 @@ export function checkedNamedUse(
       throw new InvalidArgumentError(`${name}.${field}`, value, 'misaligned', 'a multiple of 4');
     }
   }
+  bound.set(declared[0], { name: declared[0], va, len });
   return { va, len, bits: declared[1] };
 }
 
 /**
- * Every declared range bound, in declaration order.
+ * Every declared range bound, in declaration order, from the bindings
+ * checkedNamedUse recorded.
  * @throws InvalidArgumentError 'bad-value' (argument 'uses') naming the
  *   ranges a run left unbound
  */
-export function boundRanges(ranges: RangeList, uses: readonly unknown[]): BoundRange[] {
-  const byName = new Map<string, BoundRange>();
-  for (const use of uses) {
-    if (!isNamedUse(use)) continue;
-    const { name, va, len } = use as BoundRange;
-    byName.set(name, { name, va, len });
-  }
-  const missing = ranges.filter(([name]) => !byName.has(name)).map(([name]) => name);
+export function boundRanges(
+  ranges: RangeList,
+  bound: ReadonlyMap<string, BoundRange>,
+): BoundRange[] {
+  const missing = ranges.filter(([name]) => !bound.has(name)).map(([name]) => name);
   if (missing.length > 0) {
     throw new InvalidArgumentError(
       'uses',
@@ -164,7 +168,7 @@ export function boundRanges(ranges: RangeList, uses: readonly unknown[]): BoundR
       `every named range needs a { name, va, len } use; missing: ${missing.join(', ')}`,
     );
   }
-  return ranges.map(([name]) => byName.get(name) as BoundRange);
+  return ranges.map(([name]) => bound.get(name) as BoundRange);
 }
 
 /**

@@ -59,8 +59,12 @@ export class RunBatch {
   /** The kind of the hold the batch has on each page it holds. */
   private readonly held = new Map<number, HoldKind>();
   private closed = false;
-  /** The commands of the batch's passes, submitted when it completes. */
-  readonly encoder: GPUCommandEncoder;
+  /** The commands of the batch's passes not submitted yet. */
+  encoder: GPUCommandEncoder;
+  /** Passes encoded into `encoder`. */
+  private encodedSince = 0;
+  /** Staged bytes already written to the staging buffer (by `submitEncoded`). */
+  private writtenBytes = 0;
   private readonly staged: Uint8Array<ArrayBuffer>;
   private stagedBytes = 0;
 
@@ -139,9 +143,39 @@ export class RunBatch {
         this.held.set(page, hold.kind);
     }
     this.events.push(...events);
+    this.encodedSince++;
     return new Promise<T>((resolve, reject) => {
       this.entries.push({ settle, resolve: resolve as (value: unknown) => void, reject });
     });
+  }
+
+  /** Closes an empty batch without submitting: a run added after this is a bug, not a hang. */
+  discard(): void {
+    invariant(this.entries.length === 0, 'a batch with runs discarded');
+    this.closed = true;
+  }
+
+  /**
+   * Submits the passes encoded so far (their staging first) and goes on
+   * encoding in a new encoder: what the queue runs after this comes after
+   * them. The batch stays open; its readback is still one.
+   */
+  submitEncoded(): void {
+    if (this.encodedSince === 0) return;
+    const { queue } = this.host.device;
+    if (this.stagedBytes > this.writtenBytes) {
+      queue.writeBuffer(
+        this.buffers.staging,
+        this.writtenBytes,
+        this.staged,
+        this.writtenBytes,
+        this.stagedBytes - this.writtenBytes,
+      );
+      this.writtenBytes = this.stagedBytes;
+    }
+    queue.submit([this.encoder.finish()]);
+    this.encoder = this.host.device.createCommandEncoder({ label: 'webhmm kernel batch' });
+    this.encodedSince = 0;
   }
 
   /**
@@ -159,7 +193,10 @@ export class RunBatch {
     try {
       // Nothing staged is the steady state of a chain: no write at all (a write
       // before the submit delayed its mapAsync by ~2 ms on Chromium here).
-      if (this.stagedBytes > 0) queue.writeBuffer(staging, 0, this.staged, 0, this.stagedBytes);
+      if (this.stagedBytes > this.writtenBytes) {
+        const from = this.writtenBytes;
+        queue.writeBuffer(staging, from, this.staged, from, this.stagedBytes - from);
+      }
       queue.submit([this.encoder.finish()]);
       await readback.mapAsync(GPUMapMode.READ, 0, bytes);
       words = new Uint32Array(readback.getMappedRange(0, bytes).slice(0));

@@ -267,4 +267,34 @@ describe('named ranges', () => {
     );
     kernel.destroy();
   });
+
+  it('reads each field of a named use once: a getter cannot widen the range after the check (found in review)', async () => {
+    const { space, gpu } = await setup();
+    const base = space.alloc(2 * PAGE);
+    const victim = base + PAGE;
+    await gpu.write(victim, new Uint32Array(PAGE / 4).fill(5)); // GPU-owned, next to the range
+    const kernel = gpu.kernel({
+      code: /* wgsl */ `
+        @compute @workgroup_size(64)
+        fn main(@builtin(global_invocation_id) id: vec3u) {
+          if (id.x >= r_len()) { return; }
+          r_store_u32(id.x, r_load_u32(id.x) + 1u);
+        }`,
+      ranges: { r: 'readwrite' },
+    });
+    let reads = 0;
+    const hostile = {
+      name: 'r',
+      va: base,
+      get len() {
+        reads++;
+        return reads === 1 ? 256 : 2 * PAGE;
+      },
+    };
+    await kernel.run({ workgroups: (2 * PAGE) / 4 / 64, uses: [hostile] });
+    expect(reads).toBe(1);
+    const after = new Uint32Array((await gpu.read(victim, PAGE)).buffer);
+    expect(after.every((word) => word === 5)).toBe(true);
+    kernel.destroy();
+  });
 });

@@ -4,8 +4,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AccessError } from '../../src/errors.ts';
 import type { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
-import type { AddressSpace } from '../../src/space/address-space.ts';
+import { AddressSpace } from '../../src/space/address-space.ts';
+import { Threads } from '../../src/threads/threads.ts';
 import { testMirror } from '../support/mirror.ts';
+import type { MirrorThreadApi } from '../threads/mirror-thread.worker.ts';
 
 const PAGE = 4096;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -187,5 +189,128 @@ describe('pipelined runs', () => {
     expect(await refusal(rw)).toBe('ok');
     store.destroy();
     named.destroy();
+  });
+
+  it('keeps a later run from changing the device page table under passes encoded before it (found in review)', async () => {
+    const { space, gpu } = await setup();
+    const z = space.alloc(PAGE);
+    const slow = space.alloc(64 * PAGE);
+    const store = gpu.kernel({
+      code: '@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) id: vec3u) { hmm_store_u32(hmm_params.va + id.x * 4u, 7u); }',
+      params: { va: 'u32' },
+    });
+    const uses = [{ va: z, len: 256, access: 'readwrite' as const }];
+    await store.run({ workgroups: 1, params: { va: z }, uses }); // z GPU-owned
+    space.fill(slow, 64 * PAGE, 3); // the next run must upload it
+    const touch = gpu.kernel({
+      code: '@compute @workgroup_size(1) fn main() { let x = hmm_load_u32(hmm_params.va); }',
+      params: { va: 'u32' },
+    });
+    // The second run's upload waits for the queue; z is protected meanwhile
+    // (protect waits for no device), so z's device entry loses write access
+    // before the first run's pass, encoded before, has run.
+    const queue = gpu.device.queue;
+    const done = queue.onSubmittedWorkDone.bind(queue);
+    let protectedAt = false;
+    queue.onSubmittedWorkDone = () => {
+      if (!protectedAt) {
+        protectedAt = true;
+        space.protect(z, PAGE, 'r');
+      }
+      return done();
+    };
+    let outcomes: PromiseSettledResult<unknown>[];
+    try {
+      const a = store.run({ workgroups: 1, params: { va: z }, uses });
+      const b = touch.run({
+        workgroups: 1,
+        params: { va: slow },
+        uses: [{ va: slow, len: 64 * PAGE, access: 'read' }],
+      });
+      outcomes = await Promise.allSettled([a, b]);
+    } finally {
+      queue.onSubmittedWorkDone = done;
+    }
+    expect(protectedAt).toBe(true);
+    // The protect came after the first run was called: that run sees z as it was.
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'fulfilled']);
+    store.destroy();
+    touch.destroy();
+  });
+
+  it('runs 33 runs of two holds each called in one task: more holds than one thread journal takes', async () => {
+    const { space, gpu } = await setup();
+    const pages = Array.from({ length: 66 }, () => space.alloc(PAGE));
+    pages.forEach((va, i) => space.setU32(va, 10 * i));
+    const copy = gpu.kernel({
+      code: '@compute @workgroup_size(1) fn main() { y_store_u32(0u, x_load_u32(0u) + 1u); }',
+      ranges: { x: 'read', y: 'write' },
+    });
+    const runs = Array.from({ length: 33 }, (_, i) =>
+      copy.run({
+        workgroups: 1,
+        uses: [
+          { name: 'x', va: pages[2 * i] ?? 0, len: 4 },
+          { name: 'y', va: pages[2 * i + 1] ?? 0, len: 4 },
+        ],
+      }),
+    );
+    const settled = await Promise.allSettled(runs);
+    expect(settled.filter((s) => s.status === 'rejected')).toEqual([]);
+    for (let i = 0; i < 33; i++)
+      expect(await words(space, pages[2 * i + 1] ?? 0, 4)).toEqual([20 * i + 1]);
+    copy.destroy();
+  });
+
+  it('runs 33 two-hold runs called in one task on a worker that owns the mirror, past its 64-entry hold journal (found in review)', async () => {
+    const space = AddressSpace.create({ size: 1 << 20, pageSize: PAGE });
+    const threads = await Threads.spawn<MirrorThreadApi>(
+      space,
+      new URL('../threads/mirror-thread.worker.ts', import.meta.url),
+      1,
+    );
+    cleanups.push(() => threads.terminate());
+    const [worker] = threads.workers;
+    if (!worker) throw new Error('no worker');
+    await worker.attach();
+    const pages = Array.from({ length: 66 }, () => space.alloc(PAGE));
+    pages.forEach((va, i) => space.setU32(va, 10 * i));
+    const pairs = Array.from(
+      { length: 33 },
+      (_, i) => [pages[2 * i] ?? 0, pages[2 * i + 1] ?? 0] as const,
+    );
+    expect(await worker.chainCopies(pairs)).toEqual([]);
+    await worker.detach();
+    for (let i = 0; i < 33; i++) expect(space.getU32(pages[2 * i + 1] ?? 0)).toBe(20 * i + 1);
+  });
+
+  it('destroys a uses table a later run of the batch replaced once the batch completes (found in review)', async () => {
+    const { space, gpu, test } = await testMirror(
+      { size: 1 << 20, pageSize: PAGE },
+      { copy: 'buffer' },
+      cleanups,
+    );
+    const pages = Array.from({ length: 40 }, () => space.alloc(PAGE));
+    const touch = gpu.kernel({
+      code: '@compute @workgroup_size(1) fn main() { let x = hmm_load_u32(hmm_params.va); }',
+      params: { va: 'u32' },
+    });
+    const use = (va: number) => ({ va, len: 4, access: 'read' as const });
+    const first = pages[0] ?? 0;
+    await touch.run({ workgroups: 1, params: { va: first }, uses: [use(first)] });
+    const live = test.liveBuffers();
+    // The second run's 20 separate pages outgrow the uses table (16 ranges)
+    // while the first run's pass, encoded before, still reads the old one.
+    const spread = pages
+      .filter((_, i) => i % 2 === 0)
+      .slice(0, 20)
+      .map(use);
+    await Promise.all([
+      touch.run({ workgroups: 1, params: { va: first }, uses: [use(first)] }),
+      touch.run({ workgroups: 1, params: { va: first }, uses: spread }),
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(test.liveBuffers()).toBe(live); // the new table replaced the old one
+    touch.destroy();
   });
 });

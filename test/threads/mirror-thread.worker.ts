@@ -21,6 +21,31 @@ const createApi = (space: AddressSpace) => ({
     gpu = await GpuMirror.attach(space, { budget: 4 << 20 });
   },
 
+  /**
+   * Calls `pairs.length` runs in one task, run i copying word 0 of
+   * `pairs[i][0]` plus one into word 0 of `pairs[i][1]` through named ranges
+   * (two holds each); returns the messages of those that failed.
+   */
+  async chainCopies(pairs: readonly (readonly [number, number])[]): Promise<string[]> {
+    const copy = mirror().kernel({
+      code: '@compute @workgroup_size(1) fn main() { y_store_u32(0u, x_load_u32(0u) + 1u); }',
+      ranges: { x: 'read', y: 'write' },
+    });
+    const settled = await Promise.allSettled(
+      pairs.map(([x, y]) =>
+        copy.run({
+          workgroups: 1,
+          uses: [
+            { name: 'x', va: x, len: 4 },
+            { name: 'y', va: y, len: 4 },
+          ],
+        }),
+      ),
+    );
+    copy.destroy();
+    return settled.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []));
+  },
+
   async write(va: number, words: Uint32Array): Promise<void> {
     await mirror().write(va, words);
   },
