@@ -199,6 +199,7 @@ const KERNEL_CELLS: readonly Cell[] = [
     compile({ code: 'x', ranges: { hmm_x: 'read' } }),
     arg('ranges', 'bad-value'),
   ],
+  ['ranges name hmm', compile({ code: 'x', ranges: { hmm: 'read' } }), arg('ranges', 'bad-value')],
   ["ranges access 'rw'", compile({ code: 'x', ranges: { x: 'rw' } }), arg('ranges', 'bad-value')],
   [
     'ranges more than 64',
