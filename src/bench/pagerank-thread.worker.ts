@@ -3,7 +3,7 @@
 // read the ranks back.
 import type { AddressSpace } from '../space/address-space.ts';
 import { serveThread } from '../threads/serve-thread.ts';
-import { buildSlice, DEGREE, type Slice } from './pagerank.ts';
+import { buildSlice, DEGREE, offsetWords, type Slice } from './pagerank.ts';
 
 /** Where the graph lives in the space. */
 export interface GraphVas {
@@ -13,22 +13,25 @@ export interface GraphVas {
 }
 
 const createApi = (space: AddressSpace) => ({
-  /** Writes the CSR of the slice's nodes, and their initial rank 1 / nodes, into the space. */
+  /**
+   * Builds the CSR of the slice's nodes, and their initial rank 1 / nodes,
+   * in place in the space (write scopes: the leases are the space's bytes).
+   */
   buildInSpace(vas: GraphVas, slice: Slice): void {
     const { nodes, first, end } = slice;
     const count = end - first;
-    const offsets = new Uint32Array(nodes + 1);
-    const targets = new Uint32Array(nodes * DEGREE);
-    buildSlice(offsets, targets, slice);
-    const offsetWords = count + (end === nodes ? 1 : 0);
-    space.write(vas.offsets + first * 4, offsets.subarray(first, first + offsetWords));
-    space.write(vas.targets + first * DEGREE * 4, targets.subarray(first * DEGREE, end * DEGREE));
-    space.write(vas.rank + first * 4, new Float32Array(count).fill(1 / nodes));
+    space.access(vas.offsets + first * 4, offsetWords(slice) * 4, 'write', (offsets) =>
+      space.access(vas.targets + first * DEGREE * 4, count * DEGREE * 4, 'write', (targets) =>
+        buildSlice(offsets.u32, targets.u32, slice),
+      ),
+    );
+    space.access(vas.rank + first * 4, count * 4, 'write', (rank) => rank.f32.fill(1 / nodes));
   },
 
   /** The same, into SharedArrayBuffer typed arrays (the plain baseline). */
   buildInArrays(offsets: Uint32Array, targets: Uint32Array, slice: Slice): void {
-    buildSlice(offsets, targets, slice);
+    const { first } = slice;
+    buildSlice(offsets.subarray(first), targets.subarray(first * DEGREE), slice);
   },
 
   /** The ranks at `va`, read through the space (GPU-dirty pages fault back). */

@@ -37,29 +37,32 @@ export interface Slice {
   readonly end: number;
 }
 
+/** Words of `offsets` a slice writes: one a node, and the end of the graph for the last slice. */
+export function offsetWords(slice: Slice): number {
+  return slice.end - slice.first + (slice.end === slice.nodes ? 1 : 0);
+}
+
 /**
- * Fills the CSR of the slice's nodes: `offsets[u]` (and `offsets[nodes]` by
- * the slice that ends the graph) and the targets of their edges.
+ * Fills the CSR of the slice's nodes into views that start at its first
+ * node: `offsets[u - first]` (offsetWords of them) and the targets of their
+ * edges from `targets[0]`.
  */
 export function buildSlice(offsets: Uint32Array, targets: Uint32Array, slice: Slice): void {
   const { seed, nodes, first, end } = slice;
   for (let u = first; u < end; u++) {
-    offsets[u] = u * DEGREE;
-    for (let k = 0; k < DEGREE; k++) targets[u * DEGREE + k] = target(seed, u, k, nodes);
+    offsets[u - first] = u * DEGREE;
+    for (let k = 0; k < DEGREE; k++) targets[(u - first) * DEGREE + k] = target(seed, u, k, nodes);
   }
-  if (end === nodes) offsets[nodes] = nodes * DEGREE;
+  if (end === nodes) offsets[end - first] = nodes * DEGREE;
 }
 
-/** Edge indices whose targets the update rewrites: `count` distinct ones from the seed. */
-export function updatedEdges(seed: number, edges: number, count: number): number[] {
+/** The update: 1% of the edges (distinct, from the seed), each with its new target. */
+export function edgeUpdates(seed: number, nodes: number): (readonly [edge: number, to: number])[] {
+  const edges = nodes * DEGREE;
   const chosen = new Set<number>();
-  for (let i = 0; chosen.size < count; i++) chosen.add(target(seed ^ 0x5bd1e995, i, 0, edges));
-  return [...chosen];
-}
-
-/** The new target of updated edge `e`. */
-export function updatedTarget(seed: number, e: number, nodes: number): number {
-  return target(seed ^ 0x1b873593, e, 1, nodes);
+  for (let i = 0; chosen.size < edges / 100; i++)
+    chosen.add(target(seed ^ 0x5bd1e995, i, 0, edges));
+  return [...chosen].map((e) => [e, target(seed ^ 0x1b873593, e, 1, nodes)] as const);
 }
 
 /** PageRank in float64 over the CSR, ITERATIONS push iterations from 1 / n. */

@@ -72,15 +72,13 @@ export interface BatchDispatch {
   submit(batch: RunBatch, usesTable: Uint32Array<ArrayBuffer>): void;
 }
 
-/** Bytes a pass with `params` and `usesTable` stages in its batch (16-aligned pieces). */
+/**
+ * Bytes a pass with `params` and `usesTable` stages in its batch at most
+ * (16-aligned pieces): its control words, parameters and uses table.
+ */
 export function passStageBytes(params: ArrayBuffer, usesTable: Uint32Array): number {
   const aligned = (bytes: number) => Math.ceil(bytes / 16) * 16;
-  return (
-    STATUS_WORDS * 4 +
-    CONTROL_WORDS * 4 +
-    aligned(params.byteLength) +
-    aligned(usesTable.byteLength)
-  );
+  return CONTROL_WORDS * 4 + aligned(params.byteLength) + aligned(usesTable.byteLength);
 }
 
 /** A run that has submitted: its completion, to await once the order moved on. */
@@ -207,10 +205,7 @@ export class KernelRuntime {
       this.host,
       this.batchBuffers.take(stageBytes),
       STATUS_WORDS + this.dirtyWords,
-      (buffers, reusable) => {
-        this.batchBuffers.give(buffers, reusable);
-        this.destroyRetired();
-      },
+      (buffers, reusable) => this.batchBuffers.give(buffers, reusable),
     );
     return this.batch;
   }
@@ -295,9 +290,32 @@ export class KernelRuntime {
     return true;
   }
 
-  /** Makes room in the uses buffer for `ranges` entries; a replaced buffer is retired (bumping `generation`). */
-  private reserveUses(ranges: number): void {
+  /**
+   * One pass on its own (fault mode): resets the status (and the bitmap the
+   * pass fills), dispatches, and reads back the status block and that bitmap
+   * in one round trip.
+   */
+  async pass(options: PassOptions): Promise<PassStatus> {
+    const { device } = this.host;
+    const bitmap =
+      options.mode === MODE_COLLECT
+        ? ([this.faults, this.faultWords] as const)
+        : ([this.dirty, this.dirtyWords] as const);
+    this.write(this.control, new Uint32Array([options.mode, options.uses, 0, 0]));
+    const encoder = device.createCommandEncoder({ label: options.label });
+    this.encodePass(encoder, options, bitmap, this.readback, 0);
+    device.queue.submit([encoder.finish()]);
+    return decodeStatus(await this.read(STATUS_WORDS + bitmap[1]));
+  }
+
+  /**
+   * Makes room for a run's uses table (call before building the pass's bind
+   * group: it may replace the uses buffer, bumping `generation`).
+   */
+  prepareUses(usesTable: Uint32Array): void {
+    const ranges = usesTable.length / USE_WORDS;
     if (ranges <= this.usesCapacity) return;
+    // Passes encoded before may still read the old table: retired, not destroyed.
     this.retire(this.uses);
     this.usesCapacity = 2 ** Math.ceil(Math.log2(ranges));
     this.uses = this.createUses();
@@ -305,32 +323,10 @@ export class KernelRuntime {
   }
 
   /**
-   * One pass on its own (fault mode): resets the status (and the bitmap the
-   * pass fills), dispatches, and reads back the status block and that bitmap
-   * in one round trip.
-   */
-  async pass(options: PassOptions): Promise<PassStatus> {
-    const collecting = options.mode === MODE_COLLECT;
-    const [bitmap, bitmapWords] = collecting
-      ? [this.faults, this.faultWords]
-      : [this.dirty, this.dirtyWords];
-    this.encodePass(options, bitmap, this.readback, 0, bitmapWords);
-    return decodeStatus(await this.read(STATUS_WORDS + bitmapWords));
-  }
-
-  /**
-   * Makes room for a run's uses table (call before building the pass's bind
-   * group: it may replace the uses buffer).
-   */
-  prepareUses(usesTable: Uint32Array): void {
-    this.reserveUses(usesTable.length / USE_WORDS);
-  }
-
-  /**
-   * The real pass of a run with `uses`, encoded into `batch`: its initial
-   * status, control words, `params` (into `params.buffer`) and uses table
-   * are staged and copied in right before it; its status and dirty bitmap
-   * are copied to the batch's next slot right after.
+   * The real pass of a run with `uses`, encoded into `batch`: its control
+   * words, `params` (into `params.buffer`) and uses table are staged and
+   * copied in right before it where they change; its status and dirty
+   * bitmap go to the batch's next slot right after.
    */
   submitPass(
     batch: RunBatch,
@@ -338,33 +334,17 @@ export class KernelRuntime {
     params: { readonly buffer: GPUBuffer; readonly data: ArrayBuffer },
     usesTable: Uint32Array<ArrayBuffer>,
   ): void {
-    const { pipeline, group, workgroups, uses, label } = options;
     const { encoder } = batch;
     const copyIn = (data: Uint32Array<ArrayBuffer> | ArrayBuffer, to: GPUBuffer): void => {
       const bytes = data.byteLength;
       if (bytes === 0 || !this.changes(to, data)) return;
       encoder.copyBufferToBuffer(batch.buffers.staging, batch.stage(data), to, 0, bytes);
     };
-    // A cleared status block means no fault, store or error (kernel-layout.ts).
-    encoder.clearBuffer(this.status);
-    copyIn(new Uint32Array([MODE_RUN, uses, 0, 0]), this.control);
+    copyIn(new Uint32Array([MODE_RUN, options.uses, 0, 0]), this.control);
     copyIn(params.data, params.buffer);
     copyIn(usesTable, this.uses);
-    encoder.clearBuffer(this.dirty);
-    const compute = encoder.beginComputePass({ label });
-    compute.setPipeline(pipeline);
-    compute.setBindGroup(0, group);
-    compute.dispatchWorkgroups(...workgroups);
-    compute.end();
-    const offset = batch.nextSlotOffset;
-    encoder.copyBufferToBuffer(this.status, 0, batch.readback, offset, STATUS_WORDS * 4);
-    encoder.copyBufferToBuffer(
-      this.dirty,
-      0,
-      batch.readback,
-      offset + STATUS_WORDS * 4,
-      this.dirtyWords * 4,
-    );
+    const bitmap = [this.dirty, this.dirtyWords] as const;
+    this.encodePass(encoder, options, bitmap, batch.readback, batch.nextSlotOffset);
   }
 
   /** Destroys every live kernel, then the runtime's own buffers. Idempotent. */
@@ -389,21 +369,19 @@ export class KernelRuntime {
   }
 
   /**
-   * Resets the status block and `bitmap`, dispatches, and copies both to
-   * `readback` at `offset`, in one submit. Queue order keeps passes in flight
-   * apart: the next pass's reset comes after this pass's copy.
+   * Encodes one pass: clears the status block and `bitmap`, dispatches, and
+   * copies both to `readback` at `offset`. Queue order keeps passes in flight
+   * apart: the next pass's clear comes after this pass's copy.
    */
   private encodePass(
-    options: PassOptions,
-    bitmap: GPUBuffer,
+    encoder: GPUCommandEncoder,
+    options: Omit<PassOptions, 'mode' | 'uses'>,
+    [bitmap, bitmapWords]: readonly [GPUBuffer, number],
     readback: GPUBuffer,
     offset: number,
-    bitmapWords: number,
   ): void {
-    const { pipeline, group, workgroups, mode, uses, label } = options;
-    const { device } = this.host;
-    this.write(this.control, new Uint32Array([mode, uses, 0, 0]));
-    const encoder = device.createCommandEncoder({ label });
+    const { pipeline, group, workgroups, label } = options;
+    // A cleared status block means no fault, store or error (kernel-layout.ts).
     encoder.clearBuffer(this.status);
     encoder.clearBuffer(bitmap);
     const compute = encoder.beginComputePass({ label });
@@ -413,7 +391,6 @@ export class KernelRuntime {
     compute.end();
     encoder.copyBufferToBuffer(this.status, 0, readback, offset, STATUS_WORDS * 4);
     encoder.copyBufferToBuffer(bitmap, 0, readback, offset + STATUS_WORDS * 4, bitmapWords * 4);
-    device.queue.submit([encoder.finish()]);
   }
 
   /** Destroys the retired buffers once no batch is open with passes or in flight. */

@@ -44,6 +44,8 @@ export interface BatchBuffers {
   readonly readback: GPUBuffer;
   /** COPY_SRC | COPY_DST, the per-pass data. */
   readonly staging: GPUBuffer;
+  /** The CPU side of `staging`, the size of it. */
+  readonly staged: Uint8Array<ArrayBuffer>;
 }
 
 interface Entry {
@@ -65,7 +67,6 @@ export class RunBatch {
   private encodedSince = 0;
   /** Staged bytes already written to the staging buffer (by `submitEncoded`). */
   private writtenBytes = 0;
-  private readonly staged: Uint8Array<ArrayBuffer>;
   private stagedBytes = 0;
 
   /**
@@ -80,12 +81,11 @@ export class RunBatch {
     private readonly done: (buffers: BatchBuffers, reusable: boolean) => void,
   ) {
     this.encoder = host.device.createCommandEncoder({ label: 'webhmm kernel batch' });
-    this.staged = new Uint8Array(buffers.staging.size);
   }
 
   /** Whether `bytes` more of per-pass data fit the batch's staging. */
   fits(bytes: number): boolean {
-    return this.stagedBytes + bytes <= this.staged.length;
+    return this.stagedBytes + bytes <= this.buffers.staged.length;
   }
 
   /** Stages `data` for a pass; returns its byte offset in the staging buffer (16-aligned). */
@@ -96,7 +96,7 @@ export class RunBatch {
         : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     invariant(this.fits(bytes.byteLength), 'staged past the batch staging');
     const offset = this.stagedBytes;
-    this.staged.set(bytes, offset);
+    this.buffers.staged.set(bytes, offset);
     this.stagedBytes = Math.ceil((offset + bytes.byteLength) / 16) * 16;
     return offset;
   }
@@ -163,14 +163,12 @@ export class RunBatch {
   submitEncoded(): void {
     if (this.encodedSince === 0) return;
     const { queue } = this.host.device;
+    // Nothing newly staged is the steady state of a chain: no write at all (a
+    // write before a submit delayed its mapAsync by ~2 ms on Chromium here).
     if (this.stagedBytes > this.writtenBytes) {
-      queue.writeBuffer(
-        this.buffers.staging,
-        this.writtenBytes,
-        this.staged,
-        this.writtenBytes,
-        this.stagedBytes - this.writtenBytes,
-      );
+      const { staging, staged } = this.buffers;
+      const from = this.writtenBytes;
+      queue.writeBuffer(staging, from, staged, from, this.stagedBytes - from);
       this.writtenBytes = this.stagedBytes;
     }
     queue.submit([this.encoder.finish()]);
@@ -185,19 +183,12 @@ export class RunBatch {
   async complete(): Promise<void> {
     invariant(!this.closed, 'a batch completed twice');
     this.closed = true;
-    const { queue } = this.host.device;
-    const { readback, staging } = this.buffers;
+    const { readback } = this.buffers;
     const bytes = this.entries.length * this.slotWords * 4;
     let words: Uint32Array | undefined;
     let failure: unknown;
     try {
-      // Nothing staged is the steady state of a chain: no write at all (a write
-      // before the submit delayed its mapAsync by ~2 ms on Chromium here).
-      if (this.stagedBytes > this.writtenBytes) {
-        const from = this.writtenBytes;
-        queue.writeBuffer(staging, from, this.staged, from, this.stagedBytes - from);
-      }
-      queue.submit([this.encoder.finish()]);
+      this.submitEncoded();
       await readback.mapAsync(GPUMapMode.READ, 0, bytes);
       words = new Uint32Array(readback.getMappedRange(0, bytes).slice(0));
       readback.unmap();
@@ -243,6 +234,7 @@ export class BatchBufferPool {
       const free = this.free.pop();
       if (free) return free;
     }
+    const size = Math.max(BATCH_STAGING_BYTES, Math.ceil(stageBytes / 16) * 16);
     const buffers = {
       readback: this.device.createBuffer({
         label: 'webhmm kernel batch readback',
@@ -251,9 +243,10 @@ export class BatchBufferPool {
       }),
       staging: this.device.createBuffer({
         label: 'webhmm kernel batch staging',
-        size: Math.max(BATCH_STAGING_BYTES, Math.ceil(stageBytes / 16) * 16),
+        size,
         usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
       }),
+      staged: new Uint8Array(size),
     };
     this.live.add(buffers);
     return buffers;

@@ -17,13 +17,17 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/** A 16-page space mirrored with the buffer engine; torn down after the test. */
+const setup = () =>
+  testMirror(
+    { size: 16 * PAGE, pageSize: PAGE, faultTimeoutMs: 3000 },
+    { copy: 'buffer' },
+    cleanups,
+  );
+
 describe('free while a gpu.write holds the page', () => {
   it("leaves another allocation's GPU bytes alone", async () => {
-    const { space, gpu } = await testMirror(
-      { size: 16 * PAGE, pageSize: PAGE, faultTimeoutMs: 3000 },
-      { copy: 'buffer' },
-      cleanups,
-    );
+    const { space, gpu } = await setup();
     const table = internalsOf(space).table;
     // Z: GPU-owned and dirty, in the first frame the pool hands out (frame 0).
     const z = space.alloc(PAGE);
@@ -57,11 +61,7 @@ describe('free while a gpu.write holds the page', () => {
   });
 
   it("gpu.read of a page freed mid-read never returns another allocation's bytes", async () => {
-    const { space, gpu } = await testMirror(
-      { size: 16 * PAGE, pageSize: PAGE, faultTimeoutMs: 3000 },
-      { copy: 'buffer' },
-      cleanups,
-    );
+    const { space, gpu } = await setup();
     const table = internalsOf(space).table;
     const z = space.alloc(PAGE);
     await gpu.write(z, new Uint8Array(PAGE).fill(0x5a)); // frame 0: another allocation's secret

@@ -14,6 +14,14 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/** A 16-page space mirrored with the buffer engine; torn down after the test. */
+const setup = () =>
+  testMirror(
+    { size: 16 * PAGE, pageSize: PAGE, faultTimeoutMs: FAULT_TIMEOUT_MS },
+    { copy: 'buffer' },
+    cleanups,
+  );
+
 const STORE = `
 @compute @workgroup_size(1)
 fn main() { hmm_store_u32(hmm_params.va, 7u); }`;
@@ -21,11 +29,7 @@ fn main() { hmm_store_u32(hmm_params.va, 7u); }`;
 describe('kernel.run inside a scope of its own thread', () => {
   for (const mode of ['write', 'read'] as const) {
     it(`rejects 'reentrant' at once inside an acquire('${mode}') lease of a declared range`, async () => {
-      const { space, gpu } = await testMirror(
-        { size: 16 * PAGE, pageSize: PAGE, faultTimeoutMs: FAULT_TIMEOUT_MS },
-        { copy: 'buffer' },
-        cleanups,
-      );
+      const { space, gpu } = await setup();
       const va = space.alloc(PAGE);
       const kernel = gpu.kernel({ code: STORE, params: { va: 'u32' } });
       await kernel.ready;
@@ -57,11 +61,7 @@ describe('kernel.run inside a scope of its own thread', () => {
 
 describe('a queued kernel.run whose thread leased its range after the call', () => {
   it("rejects 'reentrant' when its turn comes, not after faultTimeoutMs", async () => {
-    const { space, gpu } = await testMirror(
-      { size: 16 * PAGE, pageSize: PAGE, faultTimeoutMs: FAULT_TIMEOUT_MS },
-      { copy: 'buffer' },
-      cleanups,
-    );
+    const { space, gpu } = await setup();
     const va = space.alloc(PAGE);
     const other = space.alloc(PAGE);
     const kernel = gpu.kernel({ code: STORE, params: { va: 'u32' } });
@@ -89,11 +89,7 @@ describe('a queued kernel.run whose thread leased its range after the call', () 
 
 describe('a fault-mode run inside a scope of its own thread', () => {
   it("rejects 'reentrant' once its faults reach the lease's pages, not after faultTimeoutMs", async () => {
-    const { space, gpu } = await testMirror(
-      { size: 16 * PAGE, pageSize: PAGE, faultTimeoutMs: FAULT_TIMEOUT_MS },
-      { copy: 'buffer' },
-      cleanups,
-    );
+    const { space, gpu } = await setup();
     const va = space.alloc(PAGE);
     const kernel = gpu.kernel({ code: STORE, params: { va: 'u32' } });
     await kernel.ready;

@@ -21,8 +21,7 @@ import {
   referenceRanks,
   SCATTER_NAMED,
   SCATTER_PLAIN,
-  updatedEdges,
-  updatedTarget,
+  edgeUpdates,
   buildSlice,
   type Slice,
 } from '../pagerank.ts';
@@ -33,11 +32,10 @@ import { mirroredSpace } from './mirrored-space.ts';
 const SEED = 20261202;
 const WORKERS = 2;
 
-/** The graph's size: nodes, edges, and the edges the update rewrites (1%). */
+/** The graph's size: nodes and edges. */
 function sizes(context: BenchContext) {
   const nodes = context.quick ? 50_000 : 200_000;
-  const edges = nodes * DEGREE;
-  return { nodes, edges, updated: edges / 100 };
+  return { nodes, edges: nodes * DEGREE };
 }
 
 /** Workgroups of 64 invocations covering `n`, as [x, y] with x <= 65535. */
@@ -62,6 +60,8 @@ export class SpaceApp {
   /** Bytes uploaded for the last update phase, and the ranks the last trial read. */
   updateBytes = 0;
   ranks: Float32Array = new Float32Array(0);
+  /** The in-place update: edge and new target, computed once. */
+  private readonly update: readonly (readonly [number, number])[];
 
   constructor(
     private readonly space: AddressSpace,
@@ -69,6 +69,7 @@ export class SpaceApp {
     private readonly workers: Threads<PageRankThreadApi>,
     private readonly nodes: number,
   ) {
+    this.update = edgeUpdates(SEED, nodes);
     this.fill = gpu.kernel({
       code: FILL_NAMED,
       params: { value: 'f32' },
@@ -96,9 +97,7 @@ export class SpaceApp {
       let result = await this.rank(vas.offsets, vas.targets, vas.rank, next, false);
       this.ranks = await this.read(result);
       const before = this.gpu.stats().bytesToGpu;
-      for (const e of updatedEdges(SEED, edges, edges / 100)) {
-        space.setU32(vas.targets + e * 4, updatedTarget(SEED, e, nodes));
-      }
+      for (const [e, to] of this.update) space.setU32(vas.targets + e * 4, to);
       result = await this.rank(vas.offsets, vas.targets, vas.rank, next, true);
       this.updateBytes = this.gpu.stats().bytesToGpu - before;
       this.ranks = await this.read(result);
@@ -165,6 +164,8 @@ class PlainApp {
   private readonly readback: GPUBuffer;
   private readonly result: GPUBuffer;
   ranks: Float32Array = new Float32Array(0);
+  /** The in-place update: edge and new target, computed once. */
+  private readonly update: readonly (readonly [number, number])[];
 
   private constructor(
     private readonly device: GPUDevice,
@@ -173,6 +174,7 @@ class PlainApp {
     fill: GPUComputePipeline,
     scatter: GPUComputePipeline,
   ) {
+    this.update = edgeUpdates(SEED, nodes);
     const edges = nodes * DEGREE;
     this.offsets = new Uint32Array(new SharedArrayBuffer((nodes + 1) * 4));
     this.targets = new Uint32Array(new SharedArrayBuffer(edges * 4));
@@ -238,15 +240,13 @@ class PlainApp {
 
   async trial(): Promise<void> {
     const { device, nodes } = this;
-    const edges = nodes * DEGREE;
     await this.workers.map((thread, i) =>
       thread.buildInArrays(this.offsets, this.targets, slices(nodes)[i] as Slice),
     );
     device.queue.writeBuffer(this.offsetsBuffer, 0, bufferSource(this.offsets));
     device.queue.writeBuffer(this.targetsBuffer, 0, bufferSource(this.targets));
     this.ranks = await this.rank();
-    for (const e of updatedEdges(SEED, edges, edges / 100))
-      this.targets[e] = updatedTarget(SEED, e, nodes);
+    for (const [e, to] of this.update) this.targets[e] = to;
     device.queue.writeBuffer(this.targetsBuffer, 0, bufferSource(this.targets));
     this.ranks = await this.rank();
   }
@@ -280,8 +280,7 @@ export function updatedReference(nodes: number): Float64Array {
   const offsets = new Uint32Array(nodes + 1);
   const targets = new Uint32Array(edges);
   buildSlice(offsets, targets, { seed: SEED, nodes, first: 0, end: nodes });
-  for (const e of updatedEdges(SEED, edges, edges / 100))
-    targets[e] = updatedTarget(SEED, e, nodes);
+  for (const [e, to] of edgeUpdates(SEED, nodes)) targets[e] = to;
   return referenceRanks(offsets, targets, nodes);
 }
 
