@@ -2,7 +2,7 @@
  * The `auto` copy engine: both engines, and per transfer the one the
  * calibration found faster for the transfer's direction and shape.
  */
-import type { CopyEngine, Segment } from './copy-engine.ts';
+import type { BlockUpload, CopyEngine, Segment } from './copy-engine.ts';
 import type { CopyEngineChoice } from './mirror-stats.ts';
 import { transferShape } from './segments.ts';
 
@@ -16,6 +16,10 @@ export class AutoCopyEngine implements CopyEngine {
 
   upload(segments: readonly Segment[]): void {
     this.engines[this.chosen.h2d[transferShape(segments)]].upload(segments);
+  }
+
+  uploadBlocks(pages: readonly BlockUpload[]): void {
+    this.engines[this.chosen.h2d.blocks].uploadBlocks(pages);
   }
 
   download(segments: readonly Segment[]): Promise<void> {

@@ -11,7 +11,8 @@
  * whether this device gains from it.
  */
 import { bufferSource } from './buffer-source.ts';
-import type { CopyContext, CopyEngine, Segment } from './copy-engine.ts';
+import { forEachRun } from '../space/stale-blocks.ts';
+import type { BlockUpload, CopyContext, CopyEngine, Segment } from './copy-engine.ts';
 import { coalesceSegments, splitSegments, totalBytes } from './segments.ts';
 import { StagingPool } from './staging-pool.ts';
 
@@ -47,6 +48,17 @@ export class BufferCopyEngine implements CopyEngine {
     const source = bufferSource(this.memoryBytes);
     for (const segment of coalesceSegments(segments)) {
       device.queue.writeBuffer(frames, segment.frameOffset, source, segment.va, segment.len);
+    }
+  }
+
+  /** One `writeBuffer` per run of adjacent blocks. */
+  uploadBlocks(pages: readonly BlockUpload[]): void {
+    const { device, frames } = this.context;
+    const source = bufferSource(this.memoryBytes);
+    for (const { va, frameOffset, blocks } of pages) {
+      forEachRun(blocks, (lo, hi) =>
+        device.queue.writeBuffer(frames, frameOffset + lo, source, va + lo, hi - lo),
+      );
     }
   }
 

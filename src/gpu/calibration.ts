@@ -9,17 +9,18 @@
  */
 import { get, set } from 'idb-keyval';
 import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from './buffer-copy-engine.ts';
+import { measureBlocks, type BlockRates } from './calibrate-blocks.ts';
+import { TRIALS, bestTimes } from './engine-timing.ts';
 import type { CopyEngine, CopyEngineKind, Segment } from './copy-engine.ts';
 import { KernelCopyEngine } from './kernel-copy-engine.ts';
 import type { CopyEngineChoice } from './mirror-stats.ts';
 import { CONTIGUOUS_MEAN_BYTES, totalBytes, type TransferShape } from './segments.ts';
 
 /** Bump when what is measured changes: older cached calibrations are ignored. */
-const CALIBRATION_VERSION = 4;
+const CALIBRATION_VERSION = 5;
 const CONTIGUOUS_BYTES = 8 << 20;
 /** Pieces of the scattered shape, at most. */
 const SCATTERED_PIECES = 512;
-const TRIALS = 5;
 /** Large enough for several pipelined batches (PIPELINE_BATCH_BYTES). */
 const READBACK_BYTES = 4 * PIPELINE_BATCH_BYTES;
 /** Pipelining is used only when it wins clearly: it costs more mappings. */
@@ -32,6 +33,8 @@ export interface Calibration {
     'h2d' | 'd2h',
     Record<TransferShape, Record<CopyEngineKind, number>>
   >;
+  /** Stale-block uploads, measured (calibrate-blocks.ts). */
+  readonly blocks: BlockRates;
   /** GB/s of the buffer engine's contiguous readback, in one batch and pipelined. */
   readonly readbackGbPerSecond: { readonly single: number; readonly pipelined: number };
   /** Bytes per piece of the scattered shape measured: the space's page size (see `scatteredPieceBytes`). */
@@ -78,22 +81,33 @@ async function measure(
   device: GPUDevice,
   pieceBytes: number,
 ): Promise<Omit<Calibration, 'cached'>> {
-  const gbPerSecond = await measureEngines(device, pieceBytes);
+  const { gbPerSecond, blocks } = await measureEngines(device, pieceBytes);
   const readback = await measureReadbackPipelining(device);
   const pick = (rates: Record<CopyEngineKind, number>): CopyEngineKind =>
     rates.kernel > rates.buffer ? 'kernel' : 'buffer';
+  const best = (rates: Record<CopyEngineKind, number>) => Math.max(rates.kernel, rates.buffer);
   const choice: CopyEngineChoice = {
     h2d: {
       contiguous: pick(gbPerSecond.h2d.contiguous),
       scattered: pick(gbPerSecond.h2d.scattered),
+      blocks: pick(blocks.gbPerSecond),
     },
     d2h: {
       contiguous: pick(gbPerSecond.d2h.contiguous),
       scattered: pick(gbPerSecond.d2h.scattered),
     },
     pipelinedReadback: readback.pipelined > readback.single * PIPELINING_MARGIN,
+    // One more stale block costs 16 bytes / marginal rate, one more whole
+    // page pageSize / scatteredRate: whole wins past this share of the page.
+    wholePageShare: Math.min(1, blocks.marginalGbPerSecond / best(gbPerSecond.h2d.scattered)),
   };
-  return { choice, gbPerSecond, readbackGbPerSecond: readback, scatteredPieceBytes: pieceBytes };
+  return {
+    choice,
+    gbPerSecond,
+    blocks,
+    readbackGbPerSecond: readback,
+    scatteredPieceBytes: pieceBytes,
+  };
 }
 
 /** Scratch for a measurement: CPU memory and a frames buffer of `size` bytes. */
@@ -108,11 +122,11 @@ function scratch(device: GPUDevice, size: number) {
   return { device, frames, memory };
 }
 
-/** Both engines, both directions, both shapes, interleaved; GB/s. */
+/** Both engines, both directions, both shapes, and the blocks shape (uploads only), interleaved; GB/s. */
 async function measureEngines(
   device: GPUDevice,
   pieceBytes: number,
-): Promise<Calibration['gbPerSecond']> {
+): Promise<Pick<Calibration, 'gbPerSecond' | 'blocks'>> {
   const context = scratch(device, CONTIGUOUS_BYTES);
   const engines: Record<CopyEngineKind, CopyEngine> = {
     buffer: new BufferCopyEngine(context),
@@ -123,25 +137,22 @@ async function measureEngines(
       contiguous: [{ va: 0, frameOffset: 0, len: CONTIGUOUS_BYTES }],
       scattered: scatteredPieces(CONTIGUOUS_BYTES, pieceBytes),
     };
-    const result = { h2d: {}, d2h: {} } as Calibration['gbPerSecond'];
+    const gbPerSecond = { h2d: {}, d2h: {} } as Calibration['gbPerSecond'];
     for (const direction of ['h2d', 'd2h'] as const) {
       for (const shape of ['contiguous', 'scattered'] as const) {
         const segments = shapes[shape];
-        const times: Record<CopyEngineKind, number[]> = { buffer: [], kernel: [] };
-        for (let trial = -1; trial < TRIALS; trial++) {
-          for (const kind of ['buffer', 'kernel'] as const) {
-            const ms = await timeTransfer(device, engines[kind], direction, segments);
-            if (trial >= 0) times[kind].push(ms);
-          }
-        }
+        const ms = await bestTimes(engines, (engine) =>
+          timeTransfer(device, engine, direction, segments),
+        );
         const bytes = totalBytes(segments);
-        result[direction][shape] = {
-          buffer: bytes / 1e6 / Math.min(...times.buffer),
-          kernel: bytes / 1e6 / Math.min(...times.kernel),
+        gbPerSecond[direction][shape] = {
+          buffer: bytes / 1e6 / ms.buffer,
+          kernel: bytes / 1e6 / ms.kernel,
         };
       }
     }
-    return result;
+    const blocks = await measureBlocks(device, engines, CONTIGUOUS_BYTES, pieceBytes);
+    return { gbPerSecond, blocks };
   } finally {
     engines.buffer.destroy();
     engines.kernel.destroy();

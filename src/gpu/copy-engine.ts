@@ -10,6 +10,8 @@
  * untouched.
  */
 
+import type { StaleBlocks } from '../space/stale-blocks.ts';
+
 /** One contiguous piece of a transfer. All three fields are multiples of 4. */
 export interface Segment {
   /** Byte address in CPU memory (the space's SharedArrayBuffer; VA == offset). */
@@ -18,6 +20,18 @@ export interface Segment {
   readonly frameOffset: number;
   /** Bytes to move. */
   readonly len: number;
+}
+
+/** The stale blocks of one page to upload (STALE_BLOCK_BYTES each, at the same offsets in the frame). */
+export interface BlockUpload {
+  /** The page's first byte in CPU memory. */
+  readonly va: number;
+  /** The first byte of the page's frame in the frames buffer. */
+  readonly frameOffset: number;
+  /** Which blocks: bit b of word w marks block 32w + b. */
+  readonly blocks: StaleBlocks;
+  /** How many blocks `blocks` marks. */
+  readonly count: number;
 }
 
 export type CopyEngineKind = 'kernel' | 'buffer';
@@ -32,6 +46,8 @@ export interface CopyEngine {
    * sees them. Creates no GPU buffer in steady state (staging is pooled).
    */
   upload(segments: readonly Segment[]): void;
+  /** `upload` of the marked blocks of each page: many tiny pieces, captured the same way. */
+  uploadBlocks(pages: readonly BlockUpload[]): void;
   /**
    * Copies each segment from the frames buffer into CPU memory; resolves once
    * the bytes are there. The caller keeps the CPU pages held meanwhile.

@@ -14,11 +14,15 @@ export type CopyMode = 'auto' | CopyEngineKind;
 
 export type ChosenCopyEngine = CopyEngine & { choice(): CopyEngineChoice };
 
+/** Without a calibration: a page goes whole once half its bytes are stale. */
+const UNCALIBRATED_WHOLE_PAGE_SHARE = 0.5;
+
 function everywhere(kind: CopyEngineKind): CopyEngineChoice {
   return {
-    h2d: { contiguous: kind, scattered: kind },
+    h2d: { contiguous: kind, scattered: kind, blocks: kind },
     d2h: { contiguous: kind, scattered: kind },
     pipelinedReadback: false,
+    wholePageShare: UNCALIBRATED_WHOLE_PAGE_SHARE,
   };
 }
 

@@ -226,6 +226,7 @@ export class DeviceMirror {
       framesInUse: this.pool.inUse,
       budget: this.budget,
       copyEngine: this.engine.choice(),
+      staleBytesWritten: this.internals.table.staleBytesWritten,
     };
   }
 

@@ -53,7 +53,7 @@ export class FrameMap {
   private readonly pageOfFrame: Int32Array;
   /** Frames of pages freed while the device held them, with their page (see the module doc). */
   private readonly quarantined: { readonly frame: number; readonly page: number }[] = [];
-  private readonly pageSize: number;
+  readonly pageSize: number;
 
   constructor(private readonly ctx: FrameMapContext) {
     this.frames = new Int32Array(ctx.table.pageCount).fill(-1);

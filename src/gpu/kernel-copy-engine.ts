@@ -11,7 +11,13 @@
  * one writeBuffer per page; software adapters run kernels slowly. Calibration
  * decides (auto-copy-engine.ts).
  */
-import type { CopyContext, CopyEngine, Segment } from './copy-engine.ts';
+import {
+  BLOCK_SCATTER_WGSL,
+  BLOCK_SCATTER_WORKGROUP,
+  packBlocks,
+  type BlockPacking,
+} from './block-scatter.ts';
+import type { BlockUpload, CopyContext, CopyEngine, Segment } from './copy-engine.ts';
 import { coalesceSegments, totalBytes } from './segments.ts';
 import { StagingPool } from './staging-pool.ts';
 
@@ -19,6 +25,8 @@ import { StagingPool } from './staging-pool.ts';
 const CHUNK_WORDS = 16 << 10;
 const WORKGROUP_SIZE = 256;
 const MAX_GROUPS_PER_DIMENSION = 65535;
+/** Stale blocks per submit of the block scatter, about (whole pages each). */
+const BLOCK_CHUNK = 8 << 10;
 
 /** Copies `table[c].count` words from `src[table[c].src]` to `dst[table[c].dst]`, chunk c per workgroup. */
 const COPY_WGSL = /* wgsl */ `
@@ -41,18 +49,21 @@ fn main(
   }
 }`;
 
-const pipelines = new WeakMap<GPUDevice, GPUComputePipeline>();
+const pipelines = new Map<string, WeakMap<GPUDevice, GPUComputePipeline>>();
 
-function copyPipeline(device: GPUDevice): GPUComputePipeline {
-  let pipeline = pipelines.get(device);
+/** The device's pipeline for `code` (one per device and kernel). */
+function cachedPipeline(device: GPUDevice, label: string, code: string): GPUComputePipeline {
+  const perDevice = pipelines.get(label) ?? new WeakMap<GPUDevice, GPUComputePipeline>();
+  pipelines.set(label, perDevice);
+  let pipeline = perDevice.get(device);
   if (!pipeline) {
-    const module = device.createShaderModule({ label: 'webhmm copy kernel', code: COPY_WGSL });
+    const module = device.createShaderModule({ label, code });
     pipeline = device.createComputePipeline({
-      label: 'webhmm copy kernel',
+      label,
       layout: 'auto',
       compute: { module, entryPoint: 'main' },
     });
-    pipelines.set(device, pipeline);
+    perDevice.set(device, pipeline);
   }
   return pipeline;
 }
@@ -60,18 +71,24 @@ function copyPipeline(device: GPUDevice): GPUComputePipeline {
 export class KernelCopyEngine implements CopyEngine {
   readonly kind = 'kernel';
   private readonly memoryBytes: Uint8Array;
+  private readonly memoryWords: Int32Array;
   private readonly pipeline: GPUComputePipeline;
+  private readonly blockPipeline: GPUComputePipeline;
   /** Packed data on the GPU (scatter source, gather destination). */
   private readonly packed: StagingPool;
   private readonly tables: StagingPool;
   private readonly readbacks: StagingPool;
   /** CPU-side packing space, grown as needed. */
   private packing: Uint8Array<ArrayBuffer> = new Uint8Array(0);
+  /** CPU-side block packing, grown as needed. */
+  private blockPacking: BlockPacking = { packed: new Int32Array(0), table: new Uint32Array(0) };
 
   constructor(private readonly context: CopyContext) {
     const { device } = context;
     this.memoryBytes = new Uint8Array(context.memory);
-    this.pipeline = copyPipeline(device);
+    this.memoryWords = new Int32Array(context.memory);
+    this.pipeline = cachedPipeline(device, 'webhmm copy kernel', COPY_WGSL);
+    this.blockPipeline = cachedPipeline(device, 'webhmm block scatter', BLOCK_SCATTER_WGSL);
     const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
     this.packed = new StagingPool(device, storage, 'webhmm kernel-engine packed');
     this.tables = new StagingPool(
@@ -106,6 +123,23 @@ export class KernelCopyEngine implements CopyEngine {
     this.packed.release(packed);
   }
 
+  /**
+   * The packed block scatter (block-scatter.ts), in chunks of about
+   * BLOCK_CHUNK whole pages' blocks, each submitted as soon as it is
+   * packed: the device copies one chunk while the CPU packs the next (on
+   * random blocks, packing waits on memory about as long as the copy takes).
+   */
+  uploadBlocks(pages: readonly BlockUpload[]): void {
+    let start = 0;
+    while (start < pages.length) {
+      let end = start;
+      let count = 0;
+      while (end < pages.length && count < BLOCK_CHUNK) count += pages[end++]!.count;
+      if (count > 0) this.scatterBlocks(pages.slice(start, end), count);
+      start = end;
+    }
+  }
+
   async download(segments: readonly Segment[]): Promise<void> {
     const pieces = coalesceSegments(segments);
     await this.withGathered(pieces, (mapped) => {
@@ -129,6 +163,44 @@ export class KernelCopyEngine implements CopyEngine {
     this.packed.destroy();
     this.tables.destroy();
     this.readbacks.destroy();
+  }
+
+  /** Packs `count` blocks of `pages`, uploads them with their table, and dispatches the scatter. */
+  private scatterBlocks(pages: readonly BlockUpload[], count: number): void {
+    if (this.blockPacking.table.length < count) {
+      const capacity = 2 ** Math.ceil(Math.log2(count));
+      this.blockPacking = {
+        packed: new Int32Array(capacity * 4),
+        table: new Uint32Array(capacity),
+      };
+    }
+    packBlocks(pages, this.memoryWords, this.blockPacking);
+    const { device, frames } = this.context;
+    const packed = this.packed.acquire(count * 16);
+    const table = this.tables.acquire(count * 4);
+    device.queue.writeBuffer(packed, 0, this.blockPacking.packed, 0, count * 4);
+    device.queue.writeBuffer(table, 0, this.blockPacking.table, 0, count);
+    const group = device.createBindGroup({
+      label: 'webhmm block scatter',
+      layout: this.blockPipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: table, size: count * 4 } },
+        { binding: 1, resource: { buffer: packed, size: count * 16 } },
+        { binding: 2, resource: { buffer: frames } },
+      ],
+    });
+    const encoder = device.createCommandEncoder({ label: 'webhmm block scatter' });
+    const pass = encoder.beginComputePass({ label: 'webhmm block scatter' });
+    pass.setPipeline(this.blockPipeline);
+    pass.setBindGroup(0, group);
+    const groups = Math.ceil(count / BLOCK_SCATTER_WORKGROUP);
+    const x = Math.min(groups, MAX_GROUPS_PER_DIMENSION);
+    pass.dispatchWorkgroups(x, Math.ceil(groups / x));
+    pass.end();
+    device.queue.submit([encoder.finish()]);
+    // Queue order keeps later writes to these buffers behind this dispatch.
+    this.packed.release(packed);
+    this.tables.release(table);
   }
 
   private async withGathered(

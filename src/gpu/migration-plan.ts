@@ -8,15 +8,24 @@
  * - `shared` and `gpu` pages are resident: nothing to fetch.
  * - A `zero` page gets a cleared frame and no upload; a device write that
  *   covers the whole page skips the clear.
- * - A `cpu` page uploads what its frame lacks: its stale ranges, or the
- *   whole page when it has no frame or is stale as a whole; a device write
- *   skips the stale ranges it overwrites whole. Ranges widen to 4 bytes.
+ * - A `cpu` page uploads what its frame lacks: its stale blocks, or the
+ *   whole page when it has no frame, is stale as a whole, or has so many
+ *   stale blocks that the page costs less whole (`wholePageShare`, measured
+ *   by the copy engine's calibration); a device write skips the stale bytes
+ *   it overwrites whole.
  * - Only GPU-dirty `gpu` pages are read back; other pages move no bytes.
  */
 import type { PageRun } from '../space/page-run.ts';
 import type { Staleness } from '../space/page-table.ts';
 import { isGpuDirty, isGpuOwned, pteState } from '../space/pte.ts';
-import { PTE_GPU, PTE_SHARED, PTE_UNMAPPED, PTE_ZERO } from '../space/shared-layout.ts';
+import {
+  PTE_GPU,
+  PTE_SHARED,
+  PTE_UNMAPPED,
+  PTE_ZERO,
+  STALE_BLOCK_BYTES,
+} from '../space/shared-layout.ts';
+import { countBlocks, withoutCovered, type StaleBlocks } from '../space/stale-blocks.ts';
 
 /** What planning reads of the page table and the frame map. */
 export interface PlanView {
@@ -26,6 +35,11 @@ export interface PlanView {
   staleness(page: number): Staleness;
   /** Whether the page has a (current-generation) frame on this mirror. */
   hasFrame(page: number): boolean;
+  /**
+   * The share of a page's bytes (0-1) at which uploading its stale blocks
+   * costs as much as uploading the whole page: pages staler than that go whole.
+   */
+  readonly wholePageShare: number;
 }
 
 /** How one page's frame is brought up to date. */
@@ -37,6 +51,8 @@ export interface PagePlan {
   readonly clear: boolean;
   /** Page-relative [lo, hi) byte ranges to upload, 4-byte aligned, hi <= pageSize. */
   readonly upload: readonly (readonly [number, number])[];
+  /** Stale blocks to upload besides `upload` (a page with a frame, a few blocks stale), and how many. */
+  readonly blocks?: { readonly bits: StaleBlocks; readonly count: number };
 }
 
 /** A device write's byte range [lo, hi), absolute VAs: stale bytes inside it need no upload. */
@@ -68,11 +84,7 @@ function planPage(view: PlanView, page: number, overwrite?: Overwrite): PagePlan
   // thread since the caller checked it under its hold (a free waits for no
   // device hold), which then finds it has no frame.
   if (state === PTE_SHARED || state === PTE_GPU || state === PTE_UNMAPPED) return undefined;
-  const base = page * pageSize;
-  const covered = overwrite && {
-    lo: Math.max(overwrite.lo, base) - base,
-    hi: Math.min(overwrite.hi, base + pageSize) - base,
-  };
+  const covered = overwrite && coveredBytes(overwrite, page * pageSize, pageSize);
   const framed = view.hasFrame(page);
   if (state === PTE_ZERO) {
     const whole = covered !== undefined && covered.lo === 0 && covered.hi === pageSize;
@@ -80,12 +92,34 @@ function planPage(view: PlanView, page: number, overwrite?: Overwrite): PagePlan
   }
   // A `cpu` page: upload what the frame lacks (all of it without a frame).
   const staleness = framed ? view.staleness(page) : 'whole';
-  const stale: readonly (readonly [number, number])[] =
-    staleness === 'whole' ? [[0, pageSize]] : staleness === 'none' ? [] : staleness;
-  const upload = stale
-    .filter(([lo, hi]) => !(covered && covered.lo <= lo && hi <= covered.hi))
-    .map(([lo, hi]) => [lo & ~3, Math.min(pageSize, (hi + 3) & ~3)] as const);
+  if (staleness === 'none') return { page, newFrame: false, clear: false, upload: [] };
+  if (staleness !== 'whole') {
+    const blocks = covered ? withoutCovered(staleness, covered.lo, covered.hi) : staleness;
+    const count = countBlocks(blocks);
+    if (count * STALE_BLOCK_BYTES < view.wholePageShare * pageSize) {
+      const upload: PagePlan['upload'] = [];
+      if (count === 0) return { page, newFrame: false, clear: false, upload };
+      return { page, newFrame: false, clear: false, upload, blocks: { bits: blocks, count } };
+    }
+  }
+  // The whole page, less what the device write covers (widened to words).
+  const pieces: (readonly [number, number])[] = covered
+    ? [
+        [0, covered.lo],
+        [covered.hi, pageSize],
+      ]
+    : [[0, pageSize]];
+  const upload = pieces
+    .map(([lo, hi]) => [lo & ~3, Math.min(pageSize, (hi + 3) & ~3)] as const)
+    .filter(([lo, hi]) => lo < hi);
   return { page, newFrame: !framed, clear: false, upload };
+}
+
+/** The page-relative bytes [lo, hi) of the page at `base` that `overwrite` covers, if any. */
+function coveredBytes(overwrite: Overwrite, base: number, pageSize: number) {
+  const lo = Math.max(overwrite.lo, base) - base;
+  const hi = Math.min(overwrite.hi, base + pageSize) - base;
+  return lo < hi ? { lo, hi } : undefined;
 }
 
 /** New frames a plan takes from the pool. */
@@ -95,7 +129,7 @@ export function framesNeeded(plans: readonly PagePlan[]): number {
 
 /** Pages whose bytes a plan uploads (cleared frames move no bytes). */
 export function pagesUploaded(plans: readonly PagePlan[]): number {
-  return plans.reduce((sum, plan) => sum + (plan.upload.length > 0 ? 1 : 0), 0);
+  return plans.reduce((sum, plan) => sum + (plan.upload.length > 0 || plan.blocks ? 1 : 0), 0);
 }
 
 /** The GPU-dirty pages of `runs`: the only ones a migration to the CPU reads back. */

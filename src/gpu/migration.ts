@@ -34,11 +34,13 @@ import {
 } from '../space/pte.ts';
 import { PTE_FRAME, PTE_GPU, PTE_GPU_DIRTY, PTE_SHARED } from '../space/shared-layout.ts';
 import { bufferSource } from './buffer-source.ts';
-import type { CopyEngine, Segment } from './copy-engine.ts';
+import type { Segment } from './copy-engine.ts';
+import type { ChosenCopyEngine } from './copy-engines.ts';
 import type { DevicePageTable } from './device-page-table.ts';
 import { FrameMap } from './frame-map.ts';
 import { releaseFrames } from './frame-release.ts';
 import { inBatches } from './hold-batches.ts';
+import { fetchPlans } from './plan-fetch.ts';
 import type { FramePool } from './frame-pool.ts';
 import {
   framesNeeded,
@@ -72,7 +74,7 @@ export interface MigrationContext {
   readonly frames: GPUBuffer;
   readonly pool: FramePool;
   readonly dpt: DevicePageTable;
-  readonly engine: CopyEngine;
+  readonly engine: ChosenCopyEngine;
   readonly counters: MirrorCounters;
   readonly emit: (event: TraceEvent) => void;
   /**
@@ -101,6 +103,7 @@ export class Migrator {
       pte: (page) => table.pte(page),
       staleness: (page) => table.staleness(page),
       hasFrame: (page) => this.frameMap.has(page),
+      wholePageShare: ctx.engine.choice().wholePageShare,
     };
   }
 
@@ -395,27 +398,9 @@ export class Migrator {
 
   /** Assigns frames, clears and uploads per `plans`; resolves once the GPU has them. */
   private async fetch(plans: readonly PagePlan[]): Promise<MigrationResult> {
-    const segments: Segment[] = [];
-    const clears: number[] = [];
-    for (const plan of plans) {
-      if (plan.newFrame) this.frameMap.assign(plan.page);
-      if (plan.clear) clears.push(this.frameMap.frameOf(plan.page));
-      for (const [lo, hi] of plan.upload) segments.push(this.frameMap.segment(plan.page, lo, hi));
-    }
-    if (clears.length > 0) this.clearFrames(clears);
-    if (segments.length > 0) this.ctx.engine.upload(segments);
-    if (clears.length > 0 || segments.length > 0) await this.ctx.device.queue.onSubmittedWorkDone();
-    this.ctx.assertLive();
-    const bytes = segments.reduce((sum, segment) => sum + segment.len, 0);
-    return { pages: pagesUploaded(plans), bytes };
-  }
-
-  private clearFrames(frames: readonly number[]): void {
-    const encoder = this.ctx.device.createCommandEncoder({ label: 'webhmm clear zero frames' });
-    for (const run of runsOf(frames)) {
-      encoder.clearBuffer(this.ctx.frames, run.first * this.pageSize, run.count * this.pageSize);
-    }
-    this.ctx.device.queue.submit([encoder.finish()]);
+    const result = await fetchPlans({ ...this.ctx, frameMap: this.frameMap }, plans);
+    this.ctx.counters.staleBytesUploaded += result.refreshed;
+    return { pages: pagesUploaded(plans), bytes: result.bytes };
   }
 
   /** The pieces of [va, va + len) per page: absolute [lo, hi) within each page. */

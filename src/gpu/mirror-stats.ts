@@ -23,10 +23,20 @@ export const MIGRATION_CAUSES: readonly MigrationCause[] = [
 
 /** Which engine carries each transfer shape, per direction. */
 export interface CopyEngineChoice {
-  readonly h2d: { readonly contiguous: CopyEngineKind; readonly scattered: CopyEngineKind };
+  readonly h2d: {
+    readonly contiguous: CopyEngineKind;
+    readonly scattered: CopyEngineKind;
+    /** Stale blocks of pages (16-byte pieces a CPU write changed). */
+    readonly blocks: CopyEngineKind;
+  };
   readonly d2h: { readonly contiguous: CopyEngineKind; readonly scattered: CopyEngineKind };
   /** Whether the buffer engine cuts large readbacks into overlapped batches. */
   readonly pipelinedReadback: boolean;
+  /**
+   * The share of a page's bytes (0-1) at which uploading its stale blocks
+   * costs as much as uploading the page whole: staler pages go whole.
+   */
+  readonly wholePageShare: number;
 }
 
 export interface MirrorStats {
@@ -36,6 +46,13 @@ export interface MirrorStats {
   pagesToCpu: number;
   bytesToGpu: number;
   bytesToCpu: number;
+  /**
+   * Bytes uploaded into frames the pages already had, to bring their stale
+   * bytes up to date (part of `bytesToGpu`). Against `staleBytesWritten`
+   * it shows write amplification: 1 when uploads move just what the CPU
+   * wrote (rounded to 16-byte blocks), more when pages go whole.
+   */
+  staleBytesUploaded: number;
   /** GPU -> CPU round trips (each waits for a mapAsync). */
   readbacks: number;
   /** CPU fault requests serviced. */
@@ -58,6 +75,11 @@ export interface MirrorStats {
   budget: number;
   /** Not a counter: the current engine per transfer shape. */
   copyEngine: CopyEngineChoice;
+  /**
+   * Not a counter of this mirror: bytes CPU writes (any thread, since the
+   * space was made) made stale in GPU frames; overlapping writes count again.
+   */
+  staleBytesWritten: number;
 }
 
 export interface TraceEvent {
@@ -78,7 +100,10 @@ export interface TraceEvent {
 export type TraceListener = (event: TraceEvent) => void;
 
 /** The counters of MirrorStats, without the fields that are not counters. */
-export type MirrorCounters = Omit<MirrorStats, 'framesInUse' | 'budget' | 'copyEngine'>;
+export type MirrorCounters = Omit<
+  MirrorStats,
+  'framesInUse' | 'budget' | 'copyEngine' | 'staleBytesWritten'
+>;
 
 export function emptyCounters(): MirrorCounters {
   return {
@@ -86,6 +111,7 @@ export function emptyCounters(): MirrorCounters {
     pagesToCpu: 0,
     bytesToGpu: 0,
     bytesToCpu: 0,
+    staleBytesUploaded: 0,
     readbacks: 0,
     cpuFaults: 0,
     gpuFaults: 0,

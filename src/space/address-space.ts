@@ -1,7 +1,7 @@
 /**
  * AddressSpace: one virtual address space shared by every thread attached to
  * it. CPU memory is one fixed-length SharedArrayBuffer in which VA == byte
- * offset; all other state (page table, holds, allocator, stale ranges,
+ * offset; all other state (page table, holds, allocator, stale blocks,
  * invalidation log) lives in a second SharedArrayBuffer, so any attached
  * thread can alloc, free, protect, read and write.
  *
@@ -21,8 +21,8 @@
  * - A listener that throws fails neither the call that triggered it nor the
  *   other listeners (notifier.ts).
  * - A CPU write to a page whose GPU copy was valid makes that copy stale in
- *   exactly the written byte ranges (up to STALE_CAPACITY (8) ranges per
- *   page, then the whole page) and reports the page to `onInvalidate` listeners.
+ *   exactly the 16-byte blocks written (no limit per page; stale-blocks.ts)
+ *   and reports the page to `onInvalidate` listeners.
  *
  * The rules in full: docs/address-space.md.
  */

@@ -329,7 +329,7 @@ export class CpuAccess {
   private markWritten(accesses: readonly Access[]): void {
     for (const access of accesses) {
       if (access.need === 'write') {
-        this.table.markWritten(access.va, access.len, this.mayBlock, this.outbox);
+        this.table.markWritten(access.va, access.len, this.outbox);
       }
     }
   }

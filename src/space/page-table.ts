@@ -1,6 +1,6 @@
 /**
  * The page table: every page's state word (pte), hold word, sequence number,
- * generation and stale byte ranges, with the operations that keep them
+ * generation and stale blocks, with the operations that keep them
  * consistent. AddressSpace (the CPU side) and GpuMirror (the device side)
  * both work through it.
  *
@@ -10,7 +10,7 @@
  *   to `cpu` at once: each transition is a compare-exchange, idempotent);
  *   migrations under an exclusive hold.
  * - A page's newest bytes are in exactly one place unless both copies are
- *   clean: `cpu` (CPU newer, frame stale in the recorded ranges), `gpu` with
+ *   clean: `cpu` (CPU newer, frame stale in the marked blocks), `gpu` with
  *   GPU_DIRTY (GPU newer), otherwise both valid.
  * - Every change of a page's state, protection or mapping moves the page's
  *   sequence number on, after the change (`updatePte` does it; `discardPage`
@@ -23,7 +23,6 @@
  *   never be mistaken for work on a reused VA.
  */
 import { invariant } from '../errors.ts';
-import { clearIntervals, insertInterval, intervalsAt, type ByteRange } from './interval-set.ts';
 import type { InvalidateEvent } from './notifier.ts';
 import {
   announceWaiter,
@@ -35,6 +34,7 @@ import {
   type HoldKind,
 } from './page-lock.ts';
 import type { PageRun } from './page-run.ts';
+import { clearBlocks, markBlocks, readBlocks, type StaleBlocks } from './stale-blocks.ts';
 import {
   FREED_PTE,
   FREE_PENDING_PTE,
@@ -42,12 +42,12 @@ import {
   assertMapped,
   changesDeviceView,
   hasFrame,
-  hasStaleRanges,
+  hasStaleBlocks,
   isGpuDirty,
   isGpuOwned,
   isStaleWhole,
   pteState,
-  withStaleRanges,
+  withStaleBlocks,
   withStaleWhole,
   withState,
   withoutStale,
@@ -58,9 +58,8 @@ import {
   PTE_CPU,
   PTE_SHARED,
   PTE_ZERO,
-  STALE_CAPACITY,
-  STALE_MUTEX,
-  STALE_WORDS,
+  HEADER_STALE_BYTES_WRITTEN,
+  staleWordsPerPage,
 } from './shared-layout.ts';
 import type { SharedState } from './shared-state.ts';
 import type { ThreadRecord } from './thread-record.ts';
@@ -71,14 +70,18 @@ export interface Hold extends PageRun {
   readonly kind: HoldKind;
 }
 
-/** The stale bytes of a page's frame: none, the whole page, or ranges (page-relative). */
-export type Staleness = 'none' | 'whole' | readonly ByteRange[];
+/** The stale bytes of a page's frame: none, the whole page, or its marked blocks. */
+export type Staleness = 'none' | 'whole' | StaleBlocks;
 
 export class PageTable {
   readonly pageSize: number;
   readonly pageShift: number;
   readonly pageCount: number;
   private readonly bytes: Uint8Array;
+  /** Words of stale bits per page. */
+  private readonly staleWords: number;
+  /** Bytes CPU writes marked stale in frames, ever (one int64 of the header). */
+  private readonly staleBytesCounter: BigInt64Array;
   /**
    * Called with the pages whose last device hold (or a free's hold) was just
    * released: the space finishes the frees deferred on them (mapping.ts).
@@ -96,6 +99,8 @@ export class PageTable {
     this.pageSize = 2 ** shared.pageShift;
     this.pageCount = shared.pageCount;
     this.bytes = new Uint8Array(memory);
+    this.staleWords = staleWordsPerPage(this.pageSize);
+    this.staleBytesCounter = new BigInt64Array(shared.meta, HEADER_STALE_BYTES_WRITTEN * 4, 1);
   }
 
   pte(page: number): number {
@@ -292,7 +297,7 @@ export class PageTable {
    * their GPU frames now lack; a page whose GPU copy was valid until now gets
    * an invalidation notice in `outbox`.
    */
-  markWritten(va: number, len: number, mayBlock: () => boolean, outbox: InvalidateEvent[]): void {
+  markWritten(va: number, len: number, outbox: InvalidateEvent[]): void {
     const end = va + len;
     for (let page = Math.floor(va / this.pageSize); this.address(page) < end; page++) {
       const base = this.address(page);
@@ -306,57 +311,51 @@ export class PageTable {
       if (!hasFrame(after)) continue;
       const lo = Math.max(va, base) - base;
       const hi = Math.min(end, base + this.pageSize) - base;
-      this.recordStale(page, lo, hi, mayBlock);
+      this.markStale(page, lo, hi);
       if (pteState(before) !== PTE_CPU) {
         outbox.push({ va: base, len: this.pageSize, cause: 'write' });
       }
     }
   }
 
-  /** Adds [lo, hi) (page-relative) to the page's stale ranges, or marks it stale whole. */
-  private recordStale(page: number, lo: number, hi: number, mayBlock: () => boolean): void {
-    const stale = this.shared.stale;
-    const base = page * STALE_WORDS;
-    this.lockStale(base, mayBlock);
-    try {
-      if (isStaleWhole(this.pte(page))) return;
-      const whole =
-        (lo === 0 && hi === this.pageSize) || !insertInterval(stale, base, STALE_CAPACITY, lo, hi);
-      if (whole) clearIntervals(stale, base);
-      this.updatePte(page, (word) => (whole ? withStaleWhole(word) : withStaleRanges(word)));
-    } finally {
-      Atomics.and(stale, base, ~STALE_MUTEX);
-      Atomics.notify(stale, base);
+  /**
+   * Marks bytes [lo, hi) (page-relative) stale in the page's frame: the
+   * blocks they touch, or the whole page for a whole-page write. Lock-free:
+   * writers on other threads mark the same page at once (stale-blocks.ts).
+   */
+  private markStale(page: number, lo: number, hi: number): void {
+    Atomics.add(this.staleBytesCounter, 0, BigInt(hi - lo));
+    const pte = this.pte(page);
+    if (isStaleWhole(pte)) return;
+    if (lo === 0 && hi === this.pageSize) {
+      this.updatePte(page, withStaleWhole);
+      return;
     }
+    markBlocks(this.shared.stale, page * this.staleWords, lo, hi);
+    // The flag follows the bits, so whoever sees it finds them set.
+    if (!hasStaleBlocks(pte)) this.updatePte(page, withStaleBlocks);
   }
 
-  private lockStale(base: number, mayBlock: () => boolean): void {
-    const stale = this.shared.stale;
-    let budget: WaitBudget | undefined;
-    for (;;) {
-      const word = Atomics.load(stale, base);
-      if (!(word & STALE_MUTEX)) {
-        if (Atomics.compareExchange(stale, base, word, word | STALE_MUTEX) === word) return;
-        continue;
-      }
-      budget ??= new WaitBudget(this.limits, (base / STALE_WORDS) * this.pageSize);
-      budget.waitSync(mayBlock(), stale, base, word, false);
-    }
+  /** Bytes CPU writes have marked stale in GPU frames since the space was made (all threads). */
+  get staleBytesWritten(): number {
+    return Number(Atomics.load(this.staleBytesCounter, 0));
   }
 
   // ---------------------------------------------------------------- device-side helpers
 
-  /** What the page's frame lacks. Read under an exclusive hold (no writer can add to it). */
+  /** What the page's frame lacks (a copy). Read under an exclusive hold (no writer can add to it). */
   staleness(page: number): Staleness {
     const pte = this.pte(page);
     if (isStaleWhole(pte)) return 'whole';
-    if (hasStaleRanges(pte)) return intervalsAt(this.shared.stale, page * STALE_WORDS);
+    if (hasStaleBlocks(pte)) {
+      return readBlocks(this.shared.stale, page * this.staleWords, this.staleWords);
+    }
     return 'none';
   }
 
-  /** Forgets the page's stale ranges (its frame was brought up to date). Under an exclusive hold. */
+  /** Forgets the page's stale blocks (its frame was brought up to date). Under an exclusive hold. */
   clearStaleness(page: number): void {
-    clearIntervals(this.shared.stale, page * STALE_WORDS);
+    clearBlocks(this.shared.stale, page * this.staleWords, this.staleWords);
     this.updatePte(page, withoutStale);
   }
 
@@ -398,7 +397,7 @@ export class PageTable {
     if (!pending && pteState(this.pte(page)) !== PTE_ZERO) {
       this.bytes.fill(0, this.address(page), this.address(page + 1));
     }
-    clearIntervals(this.shared.stale, page * STALE_WORDS);
+    clearBlocks(this.shared.stale, page * this.staleWords, this.staleWords);
     Atomics.add(this.shared.seq, page, 1);
     Atomics.store(this.shared.pte, page, pending ? FREE_PENDING_PTE : FREED_PTE);
     Atomics.add(this.shared.gen, page, 1);

@@ -28,7 +28,7 @@ import {
   PTE_GPU_DIRTY,
   PTE_PROT_MASK,
   PTE_PROT_SHIFT,
-  PTE_STALE_RANGES,
+  PTE_STALE_BLOCKS,
   PTE_STALE_WHOLE,
   PTE_STATE_MASK,
   PTE_UNMAPPED,
@@ -126,7 +126,7 @@ export function hasFrame(pte: number): boolean {
 
 /** The frame lacks some of the page's bytes (stale ranges, or the whole page). */
 export function isStale(pte: number): boolean {
-  return (pte & (PTE_STALE_WHOLE | PTE_STALE_RANGES)) !== 0;
+  return (pte & (PTE_STALE_WHOLE | PTE_STALE_BLOCKS)) !== 0;
 }
 
 /** The frame is stale as a whole: its recorded ranges, if any, no longer matter. */
@@ -135,23 +135,23 @@ export function isStaleWhole(pte: number): boolean {
 }
 
 /** The frame is stale in the ranges recorded in the page's stale entry. */
-export function hasStaleRanges(pte: number): boolean {
-  return (pte & PTE_STALE_RANGES) !== 0;
+export function hasStaleBlocks(pte: number): boolean {
+  return (pte & PTE_STALE_BLOCKS) !== 0;
 }
 
 /** `pte` with the frame stale as a whole (any recorded ranges subsumed); other bits kept. */
 export function withStaleWhole(pte: number): number {
-  return (pte & ~PTE_STALE_RANGES) | PTE_STALE_WHOLE;
+  return (pte & ~PTE_STALE_BLOCKS) | PTE_STALE_WHOLE;
 }
 
 /** `pte` with the frame stale in its recorded ranges; other bits kept. */
-export function withStaleRanges(pte: number): number {
-  return pte | PTE_STALE_RANGES;
+export function withStaleBlocks(pte: number): number {
+  return pte | PTE_STALE_BLOCKS;
 }
 
 /** `pte` with the frame up to date (nothing stale); other bits kept. */
 export function withoutStale(pte: number): number {
-  return pte & ~(PTE_STALE_WHOLE | PTE_STALE_RANGES);
+  return pte & ~(PTE_STALE_WHOLE | PTE_STALE_BLOCKS);
 }
 
 /** Whether the page's protection allows an access of `need` (mapping aside). */

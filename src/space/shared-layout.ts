@@ -17,14 +17,14 @@
  * | gen        | 1               | generation, +1 each time the page is freed        |
  * | runHead    | 1               | allocator tag at a run's first page, else 0        |
  * | runTail    | 1               | allocator tag at a run's last page, else 0         |
- * | stale      | STALE_WORDS     | the page's stale byte ranges, see `STALE_*`       |
+ * | stale      | staleWordsPerPage | the page's stale blocks, one bit each, see `STALE_*` |
  * | log        | LOG_WORDS × LOG_CAPACITY | the invalidation log, see `LOG_*`        |
  * | faults     | FAULT_WORDS × FAULT_SLOTS | the CPU fault channel, see `FAULT_*`    |
  * | threads    | THREAD_WORDS × THREAD_SLOTS | thread records, see `THREAD_*`        |
  */
 
 /** Version of this layout; `attach` refuses a handle of another version. */
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 export const LAYOUT_MAGIC = 0x68_6d_6d_31; // "hmm1"
 
 // ---- header ----
@@ -47,6 +47,11 @@ export const HEADER_FAULT_DOORBELL = 8;
 export const HEADER_FAULT_SERVER = 9;
 /** Fault slots freed (int32, wraps); a requester that found no free slot waits on this word. */
 export const HEADER_FAULT_SLOTS_FREED = 10;
+/**
+ * Words 12-13, one int64: bytes CPU writes marked stale in GPU frames (the
+ * write-amplification stat's denominator; `staleBytesWritten`).
+ */
+export const HEADER_STALE_BYTES_WRITTEN = 12;
 export const HEADER_WORDS = 16;
 
 // ---- page table entry (pte) ----
@@ -55,7 +60,7 @@ export const PTE_STATE_MASK = 0b111;
 export const PTE_UNMAPPED = 0;
 /** Allocated, never written: reads are zeros (the memory is zero), no frame content. */
 export const PTE_ZERO = 1;
-/** Newest bytes on the CPU; a frame, if any, is stale in the recorded ranges. */
+/** Newest bytes on the CPU; a frame, if any, is stale in the marked blocks (or whole). */
 export const PTE_CPU = 2;
 /** Both copies valid and equal. */
 export const PTE_SHARED = 3;
@@ -71,10 +76,10 @@ export const PROT_RW = 2;
 export const PTE_FRAME = 1 << 5;
 /** The GPU copy is newer than the CPU copy. */
 export const PTE_GPU_DIRTY = 1 << 6;
-/** The frame is stale as a whole (too many ranges, or a whole-page write). */
+/** The frame is stale as a whole (a whole-page write): its block bits do not matter. */
 export const PTE_STALE_WHOLE = 1 << 7;
-/** The frame is stale in the ranges recorded in the page's stale entry. */
-export const PTE_STALE_RANGES = 1 << 8;
+/** The frame is stale in the blocks marked in the page's stale bits. */
+export const PTE_STALE_BLOCKS = 1 << 8;
 /** Freed and not allocated again since: accesses fail with reason 'freed'. */
 export const PTE_FREED = 1 << 9;
 /**
@@ -130,13 +135,18 @@ export const LOCK_HOLD_OFF_WRITERS = 1 << 30;
 /** A waiter is kept out by read scopes or device reads: new read scopes wait behind it while the page is held. */
 export const LOCK_HOLD_OFF_SCOPES = 1 << 31;
 
-// ---- stale byte ranges ----
-/** Ranges kept per page; one more makes the whole page stale (PTE_STALE_WHOLE). */
-export const STALE_CAPACITY = 8;
-/** Word 0: count in bits 0-7, bit 31 a short mutex. Then `STALE_CAPACITY` pairs [start, end) in page-relative bytes, sorted, disjoint, not adjacent. */
-export const STALE_WORDS = 1 + 2 * STALE_CAPACITY;
-export const STALE_COUNT_MASK = 0xff;
-export const STALE_MUTEX = 1 << 31;
+// ---- stale blocks ----
+/**
+ * The granularity of stale tracking: a CPU write marks the 16-byte blocks it
+ * touched as stale in the page's frame, one bit each, with no per-page
+ * limit, so scattered writes upload about what they changed.
+ */
+export const STALE_BLOCK_BYTES = 16;
+export const STALE_BLOCK_SHIFT = 4;
+/** Words of stale bits per page: one bit per block (at least 8 words: pages are at least 4 KiB). */
+export function staleWordsPerPage(pageSize: number): number {
+  return pageSize >>> (STALE_BLOCK_SHIFT + 5);
+}
 
 // ---- invalidation log ----
 /** Records in the ring; a reader that falls further behind gets one whole-space event. */

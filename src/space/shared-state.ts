@@ -16,7 +16,7 @@ import {
   LAYOUT_VERSION,
   LOG_CAPACITY,
   LOG_WORDS,
-  STALE_WORDS,
+  staleWordsPerPage,
   THREAD_SLOTS,
   THREAD_WORDS,
 } from './shared-layout.ts';
@@ -41,11 +41,11 @@ export interface SharedState {
 /** Per-page one-word sections, in layout order. */
 const PAGE_SECTIONS = 6;
 
-function metaWords(pageCount: number): number {
+function metaWords(pageCount: number, pageShift: number): number {
   return (
     HEADER_WORDS +
     PAGE_SECTIONS * pageCount +
-    STALE_WORDS * pageCount +
+    staleWordsPerPage(2 ** pageShift) * pageCount +
     LOG_WORDS * LOG_CAPACITY +
     FAULT_WORDS * FAULT_SLOTS +
     THREAD_WORDS * THREAD_SLOTS
@@ -65,7 +65,7 @@ function views(meta: SharedArrayBuffer, pageCount: number, pageShift: number): S
     gen: take(pageCount),
     runHead: take(pageCount),
     runTail: take(pageCount),
-    stale: take(STALE_WORDS * pageCount),
+    stale: take(staleWordsPerPage(2 ** pageShift) * pageCount),
     log: take(LOG_WORDS * LOG_CAPACITY),
     faults: take(FAULT_WORDS * FAULT_SLOTS),
     threads: take(THREAD_WORDS * THREAD_SLOTS),
@@ -76,7 +76,7 @@ function views(meta: SharedArrayBuffer, pageCount: number, pageShift: number): S
 
 /** A fresh, zeroed state for `pageCount` pages of `1 << pageShift` bytes. */
 export function createSharedState(pageCount: number, pageShift: number): SharedState {
-  const meta = new SharedArrayBuffer(metaWords(pageCount) * 4);
+  const meta = new SharedArrayBuffer(metaWords(pageCount, pageShift) * 4);
   const state = views(meta, pageCount, pageShift);
   state.header[HEADER_MAGIC] = LAYOUT_MAGIC;
   state.header[HEADER_VERSION] = LAYOUT_VERSION;
@@ -101,7 +101,7 @@ export function openSharedState(meta: SharedArrayBuffer): SharedState {
   }
   const pageCount = Atomics.load(header, HEADER_PAGE_COUNT);
   const pageShift = Atomics.load(header, HEADER_PAGE_SHIFT);
-  if (meta.byteLength !== metaWords(pageCount) * 4) {
+  if (meta.byteLength !== metaWords(pageCount, pageShift) * 4) {
     throw new InvalidArgumentError(
       'handle',
       meta.byteLength,

@@ -5,9 +5,10 @@ import { del } from 'idb-keyval';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from '../../src/gpu/buffer-copy-engine.ts';
 import { calibrate, calibrationKey, scatteredPieceBytes } from '../../src/gpu/calibration.ts';
-import type { CopyEngine, Segment } from '../../src/gpu/copy-engine.ts';
+import type { BlockUpload, CopyEngine, Segment } from '../../src/gpu/copy-engine.ts';
 import { KernelCopyEngine } from '../../src/gpu/kernel-copy-engine.ts';
 import { totalBytes } from '../../src/gpu/segments.ts';
+import { countBlocks, forEachRun, markBlocks } from '../../src/space/stale-blocks.ts';
 import { testDevice, type TestDevice } from '../support/gpu.ts';
 import { firstDifference, testRandom, type Random } from '../support/random.ts';
 
@@ -107,6 +108,42 @@ describe('copy engines', () => {
     expect(firstDifference(results[1]!, expected)).toBe(-1);
   });
 
+  it('upload the marked blocks of pages, and only those, both engines alike', async () => {
+    const random = testRandom('engine blocks');
+    const size = 4 * MiB;
+    const page = 64 * KiB;
+    const r = await rig(size);
+    const cpu = new Uint8Array(r.memory);
+    random.fill(cpu);
+    // Each page at another frame, stale in random writes (some pages all but empty, some dense).
+    const pages: BlockUpload[] = [];
+    for (let p = 0; p < size / page; p++) {
+      const bits = new Int32Array(page / 16 / 32);
+      const writes = random.int(2) === 0 ? random.int(4) : random.int(2000);
+      for (let w = 0; w < writes; w++) {
+        const lo = 4 * random.int(page / 4);
+        markBlocks(bits, 0, lo, Math.min(page, lo + 4 + 4 * random.int(16)));
+      }
+      const frame = (p * 7 + 3) % (size / page);
+      const blocks = new Uint32Array(bits);
+      pages.push({ va: p * page, frameOffset: frame * page, blocks, count: countBlocks(blocks) });
+    }
+    const original = cpu.slice();
+    const expected = new Uint8Array(size).fill(POISON);
+    for (const { va, frameOffset, blocks } of pages) {
+      forEachRun(blocks, (lo, hi) =>
+        expected.set(original.subarray(va + lo, va + hi), frameOffset + lo),
+      );
+    }
+    for (const kind of ['buffer', 'kernel'] as const) {
+      cpu.set(original);
+      poisonFrames(r, size);
+      r.engines[kind].uploadBlocks(pages);
+      cpu.fill(0x11); // the bytes were captured at the call: later CPU writes do not reach the GPU
+      expect(firstDifference(await readFrames(r, size), expected), kind).toBe(-1);
+    }
+  });
+
   it('download and read the same bytes, and only those, for random pages and byte ranges', async () => {
     const random = testRandom('engine download');
     const size = 32 * MiB; // the pipelined readback cuts what is 16 MiB or more
@@ -157,18 +194,19 @@ describe('copy engines', () => {
     const size = 2 * MiB;
     const r = await rig(size);
     const segments = randomSegments(random, size, 4 * KiB, 64);
-    for (const engine of Object.values(r.engines)) {
+    const blocks = [
+      { va: 0, frameOffset: 4096, blocks: new Uint32Array(8).fill(0x01010101), count: 32 },
+    ];
+    const transfer = async (engine: CopyEngine) => {
       engine.upload(segments);
+      engine.uploadBlocks(blocks);
       await engine.download(segments);
       await engine.read(segments);
-    }
+    };
+    for (const engine of Object.values(r.engines)) await transfer(engine);
     const warm = r.test.liveBuffers();
     for (let round = 0; round < 5; round++) {
-      for (const engine of Object.values(r.engines)) {
-        engine.upload(segments);
-        await engine.download(segments);
-        await engine.read(segments);
-      }
+      for (const engine of Object.values(r.engines)) await transfer(engine);
     }
     expect(r.test.liveBuffers()).toBe(warm);
   });
@@ -192,6 +230,15 @@ describe('calibration', () => {
         );
       }
     }
+    const blocks = first.blocks.gbPerSecond;
+    expect(blocks.buffer).toBeGreaterThan(0);
+    expect(blocks.kernel).toBeGreaterThan(0);
+    expect(first.choice.h2d.blocks).toBe(blocks.kernel > blocks.buffer ? 'kernel' : 'buffer');
+    const best = (rates: { buffer: number; kernel: number }) =>
+      Math.max(rates.buffer, rates.kernel);
+    expect(first.choice.wholePageShare).toBe(
+      Math.min(1, first.blocks.marginalGbPerSecond / best(first.gbPerSecond.h2d.scattered)),
+    );
     const { single, pipelined } = first.readbackGbPerSecond;
     expect(single).toBeGreaterThan(0);
     expect(pipelined).toBeGreaterThan(0);

@@ -10,13 +10,14 @@ import {
   type PlanView,
 } from '../../src/gpu/migration-plan.ts';
 import type { Staleness } from '../../src/space/page-table.ts';
+import { markBlocks, type StaleBlocks } from '../../src/space/stale-blocks.ts';
 import {
   PTE_CPU,
   PTE_FRAME,
   PTE_GPU,
   PTE_GPU_DIRTY,
   PTE_SHARED,
-  PTE_STALE_RANGES,
+  PTE_STALE_BLOCKS,
   PTE_STALE_WHOLE,
   PTE_UNMAPPED,
   PTE_ZERO,
@@ -24,17 +25,26 @@ import {
 
 const PAGE = 4096;
 
-/** A page table of `ptes` (page -> pte) with stale ranges and frames as given. */
+/** The stale blocks of a page whose bytes `ranges` were written. */
+function blocks(...ranges: (readonly [number, number])[]): StaleBlocks {
+  const bits = new Int32Array(PAGE / 16 / 32);
+  for (const [lo, hi] of ranges) markBlocks(bits, 0, lo, hi);
+  return new Uint32Array(bits);
+}
+
+/** A page table of `ptes` (page -> pte) with stale blocks and frames as given. */
 function view(
   ptes: Record<number, number>,
   stale: Record<number, Staleness> = {},
   framed: readonly number[] = [],
+  wholePageShare = 0.5,
 ): PlanView {
   return {
     pageSize: PAGE,
     pte: (page) => ptes[page] ?? PTE_UNMAPPED,
     staleness: (page) => stale[page] ?? 'none',
     hasFrame: (page) => framed.includes(page),
+    wholePageShare,
   };
 }
 
@@ -71,34 +81,29 @@ describe('planResidency', () => {
     expect(plans).toEqual([{ page: 1, newFrame: true, clear: false, upload: [[0, PAGE]] }]);
   });
 
-  it('uploads only the stale ranges of a cpu page with a frame, widened to 4 bytes', () => {
-    const ptes = { 1: PTE_CPU | PTE_FRAME | PTE_STALE_RANGES };
-    const plans = planResidency(
-      view(
-        ptes,
-        {
-          1: [
-            [5, 9],
-            [100, 104],
-          ],
-        },
-        [1],
-      ),
-      [{ first: 1, count: 1 }],
-    );
+  it('uploads only the stale blocks of a cpu page with a frame', () => {
+    const ptes = { 1: PTE_CPU | PTE_FRAME | PTE_STALE_BLOCKS };
+    const stale = blocks([5, 9], [100, 104]);
+    const plans = planResidency(view(ptes, { 1: stale }, [1]), [{ first: 1, count: 1 }]);
     expect(plans).toEqual([
-      {
-        page: 1,
-        newFrame: false,
-        clear: false,
-        upload: [
-          [4, 12],
-          [100, 104],
-        ],
-      },
+      { page: 1, newFrame: false, clear: false, upload: [], blocks: { bits: stale, count: 2 } },
     ]);
+    expect(Array.from(stale)[0]).toBe((1 << 0) | (1 << 6)); // blocks [0, 16) and [96, 112)
     expect(framesNeeded(plans)).toBe(0);
     expect(pagesUploaded(plans)).toBe(1);
+  });
+
+  it('uploads a page whole once its stale blocks reach the whole-page share', () => {
+    const ptes = {
+      1: PTE_CPU | PTE_FRAME | PTE_STALE_BLOCKS,
+      2: PTE_CPU | PTE_FRAME | PTE_STALE_BLOCKS,
+    };
+    const stale = { 1: blocks([0, PAGE / 4]), 2: blocks([0, PAGE / 4 - 16]) };
+    const plans = planResidency(view(ptes, stale, [1, 2], 0.25), [{ first: 1, count: 2 }]);
+    expect(plans.map((plan) => [plan.upload, plan.blocks !== undefined])).toEqual([
+      [[[0, PAGE]], false],
+      [[], true],
+    ]);
   });
 
   it('uploads the whole page of a frame that is stale as a whole', () => {
@@ -115,23 +120,26 @@ describe('planResidency', () => {
     expect(pagesUploaded(plans)).toBe(0);
   });
 
-  it('skips stale ranges that a device write overwrites whole, and keeps those it covers in part', () => {
-    const ptes = { 1: PTE_CPU | PTE_FRAME | PTE_STALE_RANGES };
+  it('skips stale blocks that a device write overwrites whole, and keeps those it covers in part', () => {
+    const ptes = { 1: PTE_CPU | PTE_FRAME | PTE_STALE_BLOCKS };
     const plans = planResidency(
-      view(
-        ptes,
-        {
-          1: [
-            [0, 64],
-            [200, 300],
-          ],
-        },
-        [1],
-      ),
+      view(ptes, { 1: blocks([0, 64], [200, 300]) }, [1]),
       [{ first: 1, count: 1 }],
-      { lo: PAGE, hi: PAGE + 256 },
+      { lo: PAGE, hi: PAGE + 250 },
     );
-    expect(plans[0]?.upload).toEqual([[200, 300]]);
+    // Blocks [0, 240) lie inside the write; [240, 256) and on do not.
+    expect(plans[0]?.blocks).toEqual({ bits: blocks([240, 304]), count: 4 });
+  });
+
+  it('uploads a frameless page less the bytes a device write covers, widened to words', () => {
+    const plans = planResidency(view({ 1: PTE_CPU }), [{ first: 1, count: 1 }], {
+      lo: PAGE + 6,
+      hi: PAGE + 101,
+    });
+    expect(plans[0]?.upload).toEqual([
+      [0, 8],
+      [100, PAGE],
+    ]);
   });
 
   it('clips a device write to each page of a multi-page plan', () => {

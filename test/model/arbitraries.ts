@@ -13,6 +13,7 @@ import {
   Fill,
   Free,
   MainSetU32,
+  ScatteredSetU32,
   Protect,
   type Command,
   type Thread,
@@ -85,6 +86,12 @@ export function commandArbitrary(devices: DeviceSource): fc.Arbitrary<Command> {
     {
       arbitrary: fc.tuple(pick, fraction, fc.nat()).map(([r, a, v]) => new MainSetU32(r, a, v)),
       weight: 10,
+    },
+    {
+      arbitrary: fc
+        .tuple(worker, pick, fc.array(fraction, { minLength: 1, maxLength: 48 }), fc.nat())
+        .map(([t, r, spots, seed]) => new ScatteredSetU32(t, r, spots, seed)),
+      weight: 15,
     },
     {
       arbitrary: fc

@@ -324,6 +324,46 @@ class AtomicAdd extends RegionCommand {
   }
 }
 
+/**
+ * Scattered word stores on a worker, one `setU32` each at random places of a
+ * region: many 16-byte stale blocks per page, marked while other threads
+ * and kernels work. The stores before the first refused one land.
+ */
+class ScatteredSetU32 extends RegionCommand {
+  constructor(
+    readonly thread: 0 | 1,
+    pick: number,
+    readonly spots: readonly number[],
+    readonly seed: number,
+  ) {
+    super(pick);
+  }
+  async run(m: SpaceModel, r: RealSystem): Promise<void> {
+    const region = this.region(m);
+    const vas = Uint32Array.from(this.spots, (at) => span(region, at, 0, 4).va);
+    const values = Uint32Array.from(
+      vas,
+      (va, i) => (Math.imul(this.seed + i, 0x9e3779b1) ^ va) >>> 0,
+    );
+    const refused = Array.from(vas).findIndex((va) => m.refusal(va, 4, 'write'));
+    const outcome = await within(
+      String(this),
+      remote<undefined>(workerOf(r, this.thread).setWords(vas, values)),
+    );
+    const expected = refused < 0 ? undefined : m.refusal(vas[refused]!, 4, 'write');
+    expectOutcome(String(this), outcome, expected);
+    const landed = refused < 0 ? vas.length : refused;
+    for (let i = 0; i < landed; i++) {
+      const bytes = new Uint8Array(4);
+      new DataView(bytes.buffer).setUint32(0, values[i]!, true);
+      m.cpuWrite(vas[i]!, bytes);
+    }
+  }
+  toString(): string {
+    return `setU32s@${this.thread}(#${this.pick}, ${this.spots.length} spots, ${this.seed})`;
+  }
+}
+
 /** A main-thread sync store: it may not block, so a page the GPU holds dirty refuses it. */
 class MainSetU32 extends RegionCommand {
   constructor(
@@ -353,6 +393,17 @@ class MainSetU32 extends RegionCommand {
   }
 }
 
-export { Alloc, AtomicAdd, Copy, CpuRead, CpuWrite, Fill, Free, MainSetU32, Protect };
+export {
+  Alloc,
+  AtomicAdd,
+  Copy,
+  CpuRead,
+  CpuWrite,
+  Fill,
+  Free,
+  MainSetU32,
+  Protect,
+  ScatteredSetU32,
+};
 export { BUDGET_REFUSAL, expectBytes, expectOutcome, pattern, RegionCommand, span };
 export type { Command, Thread };

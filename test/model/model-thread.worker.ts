@@ -24,6 +24,9 @@ const createApi = () => {
     fill: (va: number, len: number, byte: number) => run((s) => s.fill(va, len, byte)),
     copy: (dst: number, src: number, len: number) => run((s) => s.copy(dst, src, len)),
     atomicAdd: (va: number, value: number) => run((s) => s.atomicAddU32(va, value)),
+    /** `setU32(vas[i], values[i])` in order, stopping at the first refusal. */
+    setWords: (vas: Uint32Array, values: Uint32Array) =>
+      run((s) => vas.forEach((va, i) => s.setU32(va, values[i] ?? 0))),
     /** A write scope over the range: the lease's bytes take `data`. */
     scopeWrite: (va: number, data: Uint8Array) =>
       run((s) => s.access(va, data.length, 'write', (lease) => lease.bytes.set(data))),

@@ -1,18 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import { AccessError, InvalidArgumentError, WouldBlockError } from '../../src/errors.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
-import { intervalsAt } from '../../src/space/interval-set.ts';
 import {
   HEADER_ALLOC_MUTEX,
   PTE_GPU,
   PTE_GPU_DIRTY,
   PTE_SHARED,
-  PTE_STALE_RANGES,
+  PTE_STALE_BLOCKS,
   PTE_STALE_WHOLE,
-  STALE_CAPACITY,
-  STALE_WORDS,
 } from '../../src/space/shared-layout.ts';
-import { PAGE, expectError, giveFrame, pageTable, space } from './space-fixtures.ts';
+import {
+  PAGE,
+  expectError,
+  giveFrame,
+  pageTable,
+  space,
+  staleBytesWritten,
+  staleRuns,
+} from './space-fixtures.ts';
 
 describe('access checks', () => {
   it('faults on page 0, on unmapped and out-of-range memory, with the first faulting address', () => {
@@ -100,7 +105,7 @@ describe('page states without a GPU', () => {
     ]);
   });
 
-  it('shared -> cpu on write, stale on the GPU in exactly the written ranges', () => {
+  it('shared -> cpu on write, stale on the GPU in exactly the 16-byte blocks written', () => {
     const s = space();
     const va = s.alloc(PAGE);
     giveFrame(s, va, PTE_SHARED);
@@ -110,27 +115,44 @@ describe('page states without a GPU', () => {
     expect(s.snapshot(va, PAGE)).toEqual([{ state: 'cpu', prot: 'rw', dirty: 'cpu' }]);
     const table = pageTable(s);
     const page = va / PAGE;
-    expect(Atomics.load(table.pte, page) & PTE_STALE_RANGES).not.toBe(0);
-    expect(intervalsAt(table.stale, page * STALE_WORDS)).toEqual([
-      [16, 40],
-      [100, 104],
+    expect(Atomics.load(table.pte, page) & PTE_STALE_BLOCKS).not.toBe(0);
+    expect(staleRuns(s, va)).toEqual([
+      [16, 48],
+      [96, 112],
     ]);
   });
 
-  it('marks the whole page stale past the range capacity, or on a whole-page write', () => {
+  it('keeps every scattered write at block granularity, with no per-page limit', () => {
     const s = space();
-    const [a, b] = [s.alloc(PAGE), s.alloc(PAGE)];
-    giveFrame(s, a, PTE_SHARED);
-    giveFrame(s, b, PTE_SHARED);
-    for (let i = 0; i <= STALE_CAPACITY; i++) s.setU32(a + i * 64, i);
-    s.fill(b, PAGE, 3);
+    const va = s.alloc(PAGE);
+    giveFrame(s, va, PTE_SHARED);
+    for (let i = 0; i < PAGE / 64; i++) s.setU32(va + i * 64 + 4, i);
+    expect(staleRuns(s, va)).toEqual(
+      Array.from({ length: PAGE / 64 }, (_, i) => [i * 64, i * 64 + 16]),
+    );
+    expect(Atomics.load(pageTable(s).pte, va / PAGE) & PTE_STALE_WHOLE).toBe(0);
+  });
+
+  it('marks the whole page stale on a whole-page write, with no block bits', () => {
+    const s = space();
+    const va = s.alloc(PAGE);
+    giveFrame(s, va, PTE_SHARED);
+    s.fill(va, PAGE, 3);
     const table = pageTable(s);
-    for (const va of [a, b]) {
-      expect(Atomics.load(table.pte, va / PAGE) & (PTE_STALE_WHOLE | PTE_STALE_RANGES)).toBe(
-        PTE_STALE_WHOLE,
-      );
-      expect(intervalsAt(table.stale, (va / PAGE) * STALE_WORDS)).toEqual([]);
-    }
+    expect(Atomics.load(table.pte, va / PAGE) & (PTE_STALE_WHOLE | PTE_STALE_BLOCKS)).toBe(
+      PTE_STALE_WHOLE,
+    );
+    expect(staleRuns(s, va)).toEqual([]);
+  });
+
+  it('counts the bytes writes mark stale in frames, and none for pages without one', () => {
+    const s = space();
+    const [framed, bare] = [s.alloc(PAGE), s.alloc(PAGE)];
+    giveFrame(s, framed, PTE_SHARED);
+    s.setU32(framed, 1);
+    s.write(framed + 100, new Uint8Array(30));
+    s.setU32(bare, 1);
+    expect(staleBytesWritten(s)).toBe(34);
   });
 
   it('a clean GPU-owned page comes back to the CPU at once: read -> shared, write -> cpu', () => {
@@ -211,7 +233,7 @@ describe('scopes', () => {
     const va = s.alloc(PAGE);
     giveFrame(s, va, PTE_SHARED);
     s.access(va + 64, 64, 'write', () => undefined);
-    expect(intervalsAt(pageTable(s).stale, (va / PAGE) * STALE_WORDS)).toEqual([[64, 128]]);
+    expect(staleRuns(s, va)).toEqual([[64, 128]]);
   });
 });
 

@@ -7,7 +7,7 @@ import {
   assertMapped,
   describePte,
   hasFrame,
-  hasStaleRanges,
+  hasStaleBlocks,
   isFreed,
   isGpuDirty,
   isGpuOwned,
@@ -20,7 +20,7 @@ import {
   pteProt,
   pteState,
   withProt,
-  withStaleRanges,
+  withStaleBlocks,
   withStaleWhole,
   withState,
   withoutStale,
@@ -35,7 +35,7 @@ import {
   PTE_GPU,
   PTE_GPU_DIRTY,
   PTE_SHARED,
-  PTE_STALE_RANGES,
+  PTE_STALE_BLOCKS,
   PTE_STALE_WHOLE,
   PTE_UNMAPPED,
   PTE_ZERO,
@@ -56,7 +56,7 @@ function accessError(fn: () => unknown): AccessError {
 }
 
 const STATES = [PTE_UNMAPPED, PTE_ZERO, PTE_CPU, PTE_SHARED, PTE_GPU];
-const FLAGS = PTE_FRAME | PTE_GPU_DIRTY | PTE_STALE_RANGES | PTE_FREED;
+const FLAGS = PTE_FRAME | PTE_GPU_DIRTY | PTE_STALE_BLOCKS | PTE_FREED;
 
 describe('pte state and protection fields', () => {
   it('reads back every state and protection, whatever the flag bits', () => {
@@ -121,25 +121,25 @@ describe('pte predicates', () => {
     const framed = pte(PTE_CPU, PROT_RW, PTE_FRAME);
     expect(hasFrame(framed)).toBe(true);
     expect(hasFrame(pte(PTE_CPU, PROT_RW))).toBe(false);
-    expect([isStale(framed), isStaleWhole(framed), hasStaleRanges(framed)]).toEqual([
+    expect([isStale(framed), isStaleWhole(framed), hasStaleBlocks(framed)]).toEqual([
       false,
       false,
       false,
     ]);
-    const ranges = withStaleRanges(framed);
-    expect([isStale(ranges), isStaleWhole(ranges), hasStaleRanges(ranges)]).toEqual([
+    const ranges = withStaleBlocks(framed);
+    expect([isStale(ranges), isStaleWhole(ranges), hasStaleBlocks(ranges)]).toEqual([
       true,
       false,
       true,
     ]);
     // Stale whole subsumes the ranges: the two are never set together.
     const whole = withStaleWhole(ranges);
-    expect([isStale(whole), isStaleWhole(whole), hasStaleRanges(whole)]).toEqual([
+    expect([isStale(whole), isStaleWhole(whole), hasStaleBlocks(whole)]).toEqual([
       true,
       true,
       false,
     ]);
-    expect(whole & (PTE_STALE_WHOLE | PTE_STALE_RANGES)).toBe(PTE_STALE_WHOLE);
+    expect(whole & (PTE_STALE_WHOLE | PTE_STALE_BLOCKS)).toBe(PTE_STALE_WHOLE);
     expect(withoutStale(whole)).toBe(framed);
     expect(withoutStale(ranges)).toBe(framed);
   });
@@ -207,7 +207,7 @@ describe('describePte', () => {
     });
     expect(describePte(pte(PTE_GPU, PROT_RW, PTE_FRAME))).toMatchObject({ dirty: 'none' });
     // 'cpu' dirty: a cpu page whose existing frame lacks some bytes.
-    expect(describePte(pte(PTE_CPU, PROT_RW, PTE_FRAME | PTE_STALE_RANGES))).toMatchObject({
+    expect(describePte(pte(PTE_CPU, PROT_RW, PTE_FRAME | PTE_STALE_BLOCKS))).toMatchObject({
       state: 'cpu',
       dirty: 'cpu',
     });

@@ -3,8 +3,13 @@
 import { expect } from 'vitest';
 import { AddressSpace, type AddressSpaceOptions } from '../../src/space/address-space.ts';
 import { withState } from '../../src/space/pte.ts';
-import { PTE_FRAME } from '../../src/space/shared-layout.ts';
+import {
+  HEADER_STALE_BYTES_WRITTEN,
+  PTE_FRAME,
+  staleWordsPerPage,
+} from '../../src/space/shared-layout.ts';
 import { openSharedState, type SharedState } from '../../src/space/shared-state.ts';
+import { blockRuns, readBlocks } from '../../src/space/stale-blocks.ts';
 
 export const PAGE = 4096;
 
@@ -40,4 +45,16 @@ export function expectError<E extends Error>(
   expect(caught).toBeInstanceOf(type);
   expect(caught).toMatchObject(fields);
   return caught as E;
+}
+
+/** The page at `va`'s stale blocks, as runs of page-relative bytes [lo, hi). */
+export function staleRuns(s: AddressSpace, va: number): [number, number][] {
+  const words = staleWordsPerPage(s.pageSize);
+  return blockRuns(readBlocks(pageTable(s).stale, (va / s.pageSize) * words, words));
+}
+
+/** Bytes CPU writes marked stale in frames so far (the header's int64). */
+export function staleBytesWritten(s: AddressSpace): number {
+  const view = new BigInt64Array(s.handle.meta, HEADER_STALE_BYTES_WRITTEN * 4, 1);
+  return Number(Atomics.load(view, 0));
 }

@@ -5,13 +5,26 @@ import type { AddressSpace } from '../../src/space/address-space.ts';
 import { internalsOf } from '../../src/space/internals.ts';
 import { serveThread, type ThreadInfo } from '../../src/threads/serve-thread.ts';
 import { seededRandom } from '../support/random.ts';
-import { raceOutcome, stressValue } from './stress.ts';
+import { raceOutcome, scatteredValue, stressValue } from './stress.ts';
 
 const createApi = (space: AddressSpace, thread: ThreadInfo) => ({
   index: () => thread.index,
 
   /** This thread's id in the space (fault slots record it). */
   threadId: () => internalsOf(space).threadId,
+
+  /**
+   * Once every thread has arrived at `start` (word 0 counts arrivals up to
+   * `threads`), writes word `index` of [va, ...) with `scatteredValue(index)`
+   * for each of `indexes`, one `setU32` each: concurrent scattered writers.
+   */
+  scatteredWrites(va: number, indexes: Uint32Array, start: SharedArrayBuffer, threads: number) {
+    const arrived = new Int32Array(start);
+    Atomics.add(arrived, 0, 1);
+    while (Atomics.load(arrived, 0) < threads)
+      Atomics.wait(arrived, 0, Atomics.load(arrived, 0), 5);
+    for (const index of indexes) space.setU32(va + 4 * index, scatteredValue(index));
+  },
 
   /** Reads [va, va + len) (faulting GPU-dirty pages back); returns the sum of its bytes. */
   readSum(va: number, len: number): number {

@@ -3,6 +3,11 @@ export function stressValue(word: number, round: number): number {
   return (Math.imul(round + 1, 0x9e3779b1) ^ word) >>> 0;
 }
 
+/** What the scattered writers store at word `index`: the same whoever writes it. */
+export function scatteredValue(index: number): number {
+  return (Math.imul(index, 0x85ebca6b) ^ 0x5bd1e995) >>> 0;
+}
+
 /** The same in WGSL, for kernels. */
 export const STRESS_VALUE_WGSL = /* wgsl */ `
 fn stress_value(word: u32, round: u32) -> u32 { return ((round + 1u) * 0x9e3779b1u) ^ word; }`;

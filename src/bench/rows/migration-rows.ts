@@ -174,7 +174,16 @@ function updateRow(shape: UpdateShape): BenchRow {
           await whole();
           return performance.now() - started;
         },
-        notes: () => ({ ...shape.notes(bytes), bytesMoved: moved }),
+        notes: () => {
+          const { staleBytesUploaded, staleBytesWritten, copyEngine } = gpu.stats();
+          return {
+            ...shape.notes(bytes),
+            bytesMoved: moved,
+            // Write amplification over the whole row: bytes uploaded per byte written.
+            amplification: Number((staleBytesUploaded / Math.max(1, staleBytesWritten)).toFixed(2)),
+            wholePageShare: Number(copyEngine.wholePageShare.toFixed(3)),
+          };
+        },
         teardown: async () => {
           await gpu.detach();
           raw.destroy();

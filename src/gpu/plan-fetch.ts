@@ -1,0 +1,73 @@
+/**
+ * Carrying out a residency plan (migration-plan.ts) under the caller's
+ * exclusive holds: new frames assigned, zero pages' frames cleared, stale
+ * bytes uploaded (whole ranges through `upload`, stale blocks through
+ * `uploadBlocks`), all in one wait for the GPU.
+ */
+import { runsOf } from '../space/page-run.ts';
+import { STALE_BLOCK_BYTES } from '../space/shared-layout.ts';
+import type { BlockUpload, CopyEngine, Segment } from './copy-engine.ts';
+import type { FrameMap } from './frame-map.ts';
+import type { PagePlan } from './migration-plan.ts';
+
+export interface FetchContext {
+  readonly device: GPUDevice;
+  readonly frames: GPUBuffer;
+  readonly engine: CopyEngine;
+  readonly frameMap: FrameMap;
+  /** @throws DeviceLostError once the device is lost (checked after the wait) */
+  readonly assertLive: () => void;
+}
+
+export interface FetchResult {
+  /** Bytes uploaded. */
+  readonly bytes: number;
+  /** Of those, bytes uploaded into frames the pages already had (stale bytes brought up to date). */
+  readonly refreshed: number;
+}
+
+/** Does what `plans` say; resolves once the GPU has the bytes. */
+export async function fetchPlans(
+  ctx: FetchContext,
+  plans: readonly PagePlan[],
+): Promise<FetchResult> {
+  const { frameMap } = ctx;
+  const segments: Segment[] = [];
+  const blocks: BlockUpload[] = [];
+  const clears: number[] = [];
+  let bytes = 0;
+  let refreshed = 0;
+  for (const plan of plans) {
+    if (plan.newFrame) frameMap.assign(plan.page);
+    if (plan.clear) clears.push(frameMap.frameOf(plan.page));
+    let planBytes = 0;
+    for (const [lo, hi] of plan.upload) {
+      const segment = frameMap.segment(plan.page, lo, hi);
+      segments.push(segment);
+      planBytes += segment.len;
+    }
+    if (plan.blocks) {
+      const { va, frameOffset } = frameMap.segment(plan.page, 0, 4);
+      blocks.push({ va, frameOffset, blocks: plan.blocks.bits, count: plan.blocks.count });
+      planBytes += plan.blocks.count * STALE_BLOCK_BYTES;
+    }
+    bytes += planBytes;
+    if (!plan.newFrame) refreshed += planBytes;
+  }
+  if (clears.length > 0) clearFrames(ctx, clears);
+  if (segments.length > 0) ctx.engine.upload(segments);
+  if (blocks.length > 0) ctx.engine.uploadBlocks(blocks);
+  if (clears.length > 0 || bytes > 0) await ctx.device.queue.onSubmittedWorkDone();
+  ctx.assertLive();
+  return { bytes, refreshed };
+}
+
+function clearFrames(ctx: FetchContext, frames: readonly number[]): void {
+  const { device, frameMap } = ctx;
+  const pageSize = frameMap.pageSize;
+  const encoder = device.createCommandEncoder({ label: 'webhmm clear zero frames' });
+  for (const run of runsOf(frames)) {
+    encoder.clearBuffer(ctx.frames, run.first * pageSize, run.count * pageSize);
+  }
+  device.queue.submit([encoder.finish()]);
+}
