@@ -29,8 +29,13 @@ import type {
   Workgroups,
 } from './kernel-runtime.ts';
 import { USE_WORDS } from './kernel-layout.ts';
-import { declaredRanges, writeRangeDescriptors, type RangeList } from './named-ranges.ts';
-import { cachedPipeline } from './pipeline-cache.ts';
+import {
+  declaredRanges,
+  writeContiguousFrames,
+  writeRangeDescriptors,
+  type RangeList,
+} from './named-ranges.ts';
+import { cachedPipeline, type CompiledKernel } from './pipeline-cache.ts';
 import { prelude, preludeLines, usesAtomics } from './prelude.ts';
 
 export type {
@@ -105,14 +110,14 @@ export class Kernel implements RuntimeKernel {
    * 'wgsl' (the message names the user's line) if the code does not compile.
    */
   readonly ready: Promise<void>;
-  private pipeline: GPUComputePipeline | undefined;
+  private pipeline: CompiledKernel | undefined;
   private group: GPUBindGroup;
   private groupGeneration: number;
   private destroyed = false;
 
   private constructor(
     private readonly runtime: KernelRuntime,
-    compiled: Promise<GPUComputePipeline>,
+    compiled: Promise<CompiledKernel>,
     private readonly signature: Signature,
     private readonly params: GPUBuffer,
     private readonly entryPoint: string,
@@ -286,7 +291,7 @@ export class Kernel implements RuntimeKernel {
         this.runtime.submitPass(
           batch,
           {
-            pipeline: this.compiled(),
+            pipeline: this.compiled().variant(this.contiguousFrames(prepared)),
             group: this.bindGroup(),
             workgroups: prepared.workgroups,
             uses: usesTable.length / USE_WORDS,
@@ -304,7 +309,7 @@ export class Kernel implements RuntimeKernel {
     return (mode, uses) => {
       this.assertLive();
       return this.runtime.pass({
-        pipeline: this.compiled(),
+        pipeline: this.compiled().pipeline,
         group: this.bindGroup(),
         workgroups,
         mode,
@@ -326,7 +331,25 @@ export class Kernel implements RuntimeKernel {
     }
   }
 
-  private compiled(): GPUComputePipeline {
+  /**
+   * Marks the named ranges of a run whose held pages sit in consecutive
+   * frames, in its staged parameters; returns their mask (the pipeline
+   * variant that reaches them as base + i).
+   */
+  private contiguousFrames(prepared: PreparedRun): number {
+    const { paramList, ranges } = this.signature;
+    if (ranges.length === 0 || !prepared.declared) return 0;
+    const { host } = this.runtime;
+    return writeContiguousFrames(
+      prepared.params,
+      rangesOffset(paramList.length),
+      prepared.declared.bound,
+      host.space.table.pageSize,
+      (page) => host.migrator.frameMap.frameOf(page),
+    );
+  }
+
+  private compiled(): CompiledKernel {
     invariant(this.pipeline, 'run before compile');
     return this.pipeline;
   }

@@ -171,10 +171,14 @@ export function boundRanges(
   return ranges.map(([name]) => bound.get(name) as BoundRange);
 }
 
+/** Ranges that may take the contiguous path (bits of `hmm_contiguous`); later ones always translate. */
+export const CONTIGUOUS_RANGES = 32;
+
 /**
  * Writes the range descriptors the prelude reads into a params uniform
  * (kernel-arguments.ts: encodeParams) at `offset`: RANGE_WORDS u32 per
- * range, [va / 4, len / 4, 0, 0].
+ * range, [va / 4, len / 4, frame word of the first word or 0, 0] (the
+ * frame word is set per pass, `writeContiguousFrames`).
  */
 export function writeRangeDescriptors(
   params: ArrayBuffer,
@@ -183,6 +187,34 @@ export function writeRangeDescriptors(
 ): void {
   const words = new Uint32Array(params, offset, bound.length * RANGE_WORDS);
   bound.forEach((range, i) => words.set([range.va / 4, range.len / 4], i * RANGE_WORDS));
+}
+
+/**
+ * For each bound range whose pages sit in consecutive frames (their order
+ * kept), writes the frame word of its first word into its descriptor at
+ * `offset` and sets its bit in the mask returned: the pipeline for that mask
+ * reaches those words as base + i. `frameOf` gives a held page's frame.
+ */
+export function writeContiguousFrames(
+  params: ArrayBuffer,
+  offset: number,
+  bound: readonly BoundRange[],
+  pageSize: number,
+  frameOf: (page: number) => number,
+): number {
+  const words = new Uint32Array(params, offset, bound.length * RANGE_WORDS);
+  let mask = 0;
+  bound.slice(0, CONTIGUOUS_RANGES).forEach((range, k) => {
+    const first = Math.floor(range.va / pageSize);
+    const last = Math.floor((range.va + range.len - 1) / pageSize);
+    const base = frameOf(first);
+    if (base < 0) return;
+    for (let page = first + 1; page <= last; page++)
+      if (frameOf(page) !== base + (page - first)) return;
+    words[k * RANGE_WORDS + 2] = (base * pageSize + (range.va - first * pageSize)) / 4;
+    mask |= 1 << k;
+  });
+  return mask >>> 0;
 }
 
 /** A bounds failure as STATUS_RANGE_BOUNDS holds it: the range's declaration index and the index. */
@@ -207,7 +239,12 @@ const u = (value: number): string => `${value >>> 0}u`;
  * dirty when it is for writing. Needs the prelude's constants, hmm_fail's
  * neighbours (hmm_mark_dirty, hmm_faulted_flag) and the page table.
  */
-export const RANGE_WORD = `fn hmm_range_word(r: vec4<u32>, k: u32, i: u32, forWrite: bool) -> u32 {
+export const RANGE_WORD = `// Which ranges the run found in consecutive frames (bit k: range k, the first
+// CONTIGUOUS_RANGES): their words are base + i, no page table load. Set per
+// pipeline, so the other branch is compiled out.
+override hmm_contiguous: u32 = 0u;
+
+fn hmm_range_word(r: vec4<u32>, k: u32, i: u32, forWrite: bool, contiguous: bool) -> u32 {
   if (i >= r.y) {
     // One atomic, the least an untaken branch can cost where every branch runs masked.
     atomicMax(&hmm_status[${STATUS_RANGE_BOUNDS}], ~((k << ${u(RANGE_BOUNDS_SHIFT)}) | min(i, ${u(RANGE_BOUNDS_INDEX_MASK)})));
@@ -217,6 +254,7 @@ export const RANGE_WORD = `fn hmm_range_word(r: vec4<u32>, k: u32, i: u32, forWr
   let w = r.x + i;
   let page = w >> (HMM_PAGE_SHIFT - 2u);
   if (forWrite) { hmm_mark_dirty(page); }
+  if (contiguous) { return r.z + i; }
   return (hmm_page_table[page] & ${u(DPTE_FRAME_MASK)}) * HMM_PAGE_WORDS + (w & (HMM_PAGE_WORDS - 1u));
 }
 `;
@@ -232,7 +270,9 @@ export function rangeAccessors(ranges: RangeList, atomics: boolean): string {
   return ranges
     .map(([name, access], k) => {
       const desc = `hmm_params.hmm_ranges[${k}]`;
-      const word = (forWrite: boolean) => `hmm_range_word(${desc}, ${u(k)}, i, ${forWrite})`;
+      const contiguous = k < CONTIGUOUS_RANGES ? `(hmm_contiguous & ${u(2 ** k)}) != 0u` : 'false';
+      const word = (forWrite: boolean) =>
+        `hmm_range_word(${desc}, ${u(k)}, i, ${forWrite}, ${contiguous})`;
       const reads = `fn ${name}_len() -> u32 { return ${desc}.y; }
 fn ${name}_load_u32(i: u32) -> u32 { return ${load(word(false))}; }
 fn ${name}_load_f32(i: u32) -> f32 { return bitcast<f32>(${name}_load_u32(i)); }

@@ -35,11 +35,22 @@ export interface PipelineSource {
   readonly layout: GPUPipelineLayout;
 }
 
+/** A compiled kernel source: its pipeline, and its variants for named ranges in consecutive frames. */
+export interface CompiledKernel {
+  readonly pipeline: GPUComputePipeline;
+  /**
+   * The pipeline with `hmm_contiguous` set to `mask` (named-ranges.ts): the
+   * ranges whose bits are set reach their words as base + i. Made on first
+   * use (its compile overlaps the queue's work), then kept; 0 is `pipeline`.
+   */
+  variant(mask: number): GPUComputePipeline;
+}
+
 /** Distinct kernel sources whose pipelines a device's cache keeps. */
 export const PIPELINE_CACHE_ENTRIES = 64;
 
 // Map order is recency order: a hit moves its entry to the end.
-const pipelines = new WeakMap<GPUDevice, Map<string, Promise<GPUComputePipeline>>>();
+const pipelines = new WeakMap<GPUDevice, Map<string, Promise<CompiledKernel>>>();
 
 /** Pipelines cached for `device` now (for tests; not public API). */
 export function cachedPipelineCount(device: GPUDevice): number {
@@ -51,13 +62,10 @@ export function cachedPipelineCount(device: GPUDevice): number {
  * from now on unless its compilation fails).
  * @returns a promise that rejects with InvalidArgumentError 'wgsl' for code that does not compile
  */
-export function cachedPipeline(
-  device: GPUDevice,
-  source: PipelineSource,
-): Promise<GPUComputePipeline> {
+export function cachedPipeline(device: GPUDevice, source: PipelineSource): Promise<CompiledKernel> {
   const key = `${source.entryPoint}\n${source.code}`;
   let cache = pipelines.get(device);
-  if (!cache) pipelines.set(device, (cache = new Map<string, Promise<GPUComputePipeline>>()));
+  if (!cache) pipelines.set(device, (cache = new Map<string, Promise<CompiledKernel>>()));
   let pipeline = cache.get(key);
   if (pipeline) {
     cache.delete(key);
@@ -82,7 +90,7 @@ export function cachedPipeline(
 export async function createPipeline(
   device: GPUDevice,
   source: PipelineSource,
-): Promise<GPUComputePipeline> {
+): Promise<CompiledKernel> {
   const { code, entryPoint, preludeLines, layout } = source;
   // A WGSL error is also a validation error: catch it here, report it from the compilation info.
   device.pushErrorScope('validation');
@@ -100,12 +108,27 @@ export async function createPipeline(
     });
     throw new InvalidArgumentError('code', entryPoint, 'wgsl', lines.join('; '));
   }
+  const label = `webhmm kernel ${entryPoint}`;
   try {
-    return await device.createComputePipelineAsync({
-      label: `webhmm kernel ${entryPoint}`,
+    const pipeline = await device.createComputePipelineAsync({
+      label,
       layout,
       compute: { module, entryPoint },
     });
+    const variants = new Map<number, GPUComputePipeline>([[0, pipeline]]);
+    const variant = (mask: number): GPUComputePipeline => {
+      let made = variants.get(mask);
+      if (!made) {
+        made = device.createComputePipeline({
+          label: `${label} (contiguous ${mask.toString(2)})`,
+          layout,
+          compute: { module, entryPoint, constants: { hmm_contiguous: mask } },
+        });
+        variants.set(mask, made);
+      }
+      return made;
+    };
+    return { pipeline, variant };
   } catch (error) {
     throw new InvalidArgumentError(
       'code',

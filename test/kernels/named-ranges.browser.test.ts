@@ -68,6 +68,49 @@ describe('named ranges', () => {
     kernel.destroy();
   });
 
+  it('reach ranges alike whether their pages sit in consecutive frames or in scattered ones', async () => {
+    const { space, gpu } = await setup();
+    const n = 5 * (PAGE / 4) - 7; // five pages from a mid-page start
+    const [x, y] = [space.alloc(6 * PAGE) + 28, space.alloc(6 * PAGE) + 12];
+    space.write(
+      x,
+      Float32Array.from({ length: n }, (_, i) => i),
+    );
+    space.write(
+      y,
+      Float32Array.from({ length: n }, (_, i) => 2 * i),
+    );
+    // x's pages take frames in reverse order; y's in order (one migrate).
+    for (let page = 5; page >= 0; page--) await gpu.migrate(x - 28 + page * PAGE, PAGE, 'gpu');
+    await gpu.migrate(y - 12, 6 * PAGE, 'gpu');
+    const kernel = gpu.kernel({
+      code: SAXPY,
+      params: { a: 'f32' },
+      ranges: { x: 'read', y: 'read', z: 'readwrite' },
+    });
+    for (const [z, a] of [
+      [x, 2], // z over x's scattered frames: z = 2x + y, in place
+      [y, 3], // z over y's consecutive frames: z = 3x + y
+    ] as const) {
+      const before = new Float32Array((await space.readAsync(z, n * 4)).buffer);
+      const xs = new Float32Array((await space.readAsync(x, n * 4)).buffer);
+      const ys = new Float32Array((await space.readAsync(y, n * 4)).buffer);
+      await kernel.run({
+        workgroups: Math.ceil(n / 64),
+        params: { a },
+        uses: [
+          { name: 'x', va: x, len: n * 4 },
+          { name: 'y', va: y, len: n * 4 },
+          { name: 'z', va: z, len: n * 4 },
+        ],
+      });
+      const out = new Float32Array((await space.readAsync(z, n * 4)).buffer);
+      expect(before.length).toBe(n);
+      expect(out.findIndex((v, i) => v !== a * xs[i]! + ys[i]!)).toBe(-1);
+    }
+    kernel.destroy();
+  });
+
   it('marks dirty only the pages stored to, and leaves the others of a writable range clean', async () => {
     const { space, gpu } = await setup();
     const va = space.alloc(8 * PAGE);
