@@ -15,6 +15,20 @@ const SPARSE_SPACING = 32;
 /** ... and in the dense shape, which the marginal rate compares it with. */
 const DENSE_SPACING = 4;
 
+/** Without a usable calibration: a page goes whole once half its bytes are stale. */
+export const UNCALIBRATED_WHOLE_PAGE_SHARE = 0.5;
+
+/**
+ * The share of a page's bytes at which its stale blocks cost as much as the
+ * whole page: one more block costs 16 bytes at the marginal rate, one more
+ * page its bytes at the scattered-page rate. A measurement that gives no
+ * finite positive share (a timer too coarse for a trial) falls back.
+ */
+export function wholePageShare(blocks: BlockRates, scatteredGbPerSecond: number): number {
+  const share = blocks.marginalGbPerSecond / scatteredGbPerSecond;
+  return Number.isFinite(share) && share > 0 ? Math.min(1, share) : UNCALIBRATED_WHOLE_PAGE_SHARE;
+}
+
 export interface BlockRates {
   /** GB/s of block bytes uploaded in the sparse shape, per engine. */
   readonly gbPerSecond: Record<CopyEngineKind, number>;

@@ -9,7 +9,7 @@
  */
 import { get, set } from 'idb-keyval';
 import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from './buffer-copy-engine.ts';
-import { measureBlocks, type BlockRates } from './calibrate-blocks.ts';
+import { measureBlocks, wholePageShare, type BlockRates } from './calibrate-blocks.ts';
 import { TRIALS, bestTimes } from './engine-timing.ts';
 import type { CopyEngine, CopyEngineKind, Segment } from './copy-engine.ts';
 import { KernelCopyEngine } from './kernel-copy-engine.ts';
@@ -97,9 +97,7 @@ async function measure(
       scattered: pick(gbPerSecond.d2h.scattered),
     },
     pipelinedReadback: readback.pipelined > readback.single * PIPELINING_MARGIN,
-    // One more stale block costs 16 bytes / marginal rate, one more whole
-    // page pageSize / scatteredRate: whole wins past this share of the page.
-    wholePageShare: Math.min(1, blocks.marginalGbPerSecond / best(gbPerSecond.h2d.scattered)),
+    wholePageShare: wholePageShare(blocks, best(gbPerSecond.h2d.scattered)),
   };
   return {
     choice,

@@ -5,6 +5,7 @@
 import { InvalidArgumentError } from '../errors.ts';
 import { AutoCopyEngine } from './auto-copy-engine.ts';
 import { BufferCopyEngine } from './buffer-copy-engine.ts';
+import { UNCALIBRATED_WHOLE_PAGE_SHARE } from './calibrate-blocks.ts';
 import { calibrate } from './calibration.ts';
 import type { CopyContext, CopyEngine, CopyEngineKind } from './copy-engine.ts';
 import { KernelCopyEngine } from './kernel-copy-engine.ts';
@@ -13,9 +14,6 @@ import type { CopyEngineChoice } from './mirror-stats.ts';
 export type CopyMode = 'auto' | CopyEngineKind;
 
 export type ChosenCopyEngine = CopyEngine & { choice(): CopyEngineChoice };
-
-/** Without a calibration: a page goes whole once half its bytes are stale. */
-const UNCALIBRATED_WHOLE_PAGE_SHARE = 0.5;
 
 function everywhere(kind: CopyEngineKind): CopyEngineChoice {
   return {

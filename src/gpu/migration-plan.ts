@@ -51,6 +51,13 @@ export interface PagePlan {
   readonly clear: boolean;
   /** Page-relative [lo, hi) byte ranges to upload, 4-byte aligned, hi <= pageSize. */
   readonly upload: readonly (readonly [number, number])[];
+  /**
+   * The plan leaves bytes of the frame for the device write that covers
+   * them (a skipped clear, an upload trimmed): until that write lands, the
+   * frame is stale as a whole, so a write that fails leaves nothing stale
+   * unmarked.
+   */
+  readonly awaitsWrite?: true;
   /** Stale blocks to upload besides `upload` (a page with a frame, a few blocks stale), and how many. */
   readonly blocks?: { readonly bits: StaleBlocks; readonly count: number };
 }
@@ -88,7 +95,8 @@ function planPage(view: PlanView, page: number, overwrite?: Overwrite): PagePlan
   const framed = view.hasFrame(page);
   if (state === PTE_ZERO) {
     const whole = covered !== undefined && covered.lo === 0 && covered.hi === pageSize;
-    return { page, newFrame: !framed, clear: !whole, upload: [] };
+    const plan = { page, newFrame: !framed, clear: !whole, upload: [] };
+    return whole ? { ...plan, awaitsWrite: true } : plan;
   }
   // A `cpu` page: upload what the frame lacks (all of it without a frame).
   const staleness = framed ? view.staleness(page) : 'whole';
@@ -112,7 +120,8 @@ function planPage(view: PlanView, page: number, overwrite?: Overwrite): PagePlan
   const upload = pieces
     .map(([lo, hi]) => [lo & ~3, Math.min(pageSize, (hi + 3) & ~3)] as const)
     .filter(([lo, hi]) => lo < hi);
-  return { page, newFrame: !framed, clear: false, upload };
+  const plan = { page, newFrame: !framed, clear: false, upload };
+  return covered ? { ...plan, awaitsWrite: true } : plan;
 }
 
 /** The page-relative bytes [lo, hi) of the page at `base` that `overwrite` covers, if any. */

@@ -398,7 +398,8 @@ export class Migrator {
 
   /** Assigns frames, clears and uploads per `plans`; resolves once the GPU has them. */
   private async fetch(plans: readonly PagePlan[]): Promise<MigrationResult> {
-    const result = await fetchPlans({ ...this.ctx, frameMap: this.frameMap }, plans);
+    const { table } = this.ctx.space;
+    const result = await fetchPlans({ ...this.ctx, frameMap: this.frameMap, table }, plans);
     this.ctx.counters.staleBytesUploaded += result.refreshed;
     return { pages: pagesUploaded(plans), bytes: result.bytes };
   }

@@ -6,6 +6,8 @@
  */
 import { runsOf } from '../space/page-run.ts';
 import { STALE_BLOCK_BYTES } from '../space/shared-layout.ts';
+import type { PageTable } from '../space/page-table.ts';
+import { withStaleWhole } from '../space/pte.ts';
 import type { BlockUpload, CopyEngine, Segment } from './copy-engine.ts';
 import type { FrameMap } from './frame-map.ts';
 import type { PagePlan } from './migration-plan.ts';
@@ -15,6 +17,7 @@ export interface FetchContext {
   readonly frames: GPUBuffer;
   readonly engine: CopyEngine;
   readonly frameMap: FrameMap;
+  readonly table: PageTable;
   /** @throws DeviceLostError once the device is lost (checked after the wait) */
   readonly assertLive: () => void;
 }
@@ -39,6 +42,8 @@ export async function fetchPlans(
   let refreshed = 0;
   for (const plan of plans) {
     if (plan.newFrame) frameMap.assign(plan.page);
+    // Settling clears this once the device write has landed.
+    if (plan.awaitsWrite) ctx.table.updatePte(plan.page, withStaleWhole);
     if (plan.clear) clears.push(frameMap.frameOf(plan.page));
     let planBytes = 0;
     for (const [lo, hi] of plan.upload) {

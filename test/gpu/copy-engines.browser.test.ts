@@ -4,6 +4,7 @@
 import { del } from 'idb-keyval';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from '../../src/gpu/buffer-copy-engine.ts';
+import { wholePageShare } from '../../src/gpu/calibrate-blocks.ts';
 import { calibrate, calibrationKey, scatteredPieceBytes } from '../../src/gpu/calibration.ts';
 import type { BlockUpload, CopyEngine, Segment } from '../../src/gpu/copy-engine.ts';
 import { KernelCopyEngine } from '../../src/gpu/kernel-copy-engine.ts';
@@ -237,7 +238,7 @@ describe('calibration', () => {
     const best = (rates: { buffer: number; kernel: number }) =>
       Math.max(rates.buffer, rates.kernel);
     expect(first.choice.wholePageShare).toBe(
-      Math.min(1, first.blocks.marginalGbPerSecond / best(first.gbPerSecond.h2d.scattered)),
+      wholePageShare(first.blocks, best(first.gbPerSecond.h2d.scattered)),
     );
     const { single, pipelined } = first.readbackGbPerSecond;
     expect(single).toBeGreaterThan(0);

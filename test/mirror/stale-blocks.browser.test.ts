@@ -71,6 +71,37 @@ describe('stale blocks', () => {
     });
   }
 
+  it('a gpu.write that fails after its fetch leaves the bytes it skipped marked stale', async () => {
+    const { space, gpu } = await testMirror(
+      { size: 16 * 4 * KiB, pageSize: 4 * KiB },
+      { copy: 'buffer' },
+      cleanups,
+    );
+    const page = 4 * KiB;
+    // Frames that held other bytes go back to the pool.
+    const old = space.alloc(4 * page);
+    space.fill(old, 4 * page, 0xab);
+    await gpu.migrate(old, 4 * page, 'gpu');
+    space.free(old);
+    // A: CPU bytes and no frame; a zero page with no frame; B, freed mid-write.
+    const va = space.alloc(3 * page);
+    const [a, zero, b] = [va, va + page, va + 2 * page];
+    space.fill(a, page, 0x5c);
+    // The write covers A's second half, the zero page whole, B's start. Its
+    // fetch gives A a frame holding only A's first half, and the zero page an
+    // uncleared frame; B is freed the moment the fetch is done.
+    const stop = gpu.trace((event) => {
+      if (event.cause === 'fault-gpu') space.free(b, page);
+    });
+    await expect(gpu.write(a + page / 2, new Uint8Array(2 * page).fill(1))).rejects.toMatchObject({
+      reason: 'freed',
+    });
+    stop();
+    expect(await gpu.read(a, page)).toEqual(space.read(a, page));
+    space.setU32(zero + 8, 3); // a partial write to the zero page: the rest must read as zeros
+    expect(await gpu.read(zero, page)).toEqual(space.read(zero, page));
+  });
+
   it('uploads a page whole once most of it is stale, and the blocks of the others', async () => {
     const { space, gpu, va } = await mirrored('kernel');
     expect(gpu.stats().copyEngine.wholePageShare).toBe(0.5); // fixed engines use no calibration
