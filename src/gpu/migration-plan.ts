@@ -151,6 +151,61 @@ export function pagesBecomingGpu(view: Pick<PlanView, 'pte'>, runs: readonly Pag
   return pagesOfRuns(runs).filter((page) => !isGpuOwned(view.pte(page)));
 }
 
+/**
+ * The pages of `runs` not GPU-owned, as runs (each keeping the requested
+ * `va` where it starts on the requested run's first page): the only pages a
+ * migration to 'gpu' has work for, so that it holds and plans in proportion
+ * to them, not to the range asked for.
+ */
+export function runsNotGpuOwned<R extends PageRun & { readonly va?: number }>(
+  view: Pick<PlanView, 'pte'>,
+  runs: readonly R[],
+): (PageRun & { readonly va?: number })[] {
+  const out: (PageRun & { va?: number })[] = [];
+  for (const run of runs) {
+    let start = -1;
+    for (let page = run.first; page <= run.first + run.count; page++) {
+      const work = page < run.first + run.count && !isGpuOwned(view.pte(page));
+      if (work && start < 0) start = page;
+      if (!work && start >= 0) {
+        const part = { first: start, count: page - start };
+        out.push(start === run.first && run.va !== undefined ? { ...part, va: run.va } : part);
+        start = -1;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * `runs` (sorted, disjoint) merged across their smallest gaps until at most
+ * `max` remain: fewer holds to journal, at the cost of holding the pages in
+ * the gaps too.
+ */
+export function bridgeGaps<R extends PageRun & { readonly va?: number }>(
+  runs: readonly R[],
+  max: number,
+): (PageRun & { readonly va?: number })[] {
+  if (runs.length <= max) return [...runs];
+  const gaps = runs
+    .slice(1)
+    .map((run, i) => ({
+      at: i + 1,
+      size: run.first - ((runs[i]?.first ?? 0) + (runs[i]?.count ?? 0)),
+    }))
+    .sort((a, b) => a.size - b.size || a.at - b.at)
+    .slice(0, runs.length - max);
+  const bridged = new Set(gaps.map((gap) => gap.at));
+  const out: (PageRun & { va?: number })[] = [];
+  runs.forEach((run, i) => {
+    const last = out[out.length - 1];
+    if (last && bridged.has(i))
+      out[out.length - 1] = { ...last, count: run.first + run.count - last.first };
+    else out.push(run);
+  });
+  return out;
+}
+
 /** The GPU-owned pages of `runs`: those a migration to the CPU makes `shared`. */
 export function pagesGpuOwned(view: Pick<PlanView, 'pte'>, runs: readonly PageRun[]): number[] {
   return pagesOfRuns(runs).filter((page) => isGpuOwned(view.pte(page)));

@@ -39,16 +39,18 @@ import type { ChosenCopyEngine } from './copy-engines.ts';
 import type { DevicePageTable } from './device-page-table.ts';
 import { FrameMap } from './frame-map.ts';
 import { releaseFrames } from './frame-release.ts';
-import { inBatches } from './hold-batches.ts';
+import { HOLD_BATCH_RUNS, inBatches } from './hold-batches.ts';
 import { fetchPlans } from './plan-fetch.ts';
 import type { FramePool } from './frame-pool.ts';
 import {
+  bridgeGaps,
   framesNeeded,
   pagesBecomingGpu,
   pagesGpuOwned,
   pagesToReadBack,
   pagesUploaded,
   planResidency,
+  runsNotGpuOwned,
   type Overwrite,
   type PagePlan,
   type PlanView,
@@ -146,11 +148,17 @@ export class Migrator {
     checkProt: boolean,
   ): Promise<MigrationResult> {
     const started = performance.now();
+    // Checked over the whole range (a bad page anywhere fails the call), then
+    // held and planned only where there is work: pages already GPU-owned are
+    // left alone (as if migrated the moment they were seen).
+    this.precheck(runs, checkProt);
+    const needed = runsNotGpuOwned(this.view, runs);
+    const work = this.journaled ? bridgeGaps(needed, HOLD_BATCH_RUNS) : needed;
     const precheck = (): void => {
-      this.precheck(runs, checkProt);
-      this.plan(runs); // the budget, for all batches
+      this.precheck(work, checkProt);
+      this.plan(work); // the budget, for all batches
     };
-    const result = await inBatches(runs, this.journaled, precheck, async (batch) => {
+    const result = await inBatches(work, this.journaled, precheck, async (batch) => {
       const holds = await this.holdChecked(batch, checkProt);
       const events: InvalidateEvent[] = [];
       try {

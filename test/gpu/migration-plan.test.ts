@@ -1,12 +1,14 @@
 // Migration planning, pure: which pages need frames, clears, uploads and readbacks.
 import { describe, expect, it } from 'vitest';
 import {
+  bridgeGaps,
   framesNeeded,
   pagesBecomingGpu,
   pagesGpuOwned,
   pagesToReadBack,
   pagesUploaded,
   planResidency,
+  runsNotGpuOwned,
   type PlanView,
 } from '../../src/gpu/migration-plan.ts';
 import type { Staleness } from '../../src/space/page-table.ts';
@@ -173,5 +175,37 @@ describe('pages that change state', () => {
 
   it('takes every page that is not GPU-owned yet from the CPU on the way to the GPU', () => {
     expect(pagesBecomingGpu(view(ptes), runs)).toEqual([3, 4, 5]);
+  });
+});
+
+describe('planning in proportion to the work', () => {
+  const owned = PTE_GPU | PTE_FRAME;
+  const ptes = { 1: owned, 2: PTE_CPU, 3: PTE_CPU, 4: owned, 5: PTE_SHARED, 6: owned, 7: PTE_ZERO };
+
+  it('keeps only the pages not GPU-owned, and the asked-for address where a run starts', () => {
+    expect(runsNotGpuOwned(view(ptes), [{ first: 1, count: 7, va: PAGE + 8 }])).toEqual([
+      { first: 2, count: 2 },
+      { first: 5, count: 1 },
+      { first: 7, count: 1 },
+    ]);
+    expect(runsNotGpuOwned(view(ptes), [{ first: 2, count: 2, va: 2 * PAGE + 8 }])).toEqual([
+      { first: 2, count: 2, va: 2 * PAGE + 8 },
+    ]);
+    expect(runsNotGpuOwned(view(ptes), [{ first: 1, count: 1 }])).toEqual([]);
+  });
+
+  it('bridges the smallest gaps until the runs fit', () => {
+    const runs = [
+      { first: 0, count: 1 },
+      { first: 10, count: 1 },
+      { first: 12, count: 2 },
+      { first: 20, count: 1 },
+    ];
+    expect(bridgeGaps(runs, 4)).toEqual(runs);
+    expect(bridgeGaps(runs, 2)).toEqual([
+      { first: 0, count: 1 },
+      { first: 10, count: 11 },
+    ]);
+    expect(bridgeGaps(runs, 1)).toEqual([{ first: 0, count: 21 }]);
   });
 });
