@@ -268,6 +268,7 @@ export class DeviceMirror {
       zeroFrame: this.pool.capacity,
       sinkFrame: this.pool.capacity + 1,
       pageTable: this.dpt.buffer,
+      pageTableEntry: (page) => this.dpt.entry(page),
       migrator: this.migrator,
       counters: this.counters,
       beforeGpuUse: (beforeTableWrite) => {

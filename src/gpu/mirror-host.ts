@@ -19,6 +19,8 @@ export interface MirrorHost {
   readonly sinkFrame: number;
   /** The device page table's GPU buffer (one u32 per VA page, gpu/device-layout.ts). */
   readonly pageTable: GPUBuffer;
+  /** A page's device page table entry, as the GPU has it once `beforeGpuUse` has run. */
+  pageTableEntry(page: number): number;
   readonly migrator: Migrator;
   readonly counters: MirrorCounters;
   /**

@@ -17,6 +17,7 @@
  *   then the runtime's own buffers. Both are idempotent.
  */
 import { invariant } from '../errors.ts';
+import { DPTE_DECLARED_SHIFT } from '../gpu/device-layout.ts';
 import type { MirrorHost } from '../gpu/mirror-host.ts';
 import {
   CONTROL_WORDS,
@@ -78,7 +79,11 @@ export interface BatchDispatch {
  */
 export function passStageBytes(params: ArrayBuffer, usesTable: Uint32Array): number {
   const aligned = (bytes: number) => Math.ceil(bytes / 16) * 16;
-  return CONTROL_WORDS * 4 + aligned(params.byteLength) + aligned(usesTable.byteLength);
+  let declared = 0;
+  for (let row = 0; row < usesTable.length; row += USE_WORDS) {
+    declared += 2 * aligned(4 * ((usesTable[row + 1] ?? 0) - (usesTable[row] ?? 0)));
+  }
+  return CONTROL_WORDS * 4 + aligned(params.byteLength) + aligned(usesTable.byteLength) + declared;
 }
 
 /** A run that has submitted: its completion, to await once the order moved on. */
@@ -343,8 +348,45 @@ export class KernelRuntime {
     copyIn(new Uint32Array([MODE_RUN, options.uses, 0, 0]), this.control);
     copyIn(params.data, params.buffer);
     copyIn(usesTable, this.uses);
+    const restore = this.declarePages(batch, usesTable);
     const bitmap = [this.dirty, this.dirtyWords] as const;
     this.encodePass(encoder, options, bitmap, batch.readback, batch.nextSlotOffset);
+    restore();
+  }
+
+  /**
+   * Copies into the device page table, right before the pass, the entries of
+   * the pages the pass declared with their USE_* bits at DPTE_DECLARED_SHIFT
+   * (one load tells a translation the frame and what the run declared: no
+   * search of the uses table); returns what copies the plain entries back
+   * right after it, so the next pass sees only its own.
+   */
+  private declarePages(batch: RunBatch, usesTable: Uint32Array): () => void {
+    const { encoder } = batch;
+    const { host } = this;
+    const plain: { first: number; offset: number; bytes: number }[] = [];
+    for (let row = 0; row < usesTable.length; row += USE_WORDS) {
+      const first = usesTable[row] ?? 0;
+      const count = (usesTable[row + 1] ?? 0) - first;
+      const access = (usesTable[row + 2] ?? 0) << DPTE_DECLARED_SHIFT;
+      const entries = new Uint32Array(count);
+      for (let i = 0; i < count; i++) entries[i] = host.pageTableEntry(first + i);
+      plain.push({ first, offset: batch.stage(entries), bytes: count * 4 });
+      for (let i = 0; i < count; i++) entries[i] = (entries[i] ?? 0) | access;
+      const staged = batch.stage(entries);
+      encoder.copyBufferToBuffer(
+        batch.buffers.staging,
+        staged,
+        host.pageTable,
+        first * 4,
+        count * 4,
+      );
+    }
+    return () => {
+      for (const { first, offset, bytes } of plain) {
+        encoder.copyBufferToBuffer(batch.buffers.staging, offset, host.pageTable, first * 4, bytes);
+      }
+    };
   }
 
   /** Destroys every live kernel, then the runtime's own buffers. Idempotent. */

@@ -31,6 +31,7 @@
  */
 import {
   DPTE_FRAME_MASK,
+  DPTE_DECLARED_SHIFT,
   DPTE_READABLE,
   DPTE_RESIDENT,
   DPTE_WRITABLE,
@@ -209,14 +210,10 @@ fn hmm_mark_dirty(page: u32) {
   }
 }
 
-// USE_* bits the run declared for \`page\` (all in fault mode), 0 if undeclared.
-fn hmm_declared(page: u32) -> u32 {
-  if (hmm_ctl.uses == ${u(USES_ALL)}) { return ${u(USE_ALL_ACCESS)}; }
-  for (var i = 0u; i < hmm_ctl.uses; i++) {
-    let use_ = hmm_uses[i];
-    if (page >= use_.x && page < use_.y) { return use_.z; }
-  }
-  return 0u;
+// USE_* bits the run declared for the page of \`entry\` (all in fault mode),
+// 0 if undeclared: the runtime puts them in the entries of the pass's pages.
+fn hmm_declared(entry: u32) -> u32 {
+  return select((entry >> ${u(DPTE_DECLARED_SHIFT)}) & ${u(USE_ALL_ACCESS)}, ${u(USE_ALL_ACCESS)}, hmm_ctl.uses == ${u(USES_ALL)});
 }
 
 `;
@@ -234,12 +231,12 @@ fn hmm_translate_page(va: u32, forWrite: bool) -> u32 {
     hmm_fail(va, ${u(ERROR_OUT_OF_RANGE)});
     return fallback;
   }
-  let declared = hmm_declared(page);
+  let entry = hmm_page_table[page];
+  let declared = hmm_declared(entry);
   if (declared == 0u) {
     hmm_fail(va, ${u(ERROR_UNDECLARED)});
     return fallback;
   }
-  let entry = hmm_page_table[page];
   let frame_words = (entry & ${u(DPTE_FRAME_MASK)}) * HMM_PAGE_WORDS + offset;
   if (hmm_ctl.mode == ${u(MODE_COLLECT)}) {
     hmm_note(page, select(${u(ACCESSED_READ)}, ${u(ACCESSED_WRITE)}, forWrite));

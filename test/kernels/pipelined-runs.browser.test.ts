@@ -314,3 +314,29 @@ describe('pipelined runs', () => {
     touch.destroy();
   });
 });
+
+describe('what each pipelined run declared', () => {
+  it('a run sees only its own uses: a page an earlier run declared is undeclared to the next', async () => {
+    const { space, gpu } = await setup();
+    const [p, q] = [space.alloc(PAGE), space.alloc(PAGE)];
+    space.setU32(p, 5);
+    const copy = gpu.kernel({
+      code: /* wgsl */ `
+        @compute @workgroup_size(1)
+        fn main() { hmm_store_u32(hmm_params.dst, hmm_load_u32(hmm_params.src) + 1u); }`,
+      params: { src: 'u32', dst: 'u32' },
+    });
+    const use = (va: number) => ({ va, len: PAGE, access: 'readwrite' }) as const;
+    // One task: the first run declares p; the second declares only q but reads p.
+    const first = copy.run({ workgroups: 1, params: { src: p, dst: p + 4 }, uses: [use(p)] });
+    const second = copy.run({ workgroups: 1, params: { src: p, dst: q }, uses: [use(q)] });
+    await expect(first).resolves.toMatchObject({ pagesWritten: 1 });
+    await expect(second).rejects.toMatchObject({ reason: 'undeclared', address: p });
+    // And in a later batch too.
+    await expect(
+      copy.run({ workgroups: 1, params: { src: p, dst: q }, uses: [use(q)] }),
+    ).rejects.toMatchObject({ reason: 'undeclared', address: p });
+    expect(await words(space, p, 8)).toEqual([5, 6]);
+    copy.destroy();
+  });
+});

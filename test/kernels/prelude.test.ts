@@ -1,3 +1,4 @@
+import { DPTE_DECLARED_SHIFT } from '../../src/gpu/device-layout.ts';
 import { describe, expect, it } from 'vitest';
 import {
   DIRTY_PAGES_PER_WORD,
@@ -56,9 +57,10 @@ describe('the prelude', () => {
     );
     expect(wgsl).toContain(`let word = page >> ${DIRTY_WORD_SHIFT}u;`);
     expect(wgsl).toContain(`let mask = 1u << (page & ${DIRTY_PAGES_PER_WORD - 1}u);`);
-    // Fault mode: every page is declared for reading and writing.
+    // A pass's declared access is in its pages' entries; in fault mode every
+    // page is declared for reading and writing.
     expect(wgsl).toContain(
-      `if (hmm_ctl.uses == ${USES_ALL}u) { return ${USE_READ | USE_WRITE}u; }`,
+      `select((entry >> ${DPTE_DECLARED_SHIFT}u) & ${USE_READ | USE_WRITE}u, ${USE_READ | USE_WRITE}u, hmm_ctl.uses == ${USES_ALL}u)`,
     );
   });
 
