@@ -152,20 +152,21 @@ export function pagesBecomingGpu(view: Pick<PlanView, 'pte'>, runs: readonly Pag
 }
 
 /**
- * The pages of `runs` not GPU-owned, as runs (each keeping the requested
- * `va` where it starts on the requested run's first page): the only pages a
- * migration to 'gpu' has work for, so that it holds and plans in proportion
- * to them, not to the range asked for.
+ * The pages of `runs` a migration to 'gpu' must hold, as runs (each keeping
+ * the requested `va` where it starts on the requested run's first page):
+ * those not GPU-owned, and those someone holds now (a migration to the CPU
+ * in progress, say), which it waits for as before. Others are left alone,
+ * so that it holds and plans in proportion to the work, not to the range.
  */
-export function runsNotGpuOwned<R extends PageRun & { readonly va?: number }>(
-  view: Pick<PlanView, 'pte'>,
+export function runsToHoldForGpu<R extends PageRun & { readonly va?: number }>(
+  view: Pick<PlanView, 'pte'> & { held(page: number): boolean },
   runs: readonly R[],
 ): (PageRun & { readonly va?: number })[] {
   const out: (PageRun & { va?: number })[] = [];
   for (const run of runs) {
     let start = -1;
     for (let page = run.first; page <= run.first + run.count; page++) {
-      const work = page < run.first + run.count && !isGpuOwned(view.pte(page));
+      const work = page < run.first + run.count && (!isGpuOwned(view.pte(page)) || view.held(page));
       if (work && start < 0) start = page;
       if (!work && start >= 0) {
         const part = { first: start, count: page - start };

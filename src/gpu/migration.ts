@@ -50,7 +50,7 @@ import {
   pagesToReadBack,
   pagesUploaded,
   planResidency,
-  runsNotGpuOwned,
+  runsToHoldForGpu,
   type Overwrite,
   type PagePlan,
   type PlanView,
@@ -149,10 +149,11 @@ export class Migrator {
   ): Promise<MigrationResult> {
     const started = performance.now();
     // Checked over the whole range (a bad page anywhere fails the call), then
-    // held and planned only where there is work: pages already GPU-owned are
-    // left alone (as if migrated the moment they were seen).
+    // held and planned only where there is work: pages already GPU-owned and
+    // held by no one are left alone (as if migrated the moment they were seen).
     this.precheck(runs, checkProt);
-    const needed = runsNotGpuOwned(this.view, runs);
+    const { table } = this.ctx.space;
+    const needed = runsToHoldForGpu({ ...this.view, held: (page) => table.isHeld(page) }, runs);
     const work = this.journaled ? bridgeGaps(needed, HOLD_BATCH_RUNS) : needed;
     const precheck = (): void => {
       this.precheck(work, checkProt);

@@ -8,7 +8,7 @@ import {
   pagesToReadBack,
   pagesUploaded,
   planResidency,
-  runsNotGpuOwned,
+  runsToHoldForGpu,
   type PlanView,
 } from '../../src/gpu/migration-plan.ts';
 import type { Staleness } from '../../src/space/page-table.ts';
@@ -182,16 +182,26 @@ describe('planning in proportion to the work', () => {
   const owned = PTE_GPU | PTE_FRAME;
   const ptes = { 1: owned, 2: PTE_CPU, 3: PTE_CPU, 4: owned, 5: PTE_SHARED, 6: owned, 7: PTE_ZERO };
 
+  const unheld = { ...view(ptes), held: () => false };
+
   it('keeps only the pages not GPU-owned, and the asked-for address where a run starts', () => {
-    expect(runsNotGpuOwned(view(ptes), [{ first: 1, count: 7, va: PAGE + 8 }])).toEqual([
+    expect(runsToHoldForGpu(unheld, [{ first: 1, count: 7, va: PAGE + 8 }])).toEqual([
       { first: 2, count: 2 },
       { first: 5, count: 1 },
       { first: 7, count: 1 },
     ]);
-    expect(runsNotGpuOwned(view(ptes), [{ first: 2, count: 2, va: 2 * PAGE + 8 }])).toEqual([
+    expect(runsToHoldForGpu(unheld, [{ first: 2, count: 2, va: 2 * PAGE + 8 }])).toEqual([
       { first: 2, count: 2, va: 2 * PAGE + 8 },
     ]);
-    expect(runsNotGpuOwned(view(ptes), [{ first: 1, count: 1 }])).toEqual([]);
+    expect(runsToHoldForGpu(unheld, [{ first: 1, count: 1 }])).toEqual([]);
+  });
+
+  it('keeps GPU-owned pages someone holds: the migration waits for them', () => {
+    const held = { ...view(ptes), held: (page: number) => page === 4 };
+    expect(runsToHoldForGpu(held, [{ first: 1, count: 7 }])).toEqual([
+      { first: 2, count: 4 },
+      { first: 7, count: 1 },
+    ]);
   });
 
   it('bridges the smallest gaps until the runs fit', () => {

@@ -111,6 +111,32 @@ describe('named ranges', () => {
     kernel.destroy();
   });
 
+  it('run a kernel that never reaches some bound ranges, or reaches them only through _len', async () => {
+    const { space, gpu } = await setup();
+    const [a, b] = [space.alloc(2 * PAGE), space.alloc(2 * PAGE)];
+    for (const [code, written] of [
+      ['a_store_u32(0u, 7u);', 1], // b bound, never used
+      ['a_store_u32(0u, b_len());', 1], // b used only for its length: no word of it reached
+      ['if (b_len() == 0u) { return; }', 0], // no word of either range reached
+    ] as const) {
+      const kernel = gpu.kernel({
+        code: `@compute @workgroup_size(1) fn main() { ${code} }`,
+        ranges: { a: 'write', b: 'read' },
+      });
+      await expect(
+        kernel.run({
+          workgroups: 1,
+          uses: [
+            { name: 'a', va: a, len: 2 * PAGE },
+            { name: 'b', va: b, len: 2 * PAGE },
+          ],
+        }),
+      ).resolves.toMatchObject({ pagesWritten: written });
+      kernel.destroy();
+    }
+    expect(await space.readAsync(a, 4)).toEqual(new Uint8Array([0, 8, 0, 0])); // 2048 words
+  });
+
   it('marks dirty only the pages stored to, and leaves the others of a writable range clean', async () => {
     const { space, gpu } = await setup();
     const va = space.alloc(8 * PAGE);

@@ -102,6 +102,20 @@ describe('stale blocks', () => {
     expect(await gpu.read(zero, page)).toEqual(space.read(zero, page));
   });
 
+  it("a migrate to 'gpu' called while one to 'cpu' holds the pages ends after it", async () => {
+    const { gpu, va } = await mirrored('buffer');
+    await gpu.write(va, new Uint8Array(4 * PAGE).fill(3)); // GPU-dirty: the way back reads them
+    const [back, there] = await Promise.all([
+      gpu.migrate(va, 4 * PAGE, 'cpu'),
+      gpu.migrate(va, 4 * PAGE, 'gpu'),
+    ]);
+    expect(back.bytes).toBe(4 * PAGE);
+    expect(there.bytes).toBe(0); // both copies equal: no transfer
+    expect((await gpu.snapshot(va, 4 * PAGE)).map((page) => page.state)).toEqual(
+      Array(4).fill('gpu'),
+    );
+  });
+
   it('uploads a page whole once most of it is stale, and the blocks of the others', async () => {
     const { space, gpu, va } = await mirrored('kernel');
     expect(gpu.stats().copyEngine.wholePageShare).toBe(0.5); // fixed engines use no calibration
