@@ -51,8 +51,8 @@ fn main(
 
 const pipelines = new Map<string, WeakMap<GPUDevice, GPUComputePipeline>>();
 
-/** The device's pipeline for `code` (one per device and kernel). */
-function cachedPipeline(device: GPUDevice, label: string, code: string): GPUComputePipeline {
+/** The device's pipeline for one of the engine's kernels (made once per device). */
+function enginePipeline(device: GPUDevice, label: string, code: string): GPUComputePipeline {
   const perDevice = pipelines.get(label) ?? new WeakMap<GPUDevice, GPUComputePipeline>();
   pipelines.set(label, perDevice);
   let pipeline = perDevice.get(device);
@@ -87,8 +87,8 @@ export class KernelCopyEngine implements CopyEngine {
     const { device } = context;
     this.memoryBytes = new Uint8Array(context.memory);
     this.memoryWords = new Int32Array(context.memory);
-    this.pipeline = cachedPipeline(device, 'webhmm copy kernel', COPY_WGSL);
-    this.blockPipeline = cachedPipeline(device, 'webhmm block scatter', BLOCK_SCATTER_WGSL);
+    this.pipeline = enginePipeline(device, 'webhmm copy kernel', COPY_WGSL);
+    this.blockPipeline = enginePipeline(device, 'webhmm block scatter', BLOCK_SCATTER_WGSL);
     const storage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
     this.packed = new StagingPool(device, storage, 'webhmm kernel-engine packed');
     this.tables = new StagingPool(
@@ -180,24 +180,11 @@ export class KernelCopyEngine implements CopyEngine {
     const table = this.tables.acquire(count * 4);
     device.queue.writeBuffer(packed, 0, this.blockPacking.packed, 0, count * 4);
     device.queue.writeBuffer(table, 0, this.blockPacking.table, 0, count);
-    const group = device.createBindGroup({
-      label: 'webhmm block scatter',
-      layout: this.blockPipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: table, size: count * 4 } },
-        { binding: 1, resource: { buffer: packed, size: count * 16 } },
-        { binding: 2, resource: { buffer: frames } },
-      ],
-    });
-    const encoder = device.createCommandEncoder({ label: 'webhmm block scatter' });
-    const pass = encoder.beginComputePass({ label: 'webhmm block scatter' });
-    pass.setPipeline(this.blockPipeline);
-    pass.setBindGroup(0, group);
-    const groups = Math.ceil(count / BLOCK_SCATTER_WORKGROUP);
-    const x = Math.min(groups, MAX_GROUPS_PER_DIMENSION);
-    pass.dispatchWorkgroups(x, Math.ceil(groups / x));
-    pass.end();
-    device.queue.submit([encoder.finish()]);
+    this.submitKernel(
+      this.blockPipeline,
+      [table, count * 4, packed, count * 16, frames],
+      Math.ceil(count / BLOCK_SCATTER_WORKGROUP),
+    );
     // Queue order keeps later writes to these buffers behind this dispatch.
     this.packed.release(packed);
     this.tables.release(table);
@@ -236,25 +223,50 @@ export class KernelCopyEngine implements CopyEngine {
     const count = chunks.length / 4;
     const table = this.tables.acquire(chunks.byteLength);
     device.queue.writeBuffer(table, 0, chunks);
+    this.submitKernel(this.pipeline, [table, chunks.byteLength, src, undefined, dst], count, after);
+    this.tables.release(table);
+  }
+
+  /**
+   * One submit of `pipeline` over `groups` workgroups (spread over two
+   * dimensions past the per-dimension limit), bound to [table, its size,
+   * source, its size or all of it, destination], then `after`.
+   */
+  private submitKernel(
+    pipeline: GPUComputePipeline,
+    [table, tableBytes, src, srcBytes, dst]: readonly [
+      GPUBuffer,
+      number,
+      GPUBuffer,
+      number | undefined,
+      GPUBuffer,
+    ],
+    groups: number,
+    after?: (encoder: GPUCommandEncoder) => void,
+  ): void {
+    const { device } = this.context;
+    const label = pipeline.label;
     const group = device.createBindGroup({
-      label: 'webhmm copy kernel',
-      layout: this.pipeline.getBindGroupLayout(0),
+      label,
+      layout: pipeline.getBindGroupLayout(0),
       entries: [
-        { binding: 0, resource: { buffer: table, size: chunks.byteLength } },
-        { binding: 1, resource: { buffer: src } },
+        { binding: 0, resource: { buffer: table, size: tableBytes } },
+        {
+          binding: 1,
+          resource: { buffer: src, ...(srcBytes !== undefined && { size: srcBytes }) },
+        },
         { binding: 2, resource: { buffer: dst } },
       ],
     });
-    const encoder = device.createCommandEncoder({ label: 'webhmm copy kernel' });
-    const pass = encoder.beginComputePass({ label: 'webhmm copy kernel' });
-    pass.setPipeline(this.pipeline);
+    const encoder = device.createCommandEncoder({ label });
+    const pass = encoder.beginComputePass({ label });
+    pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
-    const x = Math.min(count, MAX_GROUPS_PER_DIMENSION);
-    pass.dispatchWorkgroups(x, Math.ceil(count / x));
+    const x = Math.min(groups, MAX_GROUPS_PER_DIMENSION);
+    pass.dispatchWorkgroups(x, Math.ceil(groups / x));
     pass.end();
     after?.(encoder);
     device.queue.submit([encoder.finish()]);
-    this.tables.release(table);
   }
 }
 

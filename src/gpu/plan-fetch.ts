@@ -52,7 +52,8 @@ export async function fetchPlans(
       planBytes += segment.len;
     }
     if (plan.blocks) {
-      const { va, frameOffset } = frameMap.segment(plan.page, 0, 4);
+      const { pageSize } = frameMap;
+      const [va, frameOffset] = [plan.page * pageSize, frameMap.frameOf(plan.page) * pageSize];
       blocks.push({ va, frameOffset, blocks: plan.blocks.bits, count: plan.blocks.count });
       planBytes += plan.blocks.count * STALE_BLOCK_BYTES;
     }

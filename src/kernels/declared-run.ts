@@ -350,7 +350,7 @@ async function fetchDeclared(
   return fetched;
 }
 
-/** The uses table the prelude reads: USE_WORDS u32 per run, [first, end, USE_*, 0]. */
+/** A run's uses as a table: USE_WORDS u32 per run, [first, end, USE_*, 0] (what declarePages puts in the page table). */
 export function usesTable(runs: readonly UseRun[]): Uint32Array<ArrayBuffer> {
   const table = new Uint32Array(runs.length * USE_WORDS);
   runs.forEach((run, i) => table.set([run.first, runEnd(run), run.access, 0], i * USE_WORDS));

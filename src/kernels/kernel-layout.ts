@@ -74,7 +74,7 @@ export const FAULT_PAGES_PER_WORD = 1 << FAULT_WORD_SHIFT;
 export const DIRTY_WORD_SHIFT = 5;
 export const DIRTY_PAGES_PER_WORD = 1 << DIRTY_WORD_SHIFT;
 
-// ---- uses table: one vec4<u32> per declared range ----
+// ---- uses: one row per declared run, staged into the page table's entries ----
 /** [first page, end page (exclusive), USE_* , 0] */
 export const USE_WORDS = 4;
 export const USE_READ = 1;

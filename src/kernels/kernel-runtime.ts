@@ -1,7 +1,7 @@
 /**
  * The kernel runtime of one mirror: the GPU objects every kernel run shares
- * (status block, dirty and fault bitmaps, control uniform, uses table,
- * readback buffers, the bind group layout of group 0), the kernels compiled
+ * (status block, dirty and fault bitmaps, control uniform, readback
+ * buffers, the bind group layout of group 0), the kernels compiled
  * on it, the order runs submit in, and one dispatch of one pass.
  *
  * - Runs submit one at a time, in call order (`schedule`). A run with `uses`
@@ -48,7 +48,7 @@ export interface PassOptions {
    * before and read back after.
    */
   readonly mode: PassMode;
-  /** Entries of the uses table the pass checks (setUses), or USES_ALL (fault mode). */
+  /** How many use runs the pass declared (their access is in the page table entries), or USES_ALL (fault mode). */
   readonly uses: number;
   /** Labels the command encoder and the compute pass. */
   readonly label: string;
@@ -75,7 +75,8 @@ export interface BatchDispatch {
 
 /**
  * Bytes a pass with `params` and `usesTable` stages in its batch at most
- * (16-aligned pieces): its control words, parameters and uses table.
+ * (16-aligned pieces): its control words, parameters, and its declared
+ * pages' page table entries twice (with the declared bits, and plain).
  */
 export function passStageBytes(params: ArrayBuffer, usesTable: Uint32Array): number {
   const aligned = (bytes: number) => Math.ceil(bytes / 16) * 16;
@@ -83,7 +84,7 @@ export function passStageBytes(params: ArrayBuffer, usesTable: Uint32Array): num
   for (let row = 0; row < usesTable.length; row += USE_WORDS) {
     declared += 2 * aligned(4 * ((usesTable[row + 1] ?? 0) - (usesTable[row] ?? 0)));
   }
-  return CONTROL_WORDS * 4 + aligned(params.byteLength) + aligned(usesTable.byteLength) + declared;
+  return CONTROL_WORDS * 4 + aligned(params.byteLength) + declared;
 }
 
 /** A run that has submitted: its completion, to await once the order moved on. */
@@ -104,8 +105,6 @@ export class KernelRuntime {
   private readonly dirty: GPUBuffer;
   private readonly faults: GPUBuffer;
   private readonly control: GPUBuffer;
-  private uses: GPUBuffer;
-  private usesCapacity = 16;
   private readonly readback: GPUBuffer;
   private readonly dirtyWords: number;
   private readonly faultWords: number;
@@ -152,7 +151,6 @@ export class KernelRuntime {
       size: CONTROL_WORDS * 4,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
-    this.uses = this.createUses();
     this.readback = this.createReadback(
       (STATUS_WORDS + Math.max(this.dirtyWords, this.faultWords)) * 4,
     );
@@ -263,7 +261,6 @@ export class KernelRuntime {
         { binding: 3, resource: resource(this.faults) },
         { binding: 4, resource: resource(this.status) },
         { binding: 5, resource: resource(this.control) },
-        { binding: 6, resource: resource(this.uses) },
         { binding: 7, resource: resource(params) },
       ],
     });
@@ -314,23 +311,10 @@ export class KernelRuntime {
   }
 
   /**
-   * Makes room for a run's uses table (call before building the pass's bind
-   * group: it may replace the uses buffer, bumping `generation`).
-   */
-  prepareUses(usesTable: Uint32Array): void {
-    const ranges = usesTable.length / USE_WORDS;
-    if (ranges <= this.usesCapacity) return;
-    // Passes encoded before may still read the old table: retired, not destroyed.
-    this.retire(this.uses);
-    this.usesCapacity = 2 ** Math.ceil(Math.log2(ranges));
-    this.uses = this.createUses();
-    this.generation++;
-  }
-
-  /**
    * The real pass of a run with `uses`, encoded into `batch`: its control
-   * words, `params` (into `params.buffer`) and uses table are staged and
-   * copied in right before it where they change; its status and dirty
+   * words and `params` (into `params.buffer`) are staged and copied in
+   * right before it where they change, and its declared pages' entries
+   * (declarePages); its status and dirty
    * bitmap go to the batch's next slot right after.
    */
   submitPass(
@@ -347,7 +331,6 @@ export class KernelRuntime {
     };
     copyIn(new Uint32Array([MODE_RUN, options.uses, 0, 0]), this.control);
     copyIn(params.data, params.buffer);
-    copyIn(usesTable, this.uses);
     const restore = this.declarePages(batch, usesTable);
     const bitmap = [this.dirty, this.dirtyWords] as const;
     this.encodePass(encoder, options, bitmap, batch.readback, batch.nextSlotOffset);
@@ -400,7 +383,6 @@ export class KernelRuntime {
       this.dirty,
       this.faults,
       this.control,
-      this.uses,
       this.readback,
       ...this.retired,
     ]) {
@@ -449,14 +431,6 @@ export class KernelRuntime {
     return out;
   }
 
-  private createUses(): GPUBuffer {
-    return this.host.device.createBuffer({
-      label: 'webhmm kernel uses',
-      size: this.usesCapacity * USE_WORDS * 4,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    });
-  }
-
   private createReadback(size: number): GPUBuffer {
     return this.host.device.createBuffer({
       label: 'webhmm kernel readback',
@@ -486,7 +460,6 @@ function groupZeroLayout(device: GPUDevice): GPUBindGroupLayout {
       entry(3, 'storage'), // fault bitmap
       entry(4, 'storage'), // status block
       entry(5, 'uniform'), // control
-      entry(6, 'read-only-storage'), // uses table
       entry(7, 'uniform'), // params
     ],
   });

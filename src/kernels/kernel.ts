@@ -287,7 +287,6 @@ export class Kernel implements RuntimeKernel {
       params: prepared.params,
       submit: (batch, usesTable) => {
         this.assertLive();
-        this.runtime.prepareUses(usesTable);
         this.runtime.submitPass(
           batch,
           {

@@ -164,7 +164,6 @@ ${params}
 @group(0) @binding(3) var<storage, read_write> hmm_fault_bits: array<atomic<u32>>;
 @group(0) @binding(4) var<storage, read_write> hmm_status: array<atomic<u32>, ${STATUS_WORDS}>;
 @group(0) @binding(5) var<uniform> hmm_ctl: HmmControl;
-@group(0) @binding(6) var<storage, read> hmm_uses: array<vec4<u32>>;
 @group(0) @binding(7) var<uniform> hmm_params: HmmParams;
 ${config.workgroupSize === undefined ? '' : `const HMM_WORKGROUP_SIZE: u32 = ${u(config.workgroupSize)};`}
 const HMM_PAGE_SHIFT: u32 = ${u(config.pageShift)};

@@ -7,7 +7,7 @@
  * trip, not N.
  *
  * - What differs per pass (the initial status block, the control words, the
- *   parameters, the uses table) is staged at its own offset of the batch's
+ *   parameters, the declared pages' page table entries) is staged at its own offset of the batch's
  *   staging buffer, written once just before the submit, and copied into
  *   the shared buffers by the encoder right before the pass.
  * - Work submitted meanwhile by the runs' fetches (uploads, device page

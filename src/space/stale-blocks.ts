@@ -80,18 +80,6 @@ export function forEachRun(blocks: StaleBlocks, visit: (lo: number, hi: number) 
   }
 }
 
-/** Calls `visit(block)` for each marked block, ascending. */
-export function forEachBlock(blocks: StaleBlocks, visit: (block: number) => void): void {
-  for (let word = 0; word < blocks.length; word++) {
-    let bits = blocks[word]!;
-    while (bits !== 0) {
-      const low = bits & -bits;
-      visit((word << 5) | (31 - Math.clz32(low)));
-      bits ^= low;
-    }
-  }
-}
-
 function popcount(word: number): number {
   let v = word - ((word >>> 1) & 0x55555555);
   v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);

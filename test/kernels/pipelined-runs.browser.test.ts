@@ -284,7 +284,7 @@ describe('pipelined runs', () => {
     for (let i = 0; i < 33; i++) expect(space.getU32(pages[2 * i + 1] ?? 0)).toBe(20 * i + 1);
   });
 
-  it('destroys a uses table a later run of the batch replaced once the batch completes (found in review)', async () => {
+  it('leaves no extra GPU buffer once a batch with a run of many separate uses completes (found in review)', async () => {
     const { space, gpu, test } = await testMirror(
       { size: 1 << 20, pageSize: PAGE },
       { copy: 'buffer' },
@@ -299,8 +299,8 @@ describe('pipelined runs', () => {
     const first = pages[0] ?? 0;
     await touch.run({ workgroups: 1, params: { va: first }, uses: [use(first)] });
     const live = test.liveBuffers();
-    // The second run's 20 separate pages outgrow the uses table (16 ranges)
-    // while the first run's pass, encoded before, still reads the old one.
+    // The second run declares 20 separate pages (once, that outgrew a uses
+    // table the first run's pass, encoded before, still read).
     const spread = pages
       .filter((_, i) => i % 2 === 0)
       .slice(0, 20)
@@ -310,7 +310,7 @@ describe('pipelined runs', () => {
       touch.run({ workgroups: 1, params: { va: first }, uses: spread }),
     ]);
     await new Promise((resolve) => setTimeout(resolve, 0));
-    expect(test.liveBuffers()).toBe(live); // the new table replaced the old one
+    expect(test.liveBuffers()).toBe(live);
     touch.destroy();
   });
 });
