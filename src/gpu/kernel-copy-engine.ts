@@ -182,7 +182,11 @@ export class KernelCopyEngine implements CopyEngine {
     device.queue.writeBuffer(table, 0, this.blockPacking.table, 0, count);
     this.submitKernel(
       this.blockPipeline,
-      [table, count * 4, packed, count * 16, frames],
+      [
+        { buffer: table, size: count * 4 },
+        { buffer: packed, size: count * 16 },
+        { buffer: frames },
+      ],
       Math.ceil(count / BLOCK_SCATTER_WORKGROUP),
     );
     // Queue order keeps later writes to these buffers behind this dispatch.
@@ -223,24 +227,23 @@ export class KernelCopyEngine implements CopyEngine {
     const count = chunks.length / 4;
     const table = this.tables.acquire(chunks.byteLength);
     device.queue.writeBuffer(table, 0, chunks);
-    this.submitKernel(this.pipeline, [table, chunks.byteLength, src, undefined, dst], count, after);
+    this.submitKernel(
+      this.pipeline,
+      [{ buffer: table, size: chunks.byteLength }, { buffer: src }, { buffer: dst }],
+      count,
+      after,
+    );
     this.tables.release(table);
   }
 
   /**
    * One submit of `pipeline` over `groups` workgroups (spread over two
-   * dimensions past the per-dimension limit), bound to [table, its size,
-   * source, its size or all of it, destination], then `after`.
+   * dimensions past the per-dimension limit), `bindings` in group 0 in
+   * binding order (table, source, destination), then `after`.
    */
   private submitKernel(
     pipeline: GPUComputePipeline,
-    [table, tableBytes, src, srcBytes, dst]: readonly [
-      GPUBuffer,
-      number,
-      GPUBuffer,
-      number | undefined,
-      GPUBuffer,
-    ],
+    bindings: readonly GPUBufferBinding[],
     groups: number,
     after?: (encoder: GPUCommandEncoder) => void,
   ): void {
@@ -249,14 +252,7 @@ export class KernelCopyEngine implements CopyEngine {
     const group = device.createBindGroup({
       label,
       layout: pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: table, size: tableBytes } },
-        {
-          binding: 1,
-          resource: { buffer: src, ...(srcBytes !== undefined && { size: srcBytes }) },
-        },
-        { binding: 2, resource: { buffer: dst } },
-      ],
+      entries: bindings.map((resource, binding) => ({ binding, resource })),
     });
     const encoder = device.createCommandEncoder({ label });
     const pass = encoder.beginComputePass({ label });

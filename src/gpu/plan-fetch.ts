@@ -53,8 +53,12 @@ export async function fetchPlans(
     }
     if (plan.blocks) {
       const { pageSize } = frameMap;
-      const [va, frameOffset] = [plan.page * pageSize, frameMap.frameOf(plan.page) * pageSize];
-      blocks.push({ va, frameOffset, blocks: plan.blocks.bits, count: plan.blocks.count });
+      blocks.push({
+        va: plan.page * pageSize,
+        frameOffset: frameMap.frameOf(plan.page) * pageSize,
+        blocks: plan.blocks.bits,
+        count: plan.blocks.count,
+      });
       planBytes += plan.blocks.count * STALE_BLOCK_BYTES;
     }
     bytes += planBytes;
