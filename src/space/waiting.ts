@@ -117,9 +117,13 @@ export class WaitBudget {
 
   /** Waits on any thread until `words[index]` may have changed from `observed`. */
   async waitAsync(words: Int32Array, index: number, observed: number): Promise<void> {
-    const result = Atomics.waitAsync(words, index, observed, this.remainingMs());
+    const ms = this.remainingMs();
     const began = performance.now();
-    if (result.async) await result.value;
-    this.waitedMs += performance.now() - began;
+    const result = Atomics.waitAsync(words, index, observed, ms);
+    const outcome = result.async ? await result.value : result.value;
+    // A wait that timed out used up what was left, whatever the clock says:
+    // its timer may fire a fraction of a millisecond early by performance.now().
+    const waited = performance.now() - began;
+    this.waitedMs += outcome === 'timed-out' ? Math.max(waited, ms) : waited;
   }
 }

@@ -1,7 +1,7 @@
 // One call's wait budget: a call's budget counts wall time from its first
 // wait; a kernel run's (waits only) counts only the time it spent waiting, so
 // its own passes between waits never make it time out.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { WouldBlockError } from '../../src/errors.ts';
 import { WaitBudget } from '../../src/space/waiting.ts';
 
@@ -41,5 +41,18 @@ describe('WaitBudget', () => {
       reason: 'timeout',
       address: 0x2000,
     });
+  });
+
+  it('of a kernel run (waits only): a wait that timed out uses up the budget, even if the clock says less', async () => {
+    // The wait's timer may fire a little early by performance.now(); here the clock stands still.
+    const now = vi.spyOn(performance, 'now').mockReturnValue(1000);
+    try {
+      const budget = new WaitBudget({ faultTimeoutMs: 20, spinLimitMs: 0 }, 0x3000, true);
+      const word = new Int32Array(new SharedArrayBuffer(4));
+      await budget.waitAsync(word, 0, 0); // times out after 20 ms of real time
+      await expect(budget.waitAsync(word, 0, 0)).rejects.toMatchObject({ reason: 'timeout' });
+    } finally {
+      now.mockRestore();
+    }
   });
 });
