@@ -42,10 +42,10 @@ export const ERROR_OUT_OF_RANGE = 1 << 2;
 
 // ---- control uniform (hmm_ctl): CONTROL_WORDS u32 ----
 export const CONTROL_WORDS = 4;
-/** MODE_* of this pass. */
-export const CONTROL_MODE = 0;
 /** Entries in the uses table, or USES_ALL (fault mode: every page may be touched). */
-export const CONTROL_USES = 1;
+export const CONTROL_USES = 0;
+
+// ---- pass modes: the pipeline constant `hmm_collecting` (prelude.ts) is true for MODE_COLLECT ----
 /** A fault-collecting pass: stores and atomics are suppressed, faults recorded. */
 export const MODE_COLLECT = 0;
 /** The real pass: stores land. */

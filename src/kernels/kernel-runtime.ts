@@ -24,9 +24,9 @@ import {
   DIRTY_PAGES_PER_WORD,
   FAULT_PAGES_PER_WORD,
   MODE_COLLECT,
-  MODE_RUN,
   STATUS_WORDS,
   USE_WORDS,
+  type MODE_RUN,
 } from './kernel-layout.ts';
 import { decodeStatus, type PassStatus } from './pass-status.ts';
 import { BatchBufferPool, RunBatch } from './run-batch.ts';
@@ -43,9 +43,10 @@ export interface PassOptions {
   readonly group: GPUBindGroup;
   readonly workgroups: Workgroups;
   /**
-   * MODE_COLLECT: stores suppressed; the fault bitmap is cleared before and
-   * read back after. MODE_RUN: stores land; the dirty bitmap is cleared
-   * before and read back after.
+   * MODE_COLLECT (`pipeline` is the kernel's collecting variant): stores
+   * suppressed; the fault bitmap is cleared before and read back after.
+   * MODE_RUN: stores land; the dirty bitmap is cleared before and read back
+   * after.
    */
   readonly mode: PassMode;
   /** How many use runs the pass declared (their access is in the page table entries), or USES_ALL (fault mode). */
@@ -303,7 +304,7 @@ export class KernelRuntime {
       options.mode === MODE_COLLECT
         ? ([this.faults, this.faultWords] as const)
         : ([this.dirty, this.dirtyWords] as const);
-    this.write(this.control, new Uint32Array([options.mode, options.uses, 0, 0]));
+    this.write(this.control, new Uint32Array([options.uses, 0, 0, 0]));
     const encoder = device.createCommandEncoder({ label: options.label });
     this.encodePass(encoder, options, bitmap, this.readback, 0);
     device.queue.submit([encoder.finish()]);
@@ -329,7 +330,7 @@ export class KernelRuntime {
       if (bytes === 0 || !this.changes(to, data)) return;
       encoder.copyBufferToBuffer(batch.buffers.staging, batch.stage(data), to, 0, bytes);
     };
-    copyIn(new Uint32Array([MODE_RUN, options.uses, 0, 0]), this.control);
+    copyIn(new Uint32Array([options.uses, 0, 0, 0]), this.control);
     copyIn(params.data, params.buffer);
     const restore = this.declarePages(batch, usesTable);
     const bitmap = [this.dirty, this.dirtyWords] as const;

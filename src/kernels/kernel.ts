@@ -6,6 +6,7 @@
  */
 import { InvalidArgumentError, invariant } from '../errors.ts';
 import { declareUses, submitDeclared, type DeclaredUses } from './declared-run.ts';
+import { wrapEntryPoint } from './entry-wrapper.ts';
 import { runFaultMode } from './fault-mode-run.ts';
 import {
   declaredParams,
@@ -28,7 +29,7 @@ import type {
   Submitted,
   Workgroups,
 } from './kernel-runtime.ts';
-import { USE_WORDS } from './kernel-layout.ts';
+import { MODE_COLLECT, USE_WORDS } from './kernel-layout.ts';
 import {
   declaredRanges,
   writeContiguousFrames,
@@ -160,12 +161,23 @@ export class Kernel implements RuntimeKernel {
       atomics: usesAtomics(code, ranges),
       ranges,
     });
-    const pipeline = cachedPipeline(device, {
-      code: `${head}${code}`,
-      entryPoint,
-      preludeLines: preludeLines(head),
-      layout: runtime.pipelineLayout,
-    });
+    const wrapped = wrapEntryPoint(code, entryPoint);
+    const pipeline = wrapped
+      ? cachedPipeline(device, {
+          code: `${head}${wrapped}`,
+          entryPoint,
+          preludeLines: preludeLines(head),
+          userLines: code.split('\n').length,
+          layout: runtime.pipelineLayout,
+        })
+      : Promise.reject(
+          new InvalidArgumentError(
+            'code',
+            entryPoint,
+            'wgsl',
+            `no @compute function named ${entryPoint} (fn ${entryPoint}(...) with no return type)`,
+          ),
+        );
     const params = device.createBuffer({
       label: `webhmm kernel ${entryPoint} params`,
       size: paramsSize(paramList.length, ranges.length),
@@ -308,7 +320,7 @@ export class Kernel implements RuntimeKernel {
     return (mode, uses) => {
       this.assertLive();
       return this.runtime.pass({
-        pipeline: this.compiled().pipeline,
+        pipeline: this.compiled().variant(0, mode === MODE_COLLECT),
         group: this.bindGroup(),
         workgroups,
         mode,

@@ -25,7 +25,6 @@ import {
   RANGE_BOUNDS_INDEX_MASK,
   RANGE_BOUNDS_SHIFT,
   RANGE_WORDS,
-  STATUS_RANGE_BOUNDS,
   USE_READ,
   USE_WRITE,
 } from './kernel-layout.ts';
@@ -236,8 +235,9 @@ const u = (value: number): string => `${value >>> 0}u`;
 /**
  * The shared WGSL of named ranges: the word of index `i` of range `r` (a
  * descriptor from hmm_params.hmm_ranges), bounds-checked, its page marked
- * dirty when it is for writing. Needs the prelude's constants, hmm_fail's
- * neighbours (hmm_mark_dirty, hmm_faulted_flag) and the page table.
+ * dirty when it is for writing. Needs the prelude's constants, its
+ * bookkeeping (hmm_mark_dirty, hmm_faulted_flag, hmm_range_overrun) and the
+ * page table.
  */
 export const RANGE_WORD = `// Which ranges the run found in consecutive frames (bit k: range k, the first
 // CONTIGUOUS_RANGES): their words are base + i, no page table load. Set per
@@ -245,17 +245,18 @@ export const RANGE_WORD = `// Which ranges the run found in consecutive frames (
 override hmm_contiguous: u32 = 0u;
 
 fn hmm_range_word(r: vec4<u32>, k: u32, i: u32, forWrite: bool, contiguous: bool) -> u32 {
-  if (i >= r.y) {
-    // One atomic, the least an untaken branch can cost where every branch runs masked.
-    atomicMax(&hmm_status[${STATUS_RANGE_BOUNDS}], ~((k << ${u(RANGE_BOUNDS_SHIFT)}) | min(i, ${u(RANGE_BOUNDS_INDEX_MASK)})));
-    hmm_faulted_flag = true;
-    return select(HMM_ZERO_WORDS, HMM_SINK_WORDS, forWrite);
-  }
-  let w = r.x + i;
+  // An overrun is recorded for hmm_flush (the lowest, inverted) and reaches the zero or sink frame.
+  let inside = i < r.y;
+  let overrun = ~((k << ${u(RANGE_BOUNDS_SHIFT)}) | min(i, ${u(RANGE_BOUNDS_INDEX_MASK)}));
+  hmm_range_overrun = select(max(hmm_range_overrun, overrun), hmm_range_overrun, inside);
+  hmm_faulted_flag = hmm_faulted_flag || !inside;
+  let w = r.x + min(i, r.y - 1u);
   let page = w >> (HMM_PAGE_SHIFT - 2u);
-  if (forWrite) { hmm_mark_dirty(page); }
-  if (contiguous) { return r.z + i; }
-  return (hmm_page_table[page] & ${u(DPTE_FRAME_MASK)}) * HMM_PAGE_WORDS + (w & (HMM_PAGE_WORDS - 1u));
+  if (forWrite && inside) { hmm_mark_dirty(page); }
+  let fallback = select(HMM_ZERO_WORDS, HMM_SINK_WORDS, forWrite);
+  if (contiguous) { return select(fallback, r.z + i, inside); }
+  let frame_word = (hmm_page_table[page] & ${u(DPTE_FRAME_MASK)}) * HMM_PAGE_WORDS + (w & (HMM_PAGE_WORDS - 1u));
+  return select(fallback, frame_word, inside);
 }
 `;
 

@@ -23,27 +23,33 @@
  * without end.
  */
 import { InvalidArgumentError } from '../errors.ts';
+import { HMM_ENTRY } from './entry-wrapper.ts';
 
 /** What to compile. */
 export interface PipelineSource {
-  /** The full WGSL: the prelude, then the user's code. */
+  /** The full WGSL: the prelude, the user's code, the entry-point wrapper (entry-wrapper.ts). */
   readonly code: string;
+  /** The user's entry point, for labels and errors; the pipeline's is HMM_ENTRY. */
   readonly entryPoint: string;
   /** Lines the prelude adds before the user's code, to report the user's own line numbers. */
   readonly preludeLines: number;
+  /** Lines of the user's code: a message past them is about the wrapper. */
+  readonly userLines: number;
   /** The pipeline layout (group 0 of the prelude) of the runtime compiling first. */
   readonly layout: GPUPipelineLayout;
 }
 
-/** A compiled kernel source: its pipeline, and its variants for named ranges in consecutive frames. */
+/** A compiled kernel source: its pipeline, and its variants by pipeline constant. */
 export interface CompiledKernel {
   readonly pipeline: GPUComputePipeline;
   /**
-   * The pipeline with `hmm_contiguous` set to `mask` (named-ranges.ts): the
-   * ranges whose bits are set reach their words as base + i. Made on first
-   * use (its compile overlaps the queue's work), then kept; 0 is `pipeline`.
+   * The pipeline with `hmm_contiguous` set to `mask` (named-ranges.ts: the
+   * ranges whose bits are set reach their words as base + i) and
+   * `hmm_collecting` to `collecting` (prelude.ts: a fault-collecting pass).
+   * Made on first use (its compile overlaps the queue's work), then kept;
+   * (0, false) is `pipeline`.
    */
-  variant(mask: number): GPUComputePipeline;
+  variant(mask: number, collecting?: boolean): GPUComputePipeline;
 }
 
 /** Distinct kernel sources whose pipelines a device's cache keeps. */
@@ -91,7 +97,7 @@ export async function createPipeline(
   device: GPUDevice,
   source: PipelineSource,
 ): Promise<CompiledKernel> {
-  const { code, entryPoint, preludeLines, layout } = source;
+  const { code, entryPoint, preludeLines, userLines, layout } = source;
   // A WGSL error is also a validation error: catch it here, report it from the compilation info.
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ label: `webhmm kernel ${entryPoint}`, code });
@@ -102,9 +108,9 @@ export async function createPipeline(
   if (errors.length > 0) {
     const lines = errors.map((message) => {
       const line = message.lineNum - preludeLines;
-      return line > 0
-        ? `line ${line}:${message.linePos}: ${message.message}`
-        : `in the prelude: ${message.message}`;
+      if (line <= 0) return `in the prelude: ${message.message}`;
+      if (line > userLines) return `in the entry point's wrapper: ${message.message}`;
+      return `line ${line}:${message.linePos}: ${message.message}`;
     });
     throw new InvalidArgumentError('code', entryPoint, 'wgsl', lines.join('; '));
   }
@@ -113,18 +119,27 @@ export async function createPipeline(
     const pipeline = await device.createComputePipelineAsync({
       label,
       layout,
-      compute: { module, entryPoint },
+      compute: { module, entryPoint: HMM_ENTRY },
     });
-    const variants = new Map<number, GPUComputePipeline>([[0, pipeline]]);
-    const variant = (mask: number): GPUComputePipeline => {
-      let made = variants.get(mask);
+    const variants = new Map<string, GPUComputePipeline>([['0 false', pipeline]]);
+    const variant = (mask: number, collecting = false): GPUComputePipeline => {
+      const key = `${mask} ${collecting}`;
+      let made = variants.get(key);
       if (!made) {
         made = device.createComputePipeline({
-          label: `${label} (contiguous ${mask.toString(2)})`,
+          label: `${label} (contiguous ${mask.toString(2)}${collecting ? ', collecting' : ''})`,
           layout,
-          compute: { module, entryPoint, constants: { hmm_contiguous: mask } },
+          compute: {
+            module,
+            entryPoint: HMM_ENTRY,
+            // Only constants the module declares: hmm_contiguous comes with named ranges.
+            constants: {
+              ...(mask !== 0 ? { hmm_contiguous: mask } : {}),
+              ...(collecting ? { hmm_collecting: 1 } : {}),
+            },
+          },
         });
-        variants.set(mask, made);
+        variants.set(key, made);
       }
       return made;
     };

@@ -26,6 +26,17 @@
  *   sink, and every page that needs a change of state is recorded;
  * - a load of a page that is not resident reads the zero frame.
  *
+ * How it stays cheap: a translation decides with selects, not branches, and
+ * records what went wrong (access errors, faults, a refused store, a range
+ * overrun) in private variables; `hmm_flush`, which the entry-point wrapper
+ * (entry-wrapper.ts) calls once the user's entry point returns, writes them
+ * to the status block. Whether a pass collects is the pipeline constant
+ * `hmm_collecting`, so a real pass's pipeline has no fault-bitmap code at
+ * all. Both matter most where every branch runs whether taken or not
+ * (SwiftShader): an atomic in an untaken error branch cost about as much as
+ * the access it guarded (kernel.translated.perelement: 5.7x plain before,
+ * 2.8x after).
+ *
  * Layouts: kernel-layout.ts (status, control, bitmaps, uses, the read tag)
  * and gpu/device-layout.ts (device page table entries).
  */
@@ -49,11 +60,11 @@ import {
   FAULT_READ,
   FAULT_WORD_SHIFT,
   FAULT_WRITE,
-  MODE_COLLECT,
   READ_TRANSLATION_TAG,
   STATUS_ERROR_KINDS,
   STATUS_ERROR_VA,
   STATUS_FAULTED,
+  STATUS_RANGE_BOUNDS,
   STATUS_REFUSED_STORE,
   STATUS_STORED,
   STATUS_WORDS,
@@ -154,7 +165,7 @@ function declarations(config: PreludeConfig): string {
   }
   const params = members.length > 0 ? members.join('\n') : '  _none: u32,';
   return `// ---- webhmm prelude: bind group 0 belongs to the runtime ----
-struct HmmControl { mode: u32, uses: u32, _pad0: u32, _pad1: u32 }
+struct HmmControl { uses: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 struct HmmParams {
 ${params}
 }
@@ -171,21 +182,23 @@ const HMM_PAGE_WORDS: u32 = ${u(pageWords)};
 const HMM_PAGE_COUNT: u32 = ${u(config.pageCount)};
 const HMM_ZERO_WORDS: u32 = ${u(config.zeroFrame * pageWords)};
 const HMM_SINK_WORDS: u32 = ${u(config.sinkFrame * pageWords)};
+// A collecting pass's pipeline (fault mode) sets it: its code is compiled out of the others.
+override hmm_collecting: bool = false;
 var<private> hmm_faulted_flag: bool = false;
+// What hmm_flush writes to the status block (kernel-layout.ts), as it will be there.
+var<private> hmm_error_va: u32 = 0u;
+var<private> hmm_error_kinds: u32 = 0u;
+var<private> hmm_fault_seen: bool = false;
+var<private> hmm_stored: bool = false;
+var<private> hmm_refused_store: u32 = 0u;
+var<private> hmm_range_overrun: u32 = 0u;
 ${Array.from({ length: STORE_PAGES }, (_, i) => `var<private> hmm_store_page${i}: u32 = HMM_SINK_WORDS;`).join('\n')}
 
 `;
 }
 
-/** Fault, error and dirty bookkeeping, and the uses lookup. */
+/** Fault, error and dirty bookkeeping, the status flush, and the uses lookup. */
 const BOOKKEEPING = `fn hmm_faulted() -> bool { return hmm_faulted_flag; }
-
-fn hmm_fail(va: u32, kind: u32) {
-  // The lowest VA, kept inverted so a cleared (zero) status means none.
-  atomicMax(&hmm_status[${STATUS_ERROR_VA}], ~va);
-  atomicOr(&hmm_status[${STATUS_ERROR_KINDS}], kind);
-  hmm_faulted_flag = true;
-}
 
 // Sets \`bits\` of the page's nibble in the fault bitmap (once: loads first).
 fn hmm_note(page: u32, bits: u32) {
@@ -194,19 +207,27 @@ fn hmm_note(page: u32, bits: u32) {
   if ((atomicLoad(&hmm_fault_bits[word]) & mask) != mask) { atomicOr(&hmm_fault_bits[word], mask); }
 }
 
-fn hmm_record_fault(page: u32, bit: u32) {
-  hmm_note(page, bit);
-  atomicStore(&hmm_status[${STATUS_FAULTED}], 1u);
-  hmm_faulted_flag = true;
-}
-
 fn hmm_mark_dirty(page: u32) {
   let word = page >> ${u(DIRTY_WORD_SHIFT)};
   let mask = 1u << (page & ${u(DIRTY_PAGES_PER_WORD - 1)});
   if ((atomicLoad(&hmm_dirty[word]) & mask) == 0u) {
     atomicOr(&hmm_dirty[word], mask);
-    atomicStore(&hmm_status[${STATUS_STORED}], 1u);
+    hmm_stored = true;
   }
+}
+
+// The invocation's record, into the status block: called by the entry-point
+// wrapper once the kernel's entry point returned. The lowest error VA and
+// range overrun are kept inverted, so a cleared block means none.
+fn hmm_flush() {
+  if (hmm_error_kinds != 0u) {
+    atomicMax(&hmm_status[${STATUS_ERROR_VA}], hmm_error_va);
+    atomicOr(&hmm_status[${STATUS_ERROR_KINDS}], hmm_error_kinds);
+  }
+  if (hmm_fault_seen) { atomicStore(&hmm_status[${STATUS_FAULTED}], 1u); }
+  if (hmm_stored) { atomicStore(&hmm_status[${STATUS_STORED}], 1u); }
+  if (hmm_refused_store != 0u) { atomicStore(&hmm_status[${STATUS_REFUSED_STORE}], hmm_refused_store); }
+  if (hmm_range_overrun != 0u) { atomicMax(&hmm_status[${STATUS_RANGE_BOUNDS}], hmm_range_overrun); }
 }
 
 // USE_* bits the run declared for the page of \`entry\` (all in fault mode),
@@ -221,43 +242,33 @@ fn hmm_declared(entry: u32) -> u32 {
 const TRANSLATE = `// The frame word of \`va\`, valid to the end of its page. For writing, it marks
 // the page dirty; a page that cannot be used as it is gives the zero frame
 // (reads) or the sink frame (writes) and sets hmm_faulted(). A read
-// translation carries the read tag: loads mask it off, stores through it are refused.
+// translation carries the read tag: loads mask it off, stores through it are
+// refused. Errors, in order of precedence: beyond the space, undeclared, a
+// store to a page declared read-only; then a fault (not usable as it is).
 fn hmm_translate_page(va: u32, forWrite: bool) -> u32 {
   let page = va >> HMM_PAGE_SHIFT;
   let offset = (va >> 2u) & (HMM_PAGE_WORDS - 1u);
   let fallback = select(HMM_ZERO_WORDS | ${TAG}, HMM_SINK_WORDS, forWrite) + offset;
-  if (page >= HMM_PAGE_COUNT) {
-    hmm_fail(va, ${u(ERROR_OUT_OF_RANGE)});
-    return fallback;
+  let in_space = page < HMM_PAGE_COUNT;
+  let entry = hmm_page_table[min(page, HMM_PAGE_COUNT - 1u)];
+  let declared = select(0u, hmm_declared(entry), in_space);
+  let read_only = forWrite && (declared & ${u(USE_WRITE)}) == 0u;
+  let error = select(select(select(0u, ${u(ERROR_STORE_READ_ONLY)}, read_only), ${u(ERROR_UNDECLARED)}, declared == 0u), ${u(ERROR_OUT_OF_RANGE)}, !in_space);
+  let need = select(${u(DPTE_RESIDENT | DPTE_READABLE)}, ${u(DPTE_WRITABLE)}, forWrite);
+  let fault = error == 0u && (entry & need) != need;
+  if (hmm_collecting && error == 0u) {
+    let accessed = select(${u(ACCESSED_READ)}, ${u(ACCESSED_WRITE)}, forWrite);
+    hmm_note(page, accessed | select(0u, select(${u(FAULT_READ)}, ${u(FAULT_WRITE)}, forWrite), fault));
   }
-  let entry = hmm_page_table[page];
-  let declared = hmm_declared(entry);
-  if (declared == 0u) {
-    hmm_fail(va, ${u(ERROR_UNDECLARED)});
-    return fallback;
-  }
+  hmm_error_va = select(hmm_error_va, max(hmm_error_va, ~va), error != 0u);
+  hmm_error_kinds = hmm_error_kinds | error;
+  hmm_fault_seen = hmm_fault_seen || fault;
+  hmm_faulted_flag = hmm_faulted_flag || error != 0u || fault;
+  // A collecting pass's stores go to the sink, faulting or not.
+  let usable = error == 0u && !fault && !(forWrite && hmm_collecting);
+  if (forWrite && usable) { hmm_mark_dirty(page); }
   let frame_words = (entry & ${u(DPTE_FRAME_MASK)}) * HMM_PAGE_WORDS + offset;
-  if (hmm_ctl.mode == ${u(MODE_COLLECT)}) {
-    hmm_note(page, select(${u(ACCESSED_READ)}, ${u(ACCESSED_WRITE)}, forWrite));
-  }
-  if (forWrite) {
-    if ((declared & ${u(USE_WRITE)}) == 0u) {
-      hmm_fail(va, ${u(ERROR_STORE_READ_ONLY)});
-      return fallback;
-    }
-    if ((entry & ${u(DPTE_WRITABLE)}) == 0u) {
-      hmm_record_fault(page, ${u(FAULT_WRITE)});
-      return fallback;
-    }
-    if (hmm_ctl.mode == ${u(MODE_COLLECT)}) { return fallback; }
-    hmm_mark_dirty(page);
-    return frame_words;
-  }
-  if ((entry & ${u(DPTE_RESIDENT | DPTE_READABLE)}) != ${u(DPTE_RESIDENT | DPTE_READABLE)}) {
-    hmm_record_fault(page, ${u(FAULT_READ)});
-    return fallback;
-  }
-  return frame_words | ${TAG};
+  return select(fallback, frame_words | select(${TAG}, 0u, forWrite), usable);
 }
 
 // As hmm_translate_page; a write translation's page (its frame, or the sink)
@@ -273,14 +284,14 @@ fn hmm_translate(va: u32, forWrite: bool) -> u32 {
 /**
  * hmm_frame_store's check: the word must lie in the page of one of the
  * invocation's last STORE_PAGES write translations, a compare each, in
- * registers. A refused store records the word it aimed at, plus one, in the
- * status block (STATUS_REFUSED_STORE), read back after every pass anyway.
+ * registers. A refused store records the word it aimed at, plus one, for
+ * the status block (STATUS_REFUSED_STORE), read back after every pass anyway.
  * Measured on SwiftShader (kernel.translated's kernel alone): the compares
- * and the read tag cost nothing measurable; the refusal's one store in the
- * untaken branch about 12%, since SwiftShader runs a branch's code for every
- * store whether taken or not (a plain store or a loop instead of the atomic
- * cost as much or more; choosing the store's address with a select about
- * 15%: it defeats SwiftShader's sequential stores).
+ * and the read tag cost nothing measurable; an atomic store of the refusal
+ * in the untaken branch cost about 12%, since SwiftShader runs a branch's
+ * code for every store whether taken or not (hence a private variable for
+ * hmm_flush); choosing the store's address with a select cost about 15%: it
+ * defeats SwiftShader's sequential stores.
  */
 const STORE_CHECK = `fn hmm_remember_store_page(base: u32) {
   if (base == hmm_store_page0) { return; }
@@ -289,7 +300,7 @@ ${Array.from({ length: STORE_PAGES - 1 }, (_, i) => `  hmm_store_page${STORE_PAG
 }
 
 // Records a suppressed store: the word it aimed at, plus one (the runtime names its address).
-fn hmm_refuse_store(w: u32) { atomicStore(&hmm_status[${STATUS_REFUSED_STORE}], w + 1u); }
+fn hmm_refuse_store(w: u32) { hmm_refused_store = w + 1u; }
 
 fn hmm_store_allowed(w: u32) -> bool {
   return ${Array.from({ length: STORE_PAGES }, (_, i) => `(w - hmm_store_page${i} < HMM_PAGE_WORDS)`).join(' | ')};

@@ -72,9 +72,13 @@ describe('the prelude', () => {
       }
       expect(wgsl).not.toContain(`hmm_store_page${STORE_PAGES}`);
       expect(wgsl).toContain('else { hmm_refuse_store(w); }');
-      expect(wgsl).toContain(`atomicStore(&hmm_status[${STATUS_REFUSED_STORE}], w + 1u);`);
+      // Recorded for hmm_flush, which the entry-point wrapper calls at the end.
+      expect(wgsl).toContain('fn hmm_refuse_store(w: u32) { hmm_refused_store = w + 1u; }');
+      expect(wgsl).toContain(
+        `if (hmm_refused_store != 0u) { atomicStore(&hmm_status[${STATUS_REFUSED_STORE}], hmm_refused_store); }`,
+      );
       // Read translations carry the tag, which loads mask off.
-      expect(wgsl).toContain(`return frame_words | ${READ_TRANSLATION_TAG}u;`);
+      expect(wgsl).toContain(`frame_words | select(${READ_TRANSLATION_TAG}u, 0u, forWrite)`);
       expect(wgsl).toContain(`[w & ~${READ_TRANSLATION_TAG}u]`);
     }
   });
