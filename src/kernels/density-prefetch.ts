@@ -1,8 +1,7 @@
 /**
  * Density prefetch for fault-mode runs, as UVM's tree prefetcher: around each
  * faulting page, the largest aligned block of up to GPU_PREFETCH_BYTES (a
- * power of two of pages; wider on each later service round of the same
- * run, prefetchBytes), clipped to the page's allocation, of which more
+ * power of two of pages), clipped to the page's allocation, of which more
  * than half the pages are resident (have a frame on this mirror, valid or
  * stale) or faulting in this pass. A lone fault in an empty region fetches
  * just its page; a fault beside mostly resident pages brings their block in
@@ -15,28 +14,10 @@
 import { alignedBlockAround, runEnd, type PageRun } from '../space/page-run.ts';
 
 /**
- * The largest block density prefetch considers on a run's first service
- * round, in bytes (2 MiB, UVM's VA block): at most this much around a
- * faulting page is fetched with it.
+ * The largest block density prefetch considers, in bytes (2 MiB, UVM's VA
+ * block): at most this much around a faulting page is fetched with it.
  */
 export const GPU_PREFETCH_BYTES = 2 << 20;
-
-/**
- * The largest block on service round `round` (0 first) of one run: four
- * times larger each round, as readahead widens its window while reads keep
- * coming, so a kernel that keeps faulting across a large, mostly resident
- * allocation fetches it in a few rounds, not one 2 MiB block a round (a
- * walk of a 64 MiB list the CPU rewrote: 4 rounds instead of 33); a kernel
- * that faults once fetches at most GPU_PREFETCH_BYTES around each fault.
- * The budget and other threads' holds still bound what is taken
- * (fault-mode-run.ts).
- */
-export function prefetchBytes(round: number): number {
-  return GPU_PREFETCH_BYTES * 4 ** Math.min(round, MAX_WIDENINGS);
-}
-
-/** Widenings past which the block stops growing (2 MiB * 4^6 = 8 GiB, beyond any space). */
-const MAX_WIDENINGS = 6;
 
 /** What density prefetch reads of the space and the mirror. */
 export interface DensityView {
@@ -51,20 +32,14 @@ export interface DensityView {
  * The pages density prefetch adds around `anchors` (faulting pages), each
  * with its distance in pages to the nearest anchor whose block brought it;
  * `faulting` (every page faulting in the pass, anchors included) count as
- * dense and are never in the result. `maxBytes` (a power of two) is the
- * largest block considered; beyond the GPU_PREFETCH_BYTES block around an
- * anchor, a wider block brings only pages that have a frame (stale frames
- * brought up to date), so widening cannot use up the frames a later fault
- * of the run needs.
+ * dense and are never in the result.
  */
 export function densityPrefetch(
   view: DensityView,
   anchors: readonly number[],
   faulting: ReadonlySet<number>,
-  maxBytes = GPU_PREFETCH_BYTES,
 ): Map<number, number> {
-  const maxBlock = Math.max(1, Math.floor(maxBytes / view.pageSize));
-  const nearBlock = Math.max(1, Math.floor(GPU_PREFETCH_BYTES / view.pageSize));
+  const maxBlock = Math.max(1, Math.floor(GPU_PREFETCH_BYTES / view.pageSize));
   const out = new Map<number, number>();
   const regions = new Map<string, DenseRegion>();
   for (const anchor of anchors) {
@@ -75,12 +50,8 @@ export function densityPrefetch(
     let region = regions.get(key);
     if (!region) regions.set(key, (region = new DenseRegion(view, top, faulting)));
     const block = region.densestBlock(anchor, maxBlock, allocation);
-    const near = alignedBlockAround(anchor, anchor + 1, nearBlock, allocation);
     for (let page = block.first; page < runEnd(block); page++) {
       if (faulting.has(page)) continue;
-      // Past the first block, only pages with a frame: widening never takes new frames.
-      const isNear = page >= near.first && page < runEnd(near);
-      if (!isNear && !view.resident(page)) continue;
       const distance = Math.abs(page - anchor);
       const known = out.get(page);
       if (known === undefined || distance < known) out.set(page, distance);

@@ -43,7 +43,7 @@ import { runEnd, runsOf } from '../space/page-run.ts';
 import type { Hold } from '../space/page-table.ts';
 import { assertAccess, isGpuOwned, isMapped, protAllows, type Need } from '../space/pte.ts';
 import { dirtyPages, faultBitPages } from './bitmaps.ts';
-import { densityPrefetch, prefetchBytes, type DensityView } from './density-prefetch.ts';
+import { densityPrefetch, type DensityView } from './density-prefetch.ts';
 import { assertOutsideScopes } from './declared-run.ts';
 import {
   ACCESSED_READ,
@@ -90,8 +90,6 @@ class FaultModeRun {
   private replays = 0;
   private gpuFaults = 0;
   private bytesToGpu = 0;
-  /** Service rounds so far: density prefetch widens with each (prefetchBytes). */
-  private serviceRounds = 0;
   private readonly fetched = new FetchedPages();
   private readonly events: InvalidateEvent[] = [];
   /** One budget for every wait of the run: it waits at most faultTimeoutMs on others in all (its own passes do not count). */
@@ -242,9 +240,8 @@ class FaultModeRun {
       resident: (page) => migrator.frameMap.has(page),
       allocationRun: (page) => space.allocationRun(page),
     };
-    const maxBytes = prefetchBytes(this.serviceRounds++);
-    const aroundWrites = densityPrefetch(view, writes, faulting, maxBytes);
-    const aroundReads = densityPrefetch(view, reads, faulting, maxBytes);
+    const aroundWrites = densityPrefetch(view, writes, faulting);
+    const aroundReads = densityPrefetch(view, reads, faulting);
     const candidates: { page: number; need: Need; cost: number; distance: number }[] = [];
     const consider = (page: number, need: Need, distance: number) => {
       if (this.fetched.has(page) || table.isHeld(page) || !this.mayFetch(page, need)) return;

@@ -1,9 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  densityPrefetch,
-  GPU_PREFETCH_BYTES,
-  prefetchBytes,
-} from '../../src/kernels/density-prefetch.ts';
+import { densityPrefetch, GPU_PREFETCH_BYTES } from '../../src/kernels/density-prefetch.ts';
 
 const PAGE = 64 << 10; // 32 pages a 2 MiB block
 
@@ -46,34 +42,6 @@ describe('density prefetch', () => {
     // The allocation [66, 80) clips the 2 MiB block to its 14 pages, all dense.
     const clipped = densityPrefetch(view(range(66, 80), 66, 14), [70], new Set([70]));
     expect(pages(clipped)).toEqual(range(66, 80).filter((page) => page !== 70));
-  });
-
-  it('widens four times each service round of a run, so a dense allocation comes in a few rounds', () => {
-    expect([0, 1, 2].map(prefetchBytes)).toEqual([
-      GPU_PREFETCH_BYTES,
-      4 * GPU_PREFETCH_BYTES,
-      16 * GPU_PREFETCH_BYTES,
-    ]);
-    expect(prefetchBytes(100)).toBe(prefetchBytes(6));
-    // Everything resident: round 1 brings the 128-page block around 70, round 2 all 512.
-    const dense = view(range(0, 512), 0, 512);
-    expect(pages(densityPrefetch(dense, [70], new Set([70]), prefetchBytes(1)))).toEqual(
-      range(0, 128).filter((page) => page !== 70),
-    );
-    expect(densityPrefetch(dense, [70], new Set([70]), prefetchBytes(2)).size).toBe(511);
-    // Past the 2 MiB block around the fault ([64, 96)), a widened block takes
-    // only pages that have a frame: 100..103 have none, 80 (near) has none either.
-    const holes = view(
-      range(0, 512).filter((page) => page !== 80 && (page < 100 || page > 103)),
-      0,
-      512,
-    );
-    expect(pages(densityPrefetch(holes, [70], new Set([70]), prefetchBytes(1)))).toEqual(
-      range(0, 128).filter((page) => page !== 70 && (page < 100 || page > 103)),
-    );
-    // Still only blocks more than half dense: a quarter resident brings nothing more.
-    const sparse = view(range(0, 128), 0, 512);
-    expect(pages(densityPrefetch(sparse, [300], new Set([300]), prefetchBytes(2)))).toEqual([]);
   });
 
   it('ignores a fault outside every allocation', () => {
