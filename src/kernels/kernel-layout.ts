@@ -69,6 +69,7 @@ export const FAULT_WORD_SHIFT = 3;
 export const FAULT_PAGES_PER_WORD = 1 << FAULT_WORD_SHIFT;
 
 // ---- dirty bitmap: one bit per VA page, 32 pages per u32 ----
+// Kernels mark one u32 per page (dirty-pages.ts); the pack after each real pass fills this bitmap.
 // Page p's bit is bit p % 32 of word p / 32.
 /** log2 of DIRTY_PAGES_PER_WORD: page p's dirty word is `p >> DIRTY_WORD_SHIFT`. */
 export const DIRTY_WORD_SHIFT = 5;

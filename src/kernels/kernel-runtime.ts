@@ -28,6 +28,7 @@ import {
   USE_WORDS,
   type MODE_RUN,
 } from './kernel-layout.ts';
+import { DirtyPages } from './dirty-pages.ts';
 import { decodeStatus, type PassStatus } from './pass-status.ts';
 import { BatchBufferPool, RunBatch } from './run-batch.ts';
 
@@ -103,7 +104,7 @@ export class KernelRuntime {
   readonly layout: GPUBindGroupLayout;
   readonly pipelineLayout: GPUPipelineLayout;
   private readonly status: GPUBuffer;
-  private readonly dirty: GPUBuffer;
+  private readonly dirty: DirtyPages;
   private readonly faults: GPUBuffer;
   private readonly control: GPUBuffer;
   private readonly readback: GPUBuffer;
@@ -137,11 +138,7 @@ export class KernelRuntime {
       size: STATUS_WORDS * 4,
       usage: storage,
     });
-    this.dirty = device.createBuffer({
-      label: 'webhmm dirty bitmap',
-      size: this.dirtyWords * 4,
-      usage: storage,
-    });
+    this.dirty = new DirtyPages(device, this.dirtyWords);
     this.faults = device.createBuffer({
       label: 'webhmm fault bitmap',
       size: this.faultWords * 4,
@@ -258,7 +255,7 @@ export class KernelRuntime {
       entries: [
         { binding: 0, resource: resource(this.host.frames) },
         { binding: 1, resource: resource(this.host.pageTable) },
-        { binding: 2, resource: resource(this.dirty) },
+        { binding: 2, resource: resource(this.dirty.pageWords) },
         { binding: 3, resource: resource(this.faults) },
         { binding: 4, resource: resource(this.status) },
         { binding: 5, resource: resource(this.control) },
@@ -300,15 +297,14 @@ export class KernelRuntime {
    */
   async pass(options: PassOptions): Promise<PassStatus> {
     const { device } = this.host;
-    const bitmap =
-      options.mode === MODE_COLLECT
-        ? ([this.faults, this.faultWords] as const)
-        : ([this.dirty, this.dirtyWords] as const);
+    const collecting = options.mode === MODE_COLLECT;
     this.write(this.control, new Uint32Array([options.uses, 0, 0, 0]));
     const encoder = device.createCommandEncoder({ label: options.label });
-    this.encodePass(encoder, options, bitmap, this.readback, 0);
+    this.encodePass(encoder, options, collecting, this.readback, 0);
     device.queue.submit([encoder.finish()]);
-    return decodeStatus(await this.read(STATUS_WORDS + bitmap[1]));
+    return decodeStatus(
+      await this.read(STATUS_WORDS + (collecting ? this.faultWords : this.dirtyWords)),
+    );
   }
 
   /**
@@ -333,8 +329,7 @@ export class KernelRuntime {
     copyIn(new Uint32Array([options.uses, 0, 0, 0]), this.control);
     copyIn(params.data, params.buffer);
     const restore = this.declarePages(batch, usesTable);
-    const bitmap = [this.dirty, this.dirtyWords] as const;
-    this.encodePass(encoder, options, bitmap, batch.readback, batch.nextSlotOffset);
+    this.encodePass(encoder, options, false, batch.readback, batch.nextSlotOffset);
     restore();
   }
 
@@ -379,14 +374,8 @@ export class KernelRuntime {
     this.destroyed = true;
     for (const kernel of [...this.kernels]) kernel.destroy();
     this.kernels.clear();
-    for (const buffer of [
-      this.status,
-      this.dirty,
-      this.faults,
-      this.control,
-      this.readback,
-      ...this.retired,
-    ]) {
+    this.dirty.destroy();
+    for (const buffer of [this.status, this.faults, this.control, this.readback, ...this.retired]) {
       buffer.destroy();
     }
     this.batchBuffers.destroy();
@@ -394,25 +383,31 @@ export class KernelRuntime {
   }
 
   /**
-   * Encodes one pass: clears the status block and `bitmap`, dispatches, and
-   * copies both to `readback` at `offset`. Queue order keeps passes in flight
-   * apart: the next pass's clear comes after this pass's copy.
+   * Encodes one pass: clears the status block (and a collecting pass's fault
+   * bitmap), dispatches, packs a real pass's dirty page words into the dirty
+   * bitmap (dirty-pages.ts), and copies the status and the bitmap to
+   * `readback` at `offset`. Queue order keeps passes in flight apart: the
+   * next pass's clear comes after this pass's copy.
    */
   private encodePass(
     encoder: GPUCommandEncoder,
     options: Omit<PassOptions, 'mode' | 'uses'>,
-    [bitmap, bitmapWords]: readonly [GPUBuffer, number],
+    collecting: boolean,
     readback: GPUBuffer,
     offset: number,
   ): void {
     const { pipeline, group, workgroups, label } = options;
+    const [bitmap, bitmapWords] = collecting
+      ? [this.faults, this.faultWords]
+      : [this.dirty.bitmap, this.dirtyWords];
     // A cleared status block means no fault, store or error (kernel-layout.ts).
     encoder.clearBuffer(this.status);
-    encoder.clearBuffer(bitmap);
+    if (collecting) encoder.clearBuffer(bitmap);
     const compute = encoder.beginComputePass({ label });
     compute.setPipeline(pipeline);
     compute.setBindGroup(0, group);
     compute.dispatchWorkgroups(...workgroups);
+    if (!collecting) this.dirty.encodePack(compute);
     compute.end();
     encoder.copyBufferToBuffer(this.status, 0, readback, offset, STATUS_WORDS * 4);
     encoder.copyBufferToBuffer(bitmap, 0, readback, offset + STATUS_WORDS * 4, bitmapWords * 4);
@@ -457,7 +452,7 @@ function groupZeroLayout(device: GPUDevice): GPUBindGroupLayout {
     entries: [
       entry(0, 'storage'), // frames
       entry(1, 'read-only-storage'), // device page table
-      entry(2, 'storage'), // dirty bitmap
+      entry(2, 'storage'), // dirty page words (dirty-pages.ts)
       entry(3, 'storage'), // fault bitmap
       entry(4, 'storage'), // status block
       entry(5, 'uniform'), // control

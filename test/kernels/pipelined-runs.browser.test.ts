@@ -77,6 +77,30 @@ describe('pipelined runs', () => {
     kernel.destroy();
   });
 
+  it("reports each run's own dirty pages: the marks of one pass do not carry into the next", async () => {
+    const { space, gpu } = await setup();
+    const va = space.alloc(4 * PAGE);
+    const kernel = addKernel(gpu);
+    const onPage = (page: number) => [{ name: 'r', va: va + page * PAGE, len: 256 }];
+    await kernel.run({ workgroups: 4, params: { k: 0, over: 0 }, uses: onPage(0) }); // compiled
+    // In one task: pages 1, 3, 2, then 1 and 2 again (each run one page), in one batch.
+    const pages = [1, 3, 2, 1, 2];
+    const { value: results, maps } = await countMaps(() =>
+      Promise.all(
+        pages.map((page) =>
+          kernel.run({ workgroups: 4, params: { k: 1, over: 0 }, uses: onPage(page) }),
+        ),
+      ),
+    );
+    expect(maps).toBe(1);
+    expect(results.map((r) => r.pagesWritten)).toEqual([1, 1, 1, 1, 1]);
+    const states = space.snapshot(va, 4 * PAGE).map((page) => page.state);
+    expect(states).toEqual(['gpu', 'gpu', 'gpu', 'gpu']);
+    expect((await words(space, va + PAGE, 256))[0]).toBe(2);
+    expect((await words(space, va + 3 * PAGE, 256))[0]).toBe(1);
+    kernel.destroy();
+  });
+
   it('fails only the run with the error in the middle of a chain; the others land', async () => {
     const { space, gpu } = await setup();
     const va = space.alloc(PAGE);

@@ -1,8 +1,6 @@
 import { DPTE_DECLARED_SHIFT } from '../../src/gpu/device-layout.ts';
 import { describe, expect, it } from 'vitest';
 import {
-  DIRTY_PAGES_PER_WORD,
-  DIRTY_WORD_SHIFT,
   FAULT_BITS_PER_PAGE,
   FAULT_PAGES_PER_WORD,
   FAULT_WORD_SHIFT,
@@ -49,14 +47,14 @@ describe('the prelude', () => {
     expect(plain).not.toContain('fn hmm_atomic_add_f32');
   });
 
-  it('addresses the fault and dirty bitmaps with the geometry kernel-layout.ts declares', () => {
+  it('addresses the fault bitmap with the geometry kernel-layout.ts declares, and marks dirty pages one word each', () => {
     const wgsl = prelude({ ...config, atomics: false });
     expect(wgsl).toContain(`let word = page >> ${FAULT_WORD_SHIFT}u;`);
     expect(wgsl).toContain(
       `let mask = bits << ((page & ${FAULT_PAGES_PER_WORD - 1}u) * ${FAULT_BITS_PER_PAGE}u);`,
     );
-    expect(wgsl).toContain(`let word = page >> ${DIRTY_WORD_SHIFT}u;`);
-    expect(wgsl).toContain(`let mask = 1u << (page & ${DIRTY_PAGES_PER_WORD - 1}u);`);
+    // Dirty marks are one word a page, packed into the bitmap after the pass (dirty-pages.ts).
+    expect(wgsl).toContain('if (hmm_dirty_pages[page] == 0u) { hmm_dirty_pages[page] = 1u; }');
     // A pass's declared access is in its pages' entries; in fault mode every
     // page is declared for reading and writing.
     expect(wgsl).toContain(
