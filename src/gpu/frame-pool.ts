@@ -3,14 +3,27 @@
  * `f` is bytes [f * pageSize, (f + 1) * pageSize) of the buffer. The pool
  * never hands out more frames than the budget holds: the budget is a hard limit. Owned by
  * the mirror's thread; nothing here is shared.
+ *
+ * It always hands out the lowest free frame. So pages given frames one
+ * after another, in page order (a migration plans in page order), get
+ * consecutive frames wherever the free frames are, whatever order frames
+ * came back in: a named range in consecutive frames is reached as base + i,
+ * with no page table load (named-ranges.ts). A stack of free frames handed
+ * them out in reverse after a free, and half of a repeated app's runs lost
+ * that path. Small working sets also stay at the start of the buffer.
  */
 export class FramePool {
-  private readonly free: Int32Array;
+  /** Bit f % 32 of word f / 32 is set while frame f is free. */
+  private readonly freeBits: Uint32Array;
   private freeCount: number;
+  /** No word below this one has a free frame. */
+  private lowestWord = 0;
 
   constructor(readonly capacity: number) {
-    // Lowest frames first: small working sets stay at the start of the buffer.
-    this.free = Int32Array.from({ length: capacity }, (_, i) => capacity - 1 - i);
+    this.freeBits = new Uint32Array(Math.ceil(capacity / 32));
+    for (let frame = 0; frame < capacity; frame++) {
+      this.freeBits[frame >>> 5]! |= 1 << (frame & 31);
+    }
     this.freeCount = capacity;
   }
 
@@ -22,13 +35,22 @@ export class FramePool {
     return this.capacity - this.freeCount;
   }
 
-  /** A free frame, or -1 when all are in use. */
+  /** The lowest free frame, or -1 when all are in use. */
   take(): number {
     if (this.freeCount === 0) return -1;
-    return this.free[--this.freeCount] ?? -1;
+    while (this.freeBits[this.lowestWord] === 0) this.lowestWord++;
+    const word = this.freeBits[this.lowestWord] ?? 0;
+    const bit = 31 - Math.clz32(word & -word);
+    this.freeBits[this.lowestWord] = word & ~(1 << bit);
+    this.freeCount--;
+    return (this.lowestWord << 5) | bit;
   }
 
+  /** Gives a frame taken from this pool back. */
   give(frame: number): void {
-    this.free[this.freeCount++] = frame;
+    const word = frame >>> 5;
+    this.freeBits[word]! |= 1 << (frame & 31);
+    this.freeCount++;
+    if (word < this.lowestWord) this.lowestWord = word;
   }
 }
