@@ -1,29 +1,34 @@
 /**
- * The entry-point wrapper: every kernel is compiled with its `@compute`
- * function renamed to a plain function and called from webhmm's own entry
- * point, HMM_ENTRY, which then flushes what the invocation recorded
- * (`hmm_flush`, prelude.ts). So the prelude records access errors, faults,
- * refused stores and range overruns in private variables, plain ALU work,
- * and writes the status block once per invocation: on SwiftShader, which
- * runs every branch's code whether taken or not, an atomic in each
- * accessor's error branch cost more than the access itself.
+ * The entry-point wrapper: every kernel is compiled with the body of its
+ * `@compute` function moved into a plain function, `hmm_user_<name>`, which
+ * the entry point calls before `hmm_flush()` (prelude.ts) writes what the
+ * invocation recorded to the status block. So the prelude records access
+ * errors, faults, refused stores and range overruns in private variables,
+ * plain ALU work, and writes the status block once per invocation: on
+ * SwiftShader, which runs every branch's code whether taken or not, an
+ * atomic in each accessor's error branch cost more than the access itself.
  *
- * Guarantees: the user's code keeps its line numbers (attributes are blanked,
- * not removed, and the wrapper goes after it), and a kernel is never compiled
- * without the flush: if the entry point cannot be found as a `@compute`
- * function, the module has no HMM_ENTRY and fails to compile.
+ *     @compute @workgroup_size(64)
+ *     fn main(@builtin(global_invocation_id) id: vec3u) { hmm_user_main(id); hmm_flush(); } fn hmm_user_main(id: vec3u) {
+ *       ...the kernel's body, on its own lines...
+ *     }
+ *
+ * Guarantees: the entry point's attributes, name and parameters stay where
+ * the user wrote them, and the body on its lines (only what follows the
+ * opening brace on its line moves right), so compile errors name the
+ * user's lines; `@diagnostic` attributes apply to the body too; a kernel is
+ * never compiled without the flush: if the entry point cannot be found as a
+ * `@compute` function, there is nothing to compile (kernel.ts refuses it).
+ * Identifiers starting with `hmm_` are webhmm's.
  */
 
-/** The entry point webhmm compiles every kernel with. */
-export const HMM_ENTRY = 'hmm_entry';
-
-/** What the user's entry point is renamed to (the `hmm_` prefix is webhmm's). */
+/** What the body of the user's entry point moves into. */
 export const userEntryName = (entryPoint: string): string => `hmm_user_${entryPoint}`;
 
 /**
- * `code` with `entryPoint` renamed to a plain function (its attributes and
- * its parameters' attributes blanked) and HMM_ENTRY appended, calling it and
- * then `hmm_flush()`; undefined if `code` has no `@compute fn entryPoint(...)`.
+ * `code` with the body of `entryPoint` moved into a plain function called
+ * from it, then `hmm_flush()`; undefined if `code` has no `@compute fn
+ * entryPoint(...) {` (with no return type).
  */
 export function wrapEntryPoint(code: string, entryPoint: string): string | undefined {
   const masked = maskComments(code);
@@ -32,28 +37,20 @@ export function wrapEntryPoint(code: string, entryPoint: string): string | undef
   const fnAt = found.index;
   const open = fnAt + found[0].length - 1;
   const close = matching(masked, open);
-  if (close < 0 || /^\s*->/.test(masked.slice(close + 1))) return undefined;
-  const attributesAt = attributesBefore(masked, fnAt);
-  const attributes = masked.slice(attributesAt, fnAt);
+  if (close < 0) return undefined;
+  const brace = /^\s*\{/.exec(masked.slice(close + 1));
+  if (!brace) return undefined;
+  const attributes = masked.slice(attributesBefore(masked, fnAt), fnAt);
   if (!/@\s*compute\b/.test(attributes)) return undefined;
-  const params = masked.slice(open + 1, close);
-  const names = splitTopLevel(params).map(paramName);
+  const params = splitTopLevel(masked.slice(open + 1, close)).map(stripAttributes);
+  const names = params.map(paramName);
   if (names.some((name) => name === undefined)) return undefined;
-  const renamed =
-    code.slice(0, attributesAt) +
-    blank(code.slice(attributesAt, fnAt)) +
-    `fn ${userEntryName(entryPoint)}${newlines(code.slice(fnAt, open))}(` +
-    blankAttributes(code.slice(open + 1, close), masked.slice(open + 1, close)) +
-    code.slice(close);
-  const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim();
-  return `${renamed}
-// ---- webhmm entry point: the kernel's own, then the invocation's status flushed ----
-${oneLine(attributes)}
-fn ${HMM_ENTRY}(${oneLine(params)}) {
-  ${userEntryName(entryPoint)}(${names.join(', ')});
-  hmm_flush();
-}
-`;
+  const diagnostics = attributes.match(DIAGNOSTIC) ?? [];
+  const body = close + 1 + brace[0].length; // just past the opening brace
+  const user = userEntryName(entryPoint);
+  const call = `{ ${user}(${names.join(', ')}); hmm_flush(); }`;
+  const header = `${diagnostics.join(' ')} fn ${user}(${params.join(', ')}) {`;
+  return `${code.slice(0, body - 1)}${call} ${header.trim()}${code.slice(body)}`;
 }
 
 /** `code` with every comment (line, and nested block) replaced by spaces, newlines kept. */
@@ -137,28 +134,14 @@ function splitTopLevel(params: string): string[] {
 }
 
 const ATTRIBUTE = /@\s*\w+\s*(\([^)]*\))?/g;
+const DIAGNOSTIC = /@\s*diagnostic\s*\([^)]*\)/g;
 
-/** The name of one parameter (`@builtin(x) name: type`), or undefined. */
+/** One parameter (`@builtin(x) name: type`) without its attributes, on one line. */
+function stripAttributes(param: string): string {
+  return param.replace(ATTRIBUTE, ' ').replace(/\s+/g, ' ').trim();
+}
+
+/** The name of one parameter without attributes (`name: type`), or undefined. */
 function paramName(param: string): string | undefined {
-  return /^\s*([A-Za-z_]\w*)\s*:/.exec(param.replace(ATTRIBUTE, ' '))?.[1];
-}
-
-/** `text` with its attributes (found in `masked`, the same text without comments) blanked. */
-function blankAttributes(text: string, masked: string): string {
-  let out = text;
-  for (const match of masked.matchAll(ATTRIBUTE)) {
-    const at = match.index;
-    out = out.slice(0, at) + blank(match[0]) + out.slice(at + match[0].length);
-  }
-  return out;
-}
-
-/** The newlines of `text`, so a rewritten header keeps the lines after it where they were. */
-function newlines(text: string): string {
-  return text.replace(/[^\n]/g, '');
-}
-
-/** `text` as spaces, its newlines kept. */
-function blank(text: string): string {
-  return text.replace(/[^\n]/g, ' ');
+  return /^([\p{XID_Start}_][\p{XID_Continue}]*)\s*:/u.exec(param)?.[1];
 }

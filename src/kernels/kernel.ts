@@ -167,7 +167,6 @@ export class Kernel implements RuntimeKernel {
           code: `${head}${wrapped}`,
           entryPoint,
           preludeLines: preludeLines(head),
-          userLines: code.split('\n').length,
           layout: runtime.pipelineLayout,
         })
       : Promise.reject(

@@ -23,18 +23,14 @@
  * without end.
  */
 import { InvalidArgumentError } from '../errors.ts';
-import { HMM_ENTRY } from './entry-wrapper.ts';
 
 /** What to compile. */
 export interface PipelineSource {
-  /** The full WGSL: the prelude, the user's code, the entry-point wrapper (entry-wrapper.ts). */
+  /** The full WGSL: the prelude, then the user's code with its entry point wrapped (entry-wrapper.ts). */
   readonly code: string;
-  /** The user's entry point, for labels and errors; the pipeline's is HMM_ENTRY. */
   readonly entryPoint: string;
   /** Lines the prelude adds before the user's code, to report the user's own line numbers. */
   readonly preludeLines: number;
-  /** Lines of the user's code: a message past them is about the wrapper. */
-  readonly userLines: number;
   /** The pipeline layout (group 0 of the prelude) of the runtime compiling first. */
   readonly layout: GPUPipelineLayout;
 }
@@ -97,7 +93,7 @@ export async function createPipeline(
   device: GPUDevice,
   source: PipelineSource,
 ): Promise<CompiledKernel> {
-  const { code, entryPoint, preludeLines, userLines, layout } = source;
+  const { code, entryPoint, preludeLines, layout } = source;
   // A WGSL error is also a validation error: catch it here, report it from the compilation info.
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ label: `webhmm kernel ${entryPoint}`, code });
@@ -108,9 +104,9 @@ export async function createPipeline(
   if (errors.length > 0) {
     const lines = errors.map((message) => {
       const line = message.lineNum - preludeLines;
-      if (line <= 0) return `in the prelude: ${message.message}`;
-      if (line > userLines) return `in the entry point's wrapper: ${message.message}`;
-      return `line ${line}:${message.linePos}: ${message.message}`;
+      return line > 0
+        ? `line ${line}:${message.linePos}: ${message.message}`
+        : `in the prelude: ${message.message}`;
     });
     throw new InvalidArgumentError('code', entryPoint, 'wgsl', lines.join('; '));
   }
@@ -119,7 +115,7 @@ export async function createPipeline(
     const pipeline = await device.createComputePipelineAsync({
       label,
       layout,
-      compute: { module, entryPoint: HMM_ENTRY },
+      compute: { module, entryPoint },
     });
     const variants = new Map<string, GPUComputePipeline>([['0 false', pipeline]]);
     const variant = (mask: number, collecting = false): GPUComputePipeline => {
@@ -131,7 +127,7 @@ export async function createPipeline(
           layout,
           compute: {
             module,
-            entryPoint: HMM_ENTRY,
+            entryPoint,
             // Only constants the module declares: hmm_contiguous comes with named ranges.
             constants: {
               ...(mask !== 0 ? { hmm_contiguous: mask } : {}),

@@ -28,8 +28,8 @@
  *
  * How it stays cheap: a translation decides with selects, not branches, and
  * records what went wrong (access errors, faults, a refused store, a range
- * overrun) in private variables; `hmm_flush`, which the entry-point wrapper
- * (entry-wrapper.ts) calls once the user's entry point returns, writes them
+ * overrun) in private variables; `hmm_flush`, which the kernel's entry point
+ * calls once its body returned (entry-wrapper.ts), writes them
  * to the status block. Whether a pass collects is the pipeline constant
  * `hmm_collecting`, so a real pass's pipeline has no fault-bitmap code at
  * all. Both matter most where every branch runs whether taken or not
@@ -211,9 +211,9 @@ fn hmm_mark_dirty(page: u32) {
   hmm_stored = true;
 }
 
-// The invocation's record, into the status block: called by the entry-point
-// wrapper once the kernel's entry point returned. The lowest error VA and
-// range overrun are kept inverted, so a cleared block means none.
+// The invocation's record, into the status block: called by the kernel's
+// entry point once its body returned (entry-wrapper.ts). The lowest error VA
+// and range overrun are kept inverted, so a cleared block means none.
 fn hmm_flush() {
   if (hmm_error_kinds != 0u) {
     atomicMax(&hmm_status[${STATUS_ERROR_VA}], hmm_error_va);

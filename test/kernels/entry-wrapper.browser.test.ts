@@ -93,7 +93,29 @@ fn fill(ids: Ids) {
     expect(error).toBeInstanceOf(InvalidArgumentError);
     expect(error).toMatchObject({ reason: 'wgsl' });
     expect((error as Error).message).toMatch(/line 6:/);
-    expect((error as Error).message).not.toMatch(/wrapper|prelude/);
+    expect((error as Error).message).not.toMatch(/prelude/);
+  });
+
+  it("reports mistakes in the entry point's attributes and parameters at the user's lines, and keeps @diagnostic on the body", async () => {
+    const { gpu } = await setup();
+    const message = (code: string) =>
+      gpu.kernel({ code }).ready.then(
+        () => 'compiled',
+        (error: unknown) => (error as Error).message,
+      );
+    expect(await message('\n@compute @workgroup_size(WG)\nfn main() {}')).toMatch(/\(line 2:26: /);
+    expect(await message('\n@compute\nfn main() {}')).toMatch(/\(line 3:/);
+    expect(
+      await message(
+        '\n@compute @workgroup_size(1)\nfn main(@builtin(global_invocation_id) id: u32) {}',
+      ),
+    ).toMatch(/\(line 3:/);
+    const unicode =
+      '@compute @workgroup_size(1)\nfn main(@builtin(workgroup_id) idé: vec3u) { _ = idé; }';
+    expect(await message(unicode)).toBe('compiled');
+    const unreachable =
+      '\n@diagnostic(error, chromium.unreachable_code) @compute @workgroup_size(1)\nfn main() {\n  return;\n  _ = 1u;\n}';
+    expect(await message(unreachable)).toMatch(/line 5:\d+: .*unreachable/);
   });
 
   it('refuses an entry point that is not a @compute function, when the kernel compiles', async () => {

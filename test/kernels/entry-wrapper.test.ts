@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { HMM_ENTRY, maskComments, wrapEntryPoint } from '../../src/kernels/entry-wrapper.ts';
+import { maskComments, wrapEntryPoint } from '../../src/kernels/entry-wrapper.ts';
 
 const lines = (text: string) => text.split('\n');
 
 describe('the entry-point wrapper', () => {
-  it('renames the entry point to a plain function and calls it, then hmm_flush, from its own', () => {
+  it('moves the body into a plain function called from the entry point, then hmm_flush, on the brace line', () => {
     const code = `
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3u,
@@ -12,49 +12,48 @@ fn main(@builtin(global_invocation_id) id: vec3u,
   if (id.x > groups.x) { return; }
 }`;
     const wrapped = wrapEntryPoint(code, 'main') ?? '';
-    const user = lines(wrapped).slice(0, lines(code).length);
-    // The user's lines stay where they were, attributes blanked.
-    expect(user[1]?.trim()).toBe('');
-    expect(user[2]).toMatch(/^fn hmm_user_main\(\s+id: vec3u,$/);
-    expect(user[3]).toMatch(/^\s+groups: vec3<u32>\) \{$/);
-    expect(user[4]).toBe(lines(code)[4]);
-    expect(wrapped).not.toMatch(/@compute[^\n]*\nfn hmm_user_main/);
-    expect(wrapped).toContain(
-      `@compute @workgroup_size(64)
-fn ${HMM_ENTRY}(@builtin(global_invocation_id) id: vec3u, @builtin(num_workgroups) groups: vec3<u32>) {
-  hmm_user_main(id, groups);
-  hmm_flush();
-}`,
+    // Same lines; the header untouched; only the brace line grows.
+    expect(lines(wrapped).length).toBe(lines(code).length);
+    expect(lines(wrapped).slice(0, 3)).toEqual(lines(code).slice(0, 3));
+    expect(lines(wrapped)[3]).toBe(
+      '        @builtin(num_workgroups) groups: vec3<u32>) { hmm_user_main(id, groups); hmm_flush(); } fn hmm_user_main(id: vec3u, groups: vec3<u32>) {',
     );
+    expect(lines(wrapped).slice(4)).toEqual(lines(code).slice(4));
   });
 
   it('finds the entry point past comments, nested block comments and nested attribute arguments', () => {
     const code = `// fn main() { } in a line comment
 /* fn main() /* nested */ still a comment */
 @compute /* between */ @workgroup_size(max(1, 2), 1)
-fn main() {}
+fn main() /* before the body */ {}
 fn helper() {}`;
     const wrapped = wrapEntryPoint(code, 'main') ?? '';
-    expect(lines(wrapped).slice(0, 5)).toEqual([
-      lines(code)[0],
-      lines(code)[1],
-      ' '.repeat(lines(code)[2]?.length ?? 0),
-      'fn hmm_user_main() {}',
+    expect(lines(wrapped)).toEqual([
+      ...lines(code).slice(0, 3),
+      'fn main() /* before the body */ { hmm_user_main(); hmm_flush(); } fn hmm_user_main() {}',
       'fn helper() {}',
     ]);
-    expect(wrapped).toContain(`@compute @workgroup_size(max(1, 2), 1)\nfn ${HMM_ENTRY}() {`);
-    expect(wrapped).toContain('  hmm_user_main();\n');
   });
 
-  it('passes a struct of builtins through by name', () => {
-    const code = `struct In { @builtin(local_invocation_index) lane: u32 }
+  it('passes a struct of builtins through by name, and names that are not ASCII', () => {
+    const struct = `struct In { @builtin(local_invocation_index) lane: u32 }
 @compute @workgroup_size(8) fn go(input: In) { _ = input.lane; }`;
-    const wrapped = wrapEntryPoint(code, 'go') ?? '';
-    expect(wrapped).toContain('fn hmm_user_go(input: In) {');
-    expect(wrapped).toContain(`fn ${HMM_ENTRY}(input: In) {\n  hmm_user_go(input);`);
+    expect(wrapEntryPoint(struct, 'go')).toContain(
+      'fn go(input: In) { hmm_user_go(input); hmm_flush(); } fn hmm_user_go(input: In) { _ = input.lane; }',
+    );
+    const unicode = '@compute @workgroup_size(1) fn main(@builtin(workgroup_id) idé: vec3u) {}';
+    expect(wrapEntryPoint(unicode, 'main')).toContain('hmm_user_main(idé);');
   });
 
-  it('gives up (so the module has no entry point and fails to compile) on anything but a @compute function of that name', () => {
+  it('applies @diagnostic attributes of the entry point to the moved body too', () => {
+    const code =
+      '@diagnostic(off, derivative_uniformity) @compute @workgroup_size(1)\nfn main() {}';
+    expect(lines(wrapEntryPoint(code, 'main') ?? '')[1]).toBe(
+      'fn main() { hmm_user_main(); hmm_flush(); } @diagnostic(off, derivative_uniformity) fn hmm_user_main() {}',
+    );
+  });
+
+  it('gives up (the kernel is then refused) on anything but a @compute function of that name with a body', () => {
     expect(wrapEntryPoint('@compute @workgroup_size(1) fn main() {}', 'nope')).toBeUndefined();
     expect(wrapEntryPoint('fn main() {}', 'main')).toBeUndefined();
     expect(wrapEntryPoint('// @compute @workgroup_size(1) fn main() {}', 'main')).toBeUndefined();
