@@ -10,6 +10,7 @@
  */
 import { nonNegativeInteger, positiveInteger } from '../arguments.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { isWgslWord } from './wgsl-words.ts';
 import { RANGE_WORDS } from './kernel-layout.ts';
 import type { KernelOptions, RunOptions } from './kernel-options.ts';
 import type { Workgroups } from './kernel-runtime.ts';
@@ -84,19 +85,21 @@ export function kernelWorkgroupSize(options: KernelOptions): number | undefined 
 /**
  * The declared parameters, in declaration order.
  * @throws InvalidArgumentError 'bad-value' (argument 'params') for params
- *   that are not an object, a name that is not an identifier or a type other
- *   than 'u32', 'i32', 'f32'
+ *   that are not an object, a name that is not an identifier (a WGSL
+ *   keyword or reserved word, or one starting with `hmm_`, the prelude's,
+ *   included) or a type other than 'u32', 'i32', 'f32'
  */
 export function declaredParams(params: KernelOptions['params']): ParamList {
   if (params === undefined) return [];
   const list = Object.entries(optionsObject<Record<string, ParamType>>('params', params));
   for (const [name, type] of list) {
-    if (!IDENTIFIER.test(name) || !['u32', 'i32', 'f32'].includes(type)) {
+    const identifier = IDENTIFIER.test(name) && !isWgslWord(name) && !name.startsWith('hmm_');
+    if (!identifier || !['u32', 'i32', 'f32'].includes(type)) {
       throw new InvalidArgumentError(
         'params',
         `${name}: ${String(type)}`,
         'bad-value',
-        "an identifier typed 'u32', 'i32' or 'f32'",
+        "a WGSL identifier (not a keyword or reserved word, not starting with hmm_) typed 'u32', 'i32' or 'f32'",
       );
     }
   }

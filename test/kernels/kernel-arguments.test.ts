@@ -57,6 +57,15 @@ describe('kernel arguments', () => {
     expect(new Uint32Array(buffer)[0]).toBe(7);
   });
 
+  it('refuse parameter names WGSL or the prelude would refuse: keywords, reserved words, hmm_', () => {
+    for (const name of ['from', 'let', 'self', 'hmm_ranges', '2n', 'a b']) {
+      expect(() => declaredParams({ [name]: 'u32' })).toThrow(
+        expect.objectContaining({ argument: 'params', reason: 'bad-value' }),
+      );
+    }
+    expect(declaredParams({ fromage: 'u32', lets: 'f32', hmm: 'i32' })).toHaveLength(3);
+  });
+
   it('encode parameter values little-endian in declaration order', () => {
     const declared = declaredParams({ n: 'u32', a: 'f32', d: 'i32', big: 'u32' });
     const buffer = encodeParams(declared, { big: 2 ** 32 - 1, d: -3, a: 0.1, n: 42 });
