@@ -6,8 +6,8 @@
  *
  * It always hands out the lowest free frame. So pages given frames one
  * after another, in page order (a migration plans in page order), get
- * consecutive frames wherever the free frames are, whatever order frames
- * came back in: a named range in consecutive frames is reached as base + i,
+ * consecutive frames where the lowest free frames are consecutive, whatever
+ * order frames came back in: a named range in consecutive frames is reached as base + i,
  * with no page table load (named-ranges.ts). A stack of free frames handed
  * them out in reverse after a free, and half of a repeated app's runs lost
  * that path. Small working sets also stay at the start of the buffer.

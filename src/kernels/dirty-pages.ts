@@ -14,11 +14,25 @@
  *
  * Guarantees: after a pass and its pack, the bitmap's bit p is set exactly
  * when the pass marked page p; every page word is 0 again. A pass that marks
- * nothing (a collecting pass) needs no pack.
+ * nothing (a collecting pass) needs no pack. The pack reads only the span of
+ * pages the pass may store to (a run with `uses` can mark only its declared
+ * pages), rounded out to SPAN_WORDS bitmap words, so a one-page run in a
+ * space of a million pages packs 2048 pages, not all of them; the rest of
+ * the bitmap is cleared.
  */
 import { DIRTY_PAGES_PER_WORD } from './kernel-layout.ts';
 
 const WORKGROUP = 64;
+
+/**
+ * Spans start and end on multiples of this many bitmap words: a binding's
+ * offset must be a multiple of 256 bytes (64 words of the bitmap, and 8 KiB
+ * of page words).
+ */
+const SPAN_WORDS = 64;
+
+/** Pack bind groups kept, by span: a kernel's runs mostly declare the same pages. */
+const SPAN_GROUPS = 16;
 
 /** One invocation per bitmap word: its 32 page words, packed, then cleared. */
 const DIRTY_PACK_WGSL = /* wgsl */ `
@@ -48,11 +62,11 @@ export class DirtyPages {
   /** One bit per page: what a real pass's readback copies. */
   readonly bitmap: GPUBuffer;
   private readonly pipeline: GPUComputePipeline;
-  private readonly group: GPUBindGroup;
-  private readonly groups: number;
+  /** Bind groups by span, `first:end` in bitmap words; map order is recency order. */
+  private readonly spans = new Map<string, GPUBindGroup>();
 
   constructor(
-    device: GPUDevice,
+    private readonly device: GPUDevice,
     /** Words of the bitmap. */
     readonly words: number,
   ) {
@@ -69,22 +83,53 @@ export class DirtyPages {
       usage: storage,
     });
     this.pipeline = packPipeline(device);
-    this.group = device.createBindGroup({
-      label: 'webhmm dirty pack group',
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: this.pageWords } },
-        { binding: 1, resource: { buffer: this.bitmap } },
-      ],
-    });
-    this.groups = Math.ceil(words / WORKGROUP);
   }
 
-  /** Packs (and clears) the page words into the bitmap: a dispatch after the pass's, in its compute pass. */
-  encodePack(compute: GPUComputePassEncoder): void {
+  /**
+   * Packs (and clears) the page words of pages [firstPage, endPage) into
+   * the bitmap: a dispatch after the pass's, in its compute pass. The
+   * bitmap must have been cleared before the pass (the pack writes only the
+   * words of its span), and the pass may have marked no page outside it.
+   */
+  encodePack(compute: GPUComputePassEncoder, firstPage = 0, endPage = Infinity): void {
+    const first = Math.floor(firstPage / DIRTY_PAGES_PER_WORD / SPAN_WORDS) * SPAN_WORDS;
+    const wanted = Math.ceil(endPage / DIRTY_PAGES_PER_WORD / SPAN_WORDS) * SPAN_WORDS;
+    const end = Math.max(first + 1, Math.min(this.words, wanted));
+    if (first >= this.words) return;
     compute.setPipeline(this.pipeline);
-    compute.setBindGroup(0, this.group);
-    compute.dispatchWorkgroups(this.groups);
+    compute.setBindGroup(0, this.spanGroup(first, end));
+    compute.dispatchWorkgroups(Math.ceil((end - first) / WORKGROUP));
+  }
+
+  /** The pack's bind group over bitmap words [first, end) and their page words. */
+  private spanGroup(first: number, end: number): GPUBindGroup {
+    const key = `${first}:${end}`;
+    let group = this.spans.get(key);
+    if (group) {
+      this.spans.delete(key);
+    } else {
+      const words = end - first;
+      const pageWords = DIRTY_PAGES_PER_WORD * 4;
+      group = this.device.createBindGroup({
+        label: `webhmm dirty pack group ${key}`,
+        layout: this.pipeline.getBindGroupLayout(0),
+        entries: [
+          {
+            binding: 0,
+            resource: {
+              buffer: this.pageWords,
+              offset: first * pageWords,
+              size: words * pageWords,
+            },
+          },
+          { binding: 1, resource: { buffer: this.bitmap, offset: first * 4, size: words * 4 } },
+        ],
+      });
+    }
+    this.spans.set(key, group);
+    const oldest = this.spans.keys().next();
+    if (this.spans.size > SPAN_GROUPS && !oldest.done) this.spans.delete(oldest.value);
+    return group;
   }
 
   destroy(): void {

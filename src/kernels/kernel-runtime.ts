@@ -300,7 +300,7 @@ export class KernelRuntime {
     const collecting = options.mode === MODE_COLLECT;
     this.write(this.control, new Uint32Array([options.uses, 0, 0, 0]));
     const encoder = device.createCommandEncoder({ label: options.label });
-    this.encodePass(encoder, options, collecting, this.readback, 0);
+    this.encodePass(encoder, options, collecting, [this.readback, 0]);
     device.queue.submit([encoder.finish()]);
     return decodeStatus(
       await this.read(STATUS_WORDS + (collecting ? this.faultWords : this.dirtyWords)),
@@ -329,7 +329,13 @@ export class KernelRuntime {
     copyIn(new Uint32Array([options.uses, 0, 0, 0]), this.control);
     copyIn(params.data, params.buffer);
     const restore = this.declarePages(batch, usesTable);
-    this.encodePass(encoder, options, false, batch.readback, batch.nextSlotOffset);
+    this.encodePass(
+      encoder,
+      options,
+      false,
+      [batch.readback, batch.nextSlotOffset],
+      declaredSpan(usesTable),
+    );
     restore();
   }
 
@@ -383,18 +389,18 @@ export class KernelRuntime {
   }
 
   /**
-   * Encodes one pass: clears the status block (and a collecting pass's fault
-   * bitmap), dispatches, packs a real pass's dirty page words into the dirty
-   * bitmap (dirty-pages.ts), and copies the status and the bitmap to
-   * `readback` at `offset`. Queue order keeps passes in flight apart: the
+   * Encodes one pass: clears the status block and the bitmap it fills,
+   * dispatches, packs a real pass's dirty page words of the pages it may
+   * mark (`markable`) into the dirty bitmap (dirty-pages.ts), and copies the status and the bitmap to
+   * the readback buffer at its offset. Queue order keeps passes in flight apart: the
    * next pass's clear comes after this pass's copy.
    */
   private encodePass(
     encoder: GPUCommandEncoder,
     options: Omit<PassOptions, 'mode' | 'uses'>,
     collecting: boolean,
-    readback: GPUBuffer,
-    offset: number,
+    [readback, offset]: readonly [GPUBuffer, number],
+    markable: readonly [firstPage: number, endPage: number] = [0, Infinity],
   ): void {
     const { pipeline, group, workgroups, label } = options;
     const [bitmap, bitmapWords] = collecting
@@ -402,12 +408,12 @@ export class KernelRuntime {
       : [this.dirty.bitmap, this.dirtyWords];
     // A cleared status block means no fault, store or error (kernel-layout.ts).
     encoder.clearBuffer(this.status);
-    if (collecting) encoder.clearBuffer(bitmap);
+    encoder.clearBuffer(bitmap);
     const compute = encoder.beginComputePass({ label });
     compute.setPipeline(pipeline);
     compute.setBindGroup(0, group);
     compute.dispatchWorkgroups(...workgroups);
-    if (!collecting) this.dirty.encodePack(compute);
+    if (!collecting) this.dirty.encodePack(compute, ...markable);
     compute.end();
     encoder.copyBufferToBuffer(this.status, 0, readback, offset, STATUS_WORDS * 4);
     encoder.copyBufferToBuffer(bitmap, 0, readback, offset + STATUS_WORDS * 4, bitmapWords * 4);
@@ -434,6 +440,17 @@ export class KernelRuntime {
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
   }
+}
+
+/** The pages a declared pass may store to lie in [first, end): the span of its uses table's rows. */
+function declaredSpan(usesTable: Uint32Array): readonly [number, number] {
+  let first = Infinity;
+  let end = 0;
+  for (let row = 0; row < usesTable.length; row += USE_WORDS) {
+    first = Math.min(first, usesTable[row] ?? 0);
+    end = Math.max(end, usesTable[row + 1] ?? 0);
+  }
+  return end > 0 ? [first, end] : [0, 0];
 }
 
 /**

@@ -101,6 +101,31 @@ describe('pipelined runs', () => {
     kernel.destroy();
   });
 
+  it('reports dirty pages far apart in a large space, and a range across a pack span boundary, each to its own run', async () => {
+    const { space, gpu } = await testMirror(
+      { size: 64 << 20, pageSize: PAGE },
+      { copy: 'buffer', budget: 1 << 20 },
+      cleanups,
+    );
+    const base = space.alloc(60 << 20);
+    const kernel = addKernel(gpu);
+    // Pack spans are 2048 pages: pages 2040..2059 straddle the boundary at 2048.
+    const at = (page: number, pages = 1) => [
+      { name: 'r', va: base + page * PAGE, len: pages * PAGE },
+    ];
+    const runs = [at(100), at(5000), at(2040, 20), at(14000), at(100)];
+    const results = await Promise.all(
+      runs.map((uses) =>
+        kernel.run({ workgroups: uses[0]!.len / 4 / 64, params: { k: 1, over: 0 }, uses }),
+      ),
+    );
+    expect(results.map((r) => r.pagesWritten)).toEqual([1, 1, 20, 1, 1]);
+    expect((await words(space, base + 100 * PAGE, 8))[0]).toBe(2);
+    expect((await words(space, base + 2059 * PAGE + PAGE - 4, 4))[0]).toBe(1);
+    expect((await words(space, base + 14000 * PAGE, 4))[0]).toBe(1);
+    kernel.destroy();
+  });
+
   it('fails only the run with the error in the middle of a chain; the others land', async () => {
     const { space, gpu } = await setup();
     const va = space.alloc(PAGE);
