@@ -13,8 +13,7 @@
  * - lets CPU readers join the runs it only reads, reconciles the device
  *   entries of the declared pages by sequence number, and runs one pass in
  *   which stores land only in the pages of the write runs (prelude.ts);
- * - marks dirty only the pages the kernel stored to (or translated for
- *   writing: prelude.ts). An access outside the
+ * - marks dirty only the pages the kernel stored to (prelude.ts). An access outside the
  *   declared runs, or a store through a read translation, fails the run with
  *   AccessError 'undeclared' (run-error.ts).
  *

@@ -13,7 +13,7 @@
  * index arithmetic it does with translated word indices:
  * - a store lands only in a page that is GPU-owned, writable and declared for
  *   writing, and marks that page dirty (`hmm_store_*` and atomics when they
- *   store, `hmm_translate(va, true)` when it hands out the page's frame);
+ *   store, a `hmm_frame_store` that lands through `hmm_translate(va, true)`);
  *   otherwise it goes to a sink frame;
  * - `hmm_frame_store(w, v)` lands only within the page of one of the
  *   invocation's last STORE_PAGES write translations (a compare each, no
@@ -190,7 +190,15 @@ var<private> hmm_fault_seen: bool = false;
 var<private> hmm_stored: bool = false;
 var<private> hmm_refused_store: u32 = 0u;
 var<private> hmm_range_overrun: u32 = 0u;
-${Array.from({ length: STORE_PAGES }, (_, i) => `var<private> hmm_store_page${i}: u32 = HMM_SINK_WORDS;`).join('\n')}
+// The last STORE_PAGES write translations: the frame word of the page, its VA
+// page (HMM_NO_PAGE for the sink) and whether a hmm_frame_store landed in it.
+const HMM_NO_PAGE: u32 = 0xffffffffu;
+${Array.from(
+  { length: STORE_PAGES },
+  (_, i) => `var<private> hmm_store_page${i}: u32 = HMM_SINK_WORDS;
+var<private> hmm_store_va_page${i}: u32 = HMM_NO_PAGE;
+var<private> hmm_store_hit${i}: bool = false;`,
+).join('\n')}
 
 `;
 }
@@ -215,6 +223,7 @@ fn hmm_mark_dirty(page: u32) {
 // entry point once its body returned (entry-wrapper.ts). The lowest error VA
 // and range overrun are kept inverted, so a cleared block means none.
 fn hmm_flush() {
+  hmm_flush_stores();
   if (hmm_error_kinds != 0u) {
     atomicMax(&hmm_status[${STATUS_ERROR_VA}], hmm_error_va);
     atomicOr(&hmm_status[${STATUS_ERROR_KINDS}], hmm_error_kinds);
@@ -240,7 +249,10 @@ const TRANSLATE = `// The frame word of \`va\`, valid to the end of its page. Fo
 // translation carries the read tag: loads mask it off, stores through it are
 // refused. Errors, in order of precedence: beyond the space, undeclared, a
 // store to a page declared read-only; then a fault (not usable as it is).
-fn hmm_translate_page(va: u32, forWrite: bool) -> u32 {
+fn hmm_translate_page(va: u32, forWrite: bool) -> u32 { return hmm_translate_marking(va, forWrite, forWrite); }
+
+// As hmm_translate_page; a usable write translation marks its page dirty only with \`mark\`.
+fn hmm_translate_marking(va: u32, forWrite: bool, mark: bool) -> u32 {
   let page = va >> HMM_PAGE_SHIFT;
   let offset = (va >> 2u) & (HMM_PAGE_WORDS - 1u);
   let fallback = select(HMM_ZERO_WORDS | ${TAG}, HMM_SINK_WORDS, forWrite) + offset;
@@ -261,16 +273,21 @@ fn hmm_translate_page(va: u32, forWrite: bool) -> u32 {
   hmm_faulted_flag = hmm_faulted_flag || error != 0u || fault;
   // A collecting pass's stores go to the sink, faulting or not.
   let usable = error == 0u && !fault && !(forWrite && hmm_collecting);
-  if (forWrite && usable) { hmm_mark_dirty(page); }
+  if (mark && usable) { hmm_mark_dirty(page); }
   let frame_words = (entry & ${u(DPTE_FRAME_MASK)}) * HMM_PAGE_WORDS + offset;
   return select(fallback, frame_words | select(${TAG}, 0u, forWrite), usable);
 }
 
-// As hmm_translate_page; a write translation's page (its frame, or the sink)
-// becomes one of the pages hmm_frame_store may store to.
+// As hmm_translate_page, but a write translation marks nothing yet: its page
+// (its frame, or the sink) becomes one of the pages hmm_frame_store may store
+// to, and is marked dirty once a store landed in it (when it leaves the last
+// STORE_PAGES, or in hmm_flush).
 fn hmm_translate(va: u32, forWrite: bool) -> u32 {
-  let w = hmm_translate_page(va, forWrite);
-  if (forWrite) { hmm_remember_store_page(w & ~(HMM_PAGE_WORDS - 1u)); }
+  let w = hmm_translate_marking(va, forWrite, false);
+  if (forWrite) {
+    let sink = (w & ~(HMM_PAGE_WORDS - 1u)) == HMM_SINK_WORDS;
+    hmm_remember_store_page(w & ~(HMM_PAGE_WORDS - 1u), select(va >> HMM_PAGE_SHIFT, HMM_NO_PAGE, sink));
+  }
   return w;
 }
 
@@ -288,17 +305,41 @@ fn hmm_translate(va: u32, forWrite: bool) -> u32 {
  * hmm_flush); choosing the store's address with a select cost about 15%: it
  * defeats SwiftShader's sequential stores.
  */
-const STORE_CHECK = `fn hmm_remember_store_page(base: u32) {
+const STORE_CHECK = `fn hmm_remember_store_page(base: u32, va_page: u32) {
   if (base == hmm_store_page0) { return; }
-${Array.from({ length: STORE_PAGES - 1 }, (_, i) => `  hmm_store_page${STORE_PAGES - 1 - i} = hmm_store_page${STORE_PAGES - 2 - i};`).join('\n')}
+  hmm_mark_stored(hmm_store_va_page${STORE_PAGES - 1}, hmm_store_hit${STORE_PAGES - 1});
+${Array.from({ length: STORE_PAGES - 1 }, (_, i) => {
+  const [to, from] = [STORE_PAGES - 1 - i, STORE_PAGES - 2 - i];
+  return `  hmm_store_page${to} = hmm_store_page${from};
+  hmm_store_va_page${to} = hmm_store_va_page${from};
+  hmm_store_hit${to} = hmm_store_hit${from};`;
+}).join('\n')}
   hmm_store_page0 = base;
+  hmm_store_va_page0 = va_page;
+  hmm_store_hit0 = false;
+}
+
+// A remembered write translation's page, dirty if a store landed in it.
+fn hmm_mark_stored(va_page: u32, hit: bool) {
+  if (hit && va_page != HMM_NO_PAGE) { hmm_mark_dirty(va_page); }
+}
+
+// The remembered pages stores landed in, marked dirty (from hmm_flush).
+fn hmm_flush_stores() {
+${Array.from({ length: STORE_PAGES }, (_, i) => `  hmm_mark_stored(hmm_store_va_page${i}, hmm_store_hit${i});`).join('\n')}
 }
 
 // Records a suppressed store: the word it aimed at, plus one (the runtime names its address).
 fn hmm_refuse_store(w: u32) { hmm_refused_store = w + 1u; }
 
+// Whether \`w\` lies in a remembered page; the page it lies in counts as stored to.
 fn hmm_store_allowed(w: u32) -> bool {
-  return ${Array.from({ length: STORE_PAGES }, (_, i) => `(w - hmm_store_page${i} < HMM_PAGE_WORDS)`).join(' | ')};
+${Array.from(
+  { length: STORE_PAGES },
+  (_, i) => `  let in${i} = w - hmm_store_page${i} < HMM_PAGE_WORDS;
+  hmm_store_hit${i} = hmm_store_hit${i} | in${i};`,
+).join('\n')}
+  return ${Array.from({ length: STORE_PAGES }, (_, i) => `in${i}`).join(' | ')};
 }
 
 `;

@@ -323,3 +323,31 @@ fn main() { hmm_store_u32(hmm_params.va, hmm_params.n + u32(hmm_params.d) + u32(
     expect(await u32At(space, va)).toBe(6);
   });
 });
+
+describe('hmm_translate for writing', () => {
+  it('marks dirty only the translated pages a store landed in, also those that left the last four', async () => {
+    const { space, gpu } = await setup({ size: 4 * MiB, pageSize: 4 * KiB });
+    const base = space.alloc(6 * 4 * KiB);
+    const kernel = gpu.kernel({
+      code: /* wgsl */ `
+@compute @workgroup_size(1)
+fn main() {
+  for (var p = 0u; p < 6u; p++) {
+    let w = hmm_translate(hmm_params.base + p * ${4 * KiB}u, true);
+    if (p == 1u || p == 2u || p == 5u) { hmm_frame_store(w + 3u, p + 100u); }
+  }
+}`,
+      params: { base: 'u32' },
+    });
+    // Page 1 leaves the last four write translations (at page 5) after its store; 0, 3 and 4 see none.
+    const result = await kernel.run({
+      workgroups: 1,
+      params: { base },
+      uses: [{ va: base, len: 6 * 4 * KiB, access: 'readwrite' }],
+    });
+    expect(result.pagesWritten).toBe(3);
+    for (const page of [1, 2, 5])
+      expect(await u32At(space, base + page * 4 * KiB + 12)).toBe(page + 100);
+    expect(await u32At(space, base + 12)).toBe(0);
+  });
+});

@@ -66,7 +66,7 @@ describe('the prelude', () => {
     for (const atomics of [false, true]) {
       const wgsl = prelude({ ...config, atomics });
       for (let i = 0; i < STORE_PAGES; i++) {
-        expect(wgsl).toContain(`(w - hmm_store_page${i} < HMM_PAGE_WORDS)`);
+        expect(wgsl).toContain(`let in${i} = w - hmm_store_page${i} < HMM_PAGE_WORDS;`);
       }
       expect(wgsl).not.toContain(`hmm_store_page${STORE_PAGES}`);
       expect(wgsl).toContain('else { hmm_refuse_store(w); }');
