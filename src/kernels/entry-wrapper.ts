@@ -25,12 +25,27 @@
 /** What the body of the user's entry point moves into. */
 export const userEntryName = (entryPoint: string): string => `hmm_user_${entryPoint}`;
 
+/** Where the wrapper inserted its text: after the entry point's opening brace. */
+export interface Insertion {
+  /** The line, 1-based. */
+  readonly line: number;
+  /** The column the text starts at, 1-based (in UTF-16 units, as WGSL messages count). */
+  readonly column: number;
+  readonly length: number;
+}
+
+/** A wrapped kernel: its code, and where the wrapper's text went. */
+export interface WrappedEntryPoint {
+  readonly code: string;
+  readonly insertion: Insertion;
+}
+
 /**
  * `code` with the body of `entryPoint` moved into a plain function called
  * from it, then `hmm_flush()`; undefined if `code` has no `@compute fn
  * entryPoint(...) {` (with no return type).
  */
-export function wrapEntryPoint(code: string, entryPoint: string): string | undefined {
+export function wrapEntryPoint(code: string, entryPoint: string): WrappedEntryPoint | undefined {
   const masked = maskComments(code);
   const found = new RegExp(`\\bfn\\s+${entryPoint}\\s*\\(`).exec(masked);
   if (!found) return undefined;
@@ -48,9 +63,27 @@ export function wrapEntryPoint(code: string, entryPoint: string): string | undef
   const diagnostics = attributes.match(DIAGNOSTIC) ?? [];
   const body = close + 1 + brace[0].length; // just past the opening brace
   const user = userEntryName(entryPoint);
-  const call = `{ ${user}(${names.join(', ')}); hmm_flush(); }`;
+  const call = ` ${user}(${names.join(', ')}); hmm_flush(); }`;
   const header = `${diagnostics.join(' ')} fn ${user}(${params.join(', ')}) {`;
-  return `${code.slice(0, body - 1)}${call} ${header.trim()}${code.slice(body)}`;
+  const inserted = `${call} ${header.trim()}`;
+  const before = code.slice(0, body);
+  const line = before.split('\n').length;
+  const column = body - before.lastIndexOf('\n');
+  return {
+    code: `${before}${inserted}${code.slice(body)}`,
+    insertion: { line, column, length: inserted.length },
+  };
+}
+
+/**
+ * A compile message's column in the user's code: past the insertion it
+ * moves back by its length; inside it (an error the wrapper's copy of the
+ * parameters repeats) it points at the entry point's opening brace.
+ */
+export function userColumn(insertion: Insertion, line: number, column: number): number {
+  if (line !== insertion.line || column < insertion.column) return column;
+  if (column >= insertion.column + insertion.length) return column - insertion.length;
+  return insertion.column - 1;
 }
 
 /** `code` with every comment (line, and nested block) replaced by spaces, newlines kept. */

@@ -164,7 +164,8 @@ export class Kernel implements RuntimeKernel {
     const wrapped = wrapEntryPoint(code, entryPoint);
     const pipeline = wrapped
       ? cachedPipeline(device, {
-          code: `${head}${wrapped}`,
+          code: `${head}${wrapped.code}`,
+          insertion: wrapped.insertion,
           entryPoint,
           preludeLines: preludeLines(head),
           layout: runtime.pipelineLayout,

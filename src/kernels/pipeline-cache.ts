@@ -23,6 +23,7 @@
  * without end.
  */
 import { InvalidArgumentError } from '../errors.ts';
+import { userColumn, type Insertion } from './entry-wrapper.ts';
 
 /** What to compile. */
 export interface PipelineSource {
@@ -31,6 +32,8 @@ export interface PipelineSource {
   readonly entryPoint: string;
   /** Lines the prelude adds before the user's code, to report the user's own line numbers. */
   readonly preludeLines: number;
+  /** Where the entry-point wrapper inserted its text, to report the user's own columns. */
+  readonly insertion: Insertion;
   /** The pipeline layout (group 0 of the prelude) of the runtime compiling first. */
   readonly layout: GPUPipelineLayout;
 }
@@ -93,7 +96,7 @@ export async function createPipeline(
   device: GPUDevice,
   source: PipelineSource,
 ): Promise<CompiledKernel> {
-  const { code, entryPoint, preludeLines, layout } = source;
+  const { code, entryPoint, preludeLines, insertion, layout } = source;
   // A WGSL error is also a validation error: catch it here, report it from the compilation info.
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ label: `webhmm kernel ${entryPoint}`, code });
@@ -104,11 +107,14 @@ export async function createPipeline(
   if (errors.length > 0) {
     const lines = errors.map((message) => {
       const line = message.lineNum - preludeLines;
+      const column = userColumn(insertion, line, message.linePos);
       return line > 0
-        ? `line ${line}:${message.linePos}: ${message.message}`
+        ? `line ${line}:${column}: ${message.message}`
         : `in the prelude: ${message.message}`;
     });
-    throw new InvalidArgumentError('code', entryPoint, 'wgsl', lines.join('; '));
+    // The wrapper's copy of the parameters repeats their errors at the brace.
+    const unique = [...new Set(lines)];
+    throw new InvalidArgumentError('code', entryPoint, 'wgsl', unique.join('; '));
   }
   const label = `webhmm kernel ${entryPoint}`;
   try {

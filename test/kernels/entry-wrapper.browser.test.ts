@@ -118,6 +118,29 @@ fn fill(ids: Ids) {
     expect(await message(unreachable)).toMatch(/line 5:\d+: .*unreachable/);
   });
 
+  it("gives columns within the user's line for errors on the entry point's brace line", async () => {
+    const { gpu } = await setup();
+    const position = async (code: string) => {
+      const message = await gpu.kernel({ code }).ready.then(
+        () => 'compiled',
+        (error: unknown) => (error as Error).message,
+      );
+      const found = [...message.matchAll(/line (\d+):(\d+)/g)];
+      return found.map(([, line, column]) => {
+        const text = code.split('\n')[Number(line) - 1] ?? '';
+        return { message, column: Number(column), inside: Number(column) <= text.length };
+      });
+    };
+    const sameLine = await position('@compute @workgroup_size(1) fn main() { let x: u32 = 1.5; }');
+    expect(sameLine.map((p) => p.inside)).toEqual([true]);
+    expect(sameLine[0]?.column).toBe(54); // the 1.5
+    const header = await position(
+      '@compute @workgroup_size(1)\nfn main(@builtin(global_invocation_id) id: vec3uu) {\n}',
+    );
+    expect(header.length).toBeGreaterThan(0);
+    expect(header.every((p) => p.inside)).toBe(true);
+  });
+
   it('refuses an entry point that is not a @compute function, when the kernel compiles', async () => {
     const { gpu } = await setup();
     const kernel = gpu.kernel({ code: 'fn main() {}' });
