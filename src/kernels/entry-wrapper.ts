@@ -60,15 +60,18 @@ export function wrapEntryPoint(code: string, entryPoint: string): WrappedEntryPo
   const params = splitTopLevel(masked.slice(open + 1, close)).map(stripAttributes);
   const names = params.map(paramName);
   if (names.some((name) => name === undefined)) return undefined;
-  const diagnostics = attributes.match(DIAGNOSTIC) ?? [];
+  // On one line: the copy must not add lines.
+  const diagnostics = (attributes.match(DIAGNOSTIC) ?? []).map((d) => d.replace(/\s+/g, ' '));
   const body = close + 1 + brace[0].length; // just past the opening brace
   const user = userEntryName(entryPoint);
   const call = ` ${user}(${names.join(', ')}); hmm_flush(); }`;
   const header = `${diagnostics.join(' ')} fn ${user}(${params.join(', ')}) {`;
   const inserted = `${call} ${header.trim()}`;
   const before = code.slice(0, body);
-  const line = before.split('\n').length;
-  const column = body - before.lastIndexOf('\n');
+  const breaks = [...before.matchAll(LINE_BREAK)];
+  const last = breaks.at(-1);
+  const line = breaks.length + 1;
+  const column = body - (last ? last.index + last[0].length : 0) + 1;
   return {
     code: `${before}${inserted}${code.slice(body)}`,
     insertion: { line, column, length: inserted.length },
@@ -85,6 +88,18 @@ export function userColumn(insertion: Insertion, line: number, column: number): 
   if (column >= insertion.column + insertion.length) return column - insertion.length;
   return insertion.column - 1;
 }
+
+/** Whether a message's position lies in the wrapper's inserted text. */
+export function inInsertion(insertion: Insertion, line: number, column: number): boolean {
+  return (
+    line === insertion.line &&
+    column >= insertion.column &&
+    column < insertion.column + insertion.length
+  );
+}
+
+/** WGSL's line breaks (a CR LF pair counts once), as compile messages count lines. */
+const LINE_BREAK = /\r\n|[\n\v\f\r\u0085\u2028\u2029]/g;
 
 /** `code` with every comment (line, and nested block) replaced by spaces, newlines kept. */
 export function maskComments(code: string): string {

@@ -23,7 +23,7 @@
  * without end.
  */
 import { InvalidArgumentError } from '../errors.ts';
-import { userColumn, type Insertion } from './entry-wrapper.ts';
+import { inInsertion, userColumn, type Insertion } from './entry-wrapper.ts';
 
 /** What to compile. */
 export interface PipelineSource {
@@ -105,16 +105,20 @@ export async function createPipeline(
   await scoped;
   const errors = info.messages.filter((message) => message.type === 'error');
   if (errors.length > 0) {
-    const lines = errors.map((message) => {
+    const located = errors.map((message) => {
       const line = message.lineNum - preludeLines;
-      const column = userColumn(insertion, line, message.linePos);
-      return line > 0
-        ? `line ${line}:${column}: ${message.message}`
-        : `in the prelude: ${message.message}`;
+      return { message, line, copied: inInsertion(insertion, line, message.linePos) };
     });
-    // The wrapper's copy of the parameters repeats their errors at the brace.
-    const unique = [...new Set(lines)];
-    throw new InvalidArgumentError('code', entryPoint, 'wgsl', unique.join('; '));
+    // The wrapper's copy of the parameters and attributes repeats their errors.
+    const original = new Set(located.filter((m) => !m.copied).map((m) => m.message.message));
+    const lines = located
+      .filter((m) => !(m.copied && original.has(m.message.message)))
+      .map(({ message, line }) =>
+        line > 0
+          ? `line ${line}:${userColumn(insertion, line, message.linePos)}: ${message.message}`
+          : `in the prelude: ${message.message}`,
+      );
+    throw new InvalidArgumentError('code', entryPoint, 'wgsl', [...new Set(lines)].join('; '));
   }
   const label = `webhmm kernel ${entryPoint}`;
   try {

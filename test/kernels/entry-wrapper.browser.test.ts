@@ -141,6 +141,26 @@ fn fill(ids: Ids) {
     expect(header.every((p) => p.inside)).toBe(true);
   });
 
+  it('reports an error the wrapper repeats once, and keeps lines past multi-line attributes and other line breaks', async () => {
+    const { gpu } = await setup();
+    const message = (code: string) =>
+      gpu.kernel({ code }).ready.then(
+        () => 'compiled',
+        (error: unknown) => (error as Error).message,
+      );
+    const twice =
+      '@compute @workgroup_size(1)\nfn main(@builtin(global_invocation_id) id: vec3u, @builtin(local_invocation_id) id: vec3u) {\n}';
+    expect((await message(twice)).match(/redeclaration/g)).toHaveLength(1);
+    const badDiagnostic =
+      '@diagnostic(bogus, derivative_uniformity) @compute @workgroup_size(1)\nfn main() {}';
+    expect((await message(badDiagnostic)).match(/severity/g)).toHaveLength(1);
+    const multiLine =
+      '@diagnostic(off,\n derivative_uniformity) @compute @workgroup_size(1)\nfn main() {\n  let x: u32 = 1.5;\n}';
+    expect(await message(multiLine)).toMatch(/\(line 4:16: /);
+    const loneCr = 'fn f() {}\r@compute @workgroup_size(1)\nfn main() { let x: u32 = 1.5; }';
+    expect(await message(loneCr)).toMatch(/\(line 3:26: /);
+  });
+
   it('refuses an entry point that is not a @compute function, when the kernel compiles', async () => {
     const { gpu } = await setup();
     const kernel = gpu.kernel({ code: 'fn main() {}' });
