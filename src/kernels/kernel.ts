@@ -6,6 +6,7 @@
  */
 import { InvalidArgumentError, invariant } from '../errors.ts';
 import { declareUses, submitDeclared, type DeclaredUses } from './declared-run.ts';
+import { hoistDirectives } from './directives.ts';
 import { wrapEntryPoint } from './entry-wrapper.ts';
 import { runFaultMode } from './fault-mode-run.ts';
 import {
@@ -161,13 +162,15 @@ export class Kernel implements RuntimeKernel {
       atomics: usesAtomics(code, ranges),
       ranges,
     });
-    const wrapped = wrapEntryPoint(code, entryPoint);
+    // WGSL wants directives first: above the prelude, on its first line.
+    const { directives, code: body } = hoistDirectives(code);
+    const wrapped = wrapEntryPoint(body, entryPoint);
     const pipeline = wrapped
       ? cachedPipeline(device, {
-          code: `${head}${wrapped.code}`,
+          code: `${directives}\n${head}${wrapped.code}`,
           insertion: wrapped.insertion,
           entryPoint,
-          preludeLines: preludeLines(head),
+          preludeLines: preludeLines(head) + 1,
           layout: runtime.pipelineLayout,
         })
       : Promise.reject(

@@ -30,7 +30,7 @@ export interface PipelineSource {
   /** The full WGSL: the prelude, then the user's code with its entry point wrapped (entry-wrapper.ts). */
   readonly code: string;
   readonly entryPoint: string;
-  /** Lines the prelude adds before the user's code, to report the user's own line numbers. */
+  /** Lines before the user's code (the hoisted directives' line, then the prelude's), to report the user's own line numbers. */
   readonly preludeLines: number;
   /** Where the entry-point wrapper inserted its text, to report the user's own columns. */
   readonly insertion: Insertion;
@@ -116,7 +116,7 @@ export async function createPipeline(
       .map(({ message, line }) =>
         line > 0
           ? `line ${line}:${userColumn(insertion, line, message.linePos)}: ${message.message}`
-          : `in the prelude: ${message.message}`,
+          : `${message.lineNum === 1 ? 'in a directive' : 'in the prelude'}: ${message.message}`,
       );
     throw new InvalidArgumentError('code', entryPoint, 'wgsl', [...new Set(lines)].join('; '));
   }

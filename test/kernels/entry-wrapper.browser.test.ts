@@ -161,6 +161,28 @@ fn fill(ids: Ids) {
     expect(await message(loneCr)).toMatch(/\(line 3:26: /);
   });
 
+  it('compiles global directives written before the kernel, and keeps the lines after them', async () => {
+    const { space, gpu } = await setup();
+    const out = space.alloc(4 * KiB);
+    const directives =
+      'diagnostic(off, derivative_uniformity);\nrequires unrestricted_pointer_parameters;\n';
+    const kernel = gpu.kernel({
+      code: `${directives}@compute @workgroup_size(1)\nfn main() { hmm_store_u32(hmm_params.out, 7u); }`,
+      params: { out: 'u32' },
+    });
+    await kernel.run({
+      workgroups: 1,
+      params: { out },
+      uses: [{ va: out, len: 4, access: 'write' }],
+    });
+    expect(new Uint32Array((await space.readAsync(out, 4)).buffer)[0]).toBe(7);
+    const broken = gpu.kernel({
+      code: `${directives}@compute @workgroup_size(1)\nfn main() {\n  let x: u32 = 1.5;\n}`,
+    });
+    const error = await rejection(broken.ready);
+    expect((error as Error).message).toMatch(/\(line 5:16: /);
+  });
+
   it('refuses an entry point that is not a @compute function, when the kernel compiles', async () => {
     const { gpu } = await setup();
     const kernel = gpu.kernel({ code: 'fn main() {}' });
