@@ -28,6 +28,13 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
   );
 }
 
+/** What compiling `code` says: 'compiled', or the error's message. */
+const compileMessage = (gpu: GpuMirror) => (code: string) =>
+  gpu.kernel({ code }).ready.then(
+    () => 'compiled',
+    (error: unknown) => (error as Error).message,
+  );
+
 describe('the entry-point wrapper', () => {
   it('flushes an access error made before an early return, from every invocation', async () => {
     const { space, gpu } = await setup();
@@ -98,11 +105,7 @@ fn fill(ids: Ids) {
 
   it("reports mistakes in the entry point's attributes and parameters at the user's lines, and keeps @diagnostic on the body", async () => {
     const { gpu } = await setup();
-    const message = (code: string) =>
-      gpu.kernel({ code }).ready.then(
-        () => 'compiled',
-        (error: unknown) => (error as Error).message,
-      );
+    const message = compileMessage(gpu);
     expect(await message('\n@compute @workgroup_size(WG)\nfn main() {}')).toMatch(/\(line 2:26: /);
     expect(await message('\n@compute\nfn main() {}')).toMatch(/\(line 3:/);
     expect(
@@ -143,11 +146,7 @@ fn fill(ids: Ids) {
 
   it('reports an error the wrapper repeats once, and keeps lines past multi-line attributes and other line breaks', async () => {
     const { gpu } = await setup();
-    const message = (code: string) =>
-      gpu.kernel({ code }).ready.then(
-        () => 'compiled',
-        (error: unknown) => (error as Error).message,
-      );
+    const message = compileMessage(gpu);
     const twice =
       '@compute @workgroup_size(1)\nfn main(@builtin(global_invocation_id) id: vec3u, @builtin(local_invocation_id) id: vec3u) {\n}';
     expect((await message(twice)).match(/redeclaration/g)).toHaveLength(1);
