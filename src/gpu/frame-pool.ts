@@ -12,6 +12,8 @@
  * them out in reverse after a free, and half of a repeated app's runs lost
  * that path. Small working sets also stay at the start of the buffer.
  */
+import { invariant } from '../errors.ts';
+
 export class FramePool {
   /** Bit f % 32 of word f / 32 is set while frame f is free. */
   private readonly freeBits: Uint32Array;
@@ -49,7 +51,13 @@ export class FramePool {
   /** Gives a frame taken from this pool back. */
   give(frame: number): void {
     const word = frame >>> 5;
-    this.freeBits[word]! |= 1 << (frame & 31);
+    const bit = 1 << (frame & 31);
+    // Messages built only on failure: give() runs once per page freed.
+    if (!(frame >= 0 && frame < this.capacity))
+      invariant(false, `frame ${frame} is not one of the pool's`);
+    if (((this.freeBits[word] ?? 0) & bit) !== 0)
+      invariant(false, `frame ${frame} given back twice`);
+    this.freeBits[word]! |= bit;
     this.freeCount++;
     if (word < this.lowestWord) this.lowestWord = word;
   }

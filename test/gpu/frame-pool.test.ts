@@ -24,4 +24,14 @@ describe('the frame pool', () => {
     expect([pool.available, pool.inUse]).toEqual([2, 31]);
     expect(takeAll(pool, 3)).toEqual([5, 32, -1]);
   });
+
+  it('refuses a frame given back twice, or one it never had, before its counts go wrong', () => {
+    const pool = new FramePool(2);
+    const frame = pool.take();
+    pool.give(frame);
+    expect(() => pool.give(frame)).toThrow(/given back twice/);
+    expect(() => pool.give(2)).toThrow(/not one of the pool's/);
+    expect(() => pool.give(-1)).toThrow(/not one of the pool's/);
+    expect([pool.available, pool.take(), pool.take(), pool.take()]).toEqual([2, 0, 1, -1]);
+  });
 });
