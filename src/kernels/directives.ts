@@ -6,7 +6,7 @@
  * are blanked in place). A directive the device does not support (a
  * feature the mirror's device lacks) fails to compile as WGSL says.
  */
-import { maskComments } from './entry-wrapper.ts';
+import { maskComments } from './wgsl-source.ts';
 
 const DIRECTIVE = /^(enable|requires|diagnostic)\b[^;]*;/;
 

@@ -93,9 +93,9 @@ export class DirtyPages {
    */
   encodePack(compute: GPUComputePassEncoder, firstPage = 0, endPage = Infinity): void {
     const first = Math.floor(firstPage / DIRTY_PAGES_PER_WORD / SPAN_WORDS) * SPAN_WORDS;
+    if (first >= this.words) return;
     const wanted = Math.ceil(endPage / DIRTY_PAGES_PER_WORD / SPAN_WORDS) * SPAN_WORDS;
     const end = Math.max(first + 1, Math.min(this.words, wanted));
-    if (first >= this.words) return;
     compute.setPipeline(this.pipeline);
     compute.setBindGroup(0, this.spanGroup(first, end));
     compute.dispatchWorkgroups(Math.ceil((end - first) / WORKGROUP));

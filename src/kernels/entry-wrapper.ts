@@ -21,9 +21,10 @@
  * `@compute` function, there is nothing to compile (kernel.ts refuses it).
  * Identifiers starting with `hmm_` are webhmm's.
  */
+import { maskComments } from './wgsl-source.ts';
 
 /** What the body of the user's entry point moves into. */
-export const userEntryName = (entryPoint: string): string => `hmm_user_${entryPoint}`;
+const userEntryName = (entryPoint: string): string => `hmm_user_${entryPoint}`;
 
 /** Where the wrapper inserted its text: after the entry point's opening brace. */
 export interface Insertion {
@@ -100,33 +101,6 @@ export function inInsertion(insertion: Insertion, line: number, column: number):
 
 /** WGSL's line breaks (a CR LF pair counts once), as compile messages count lines. */
 const LINE_BREAK = /\r\n|[\n\v\f\r\u0085\u2028\u2029]/g;
-
-/** `code` with every comment (line, and nested block) replaced by spaces, newlines kept. */
-export function maskComments(code: string): string {
-  let out = '';
-  let depth = 0;
-  for (let i = 0; i < code.length; i++) {
-    const two = code.slice(i, i + 2);
-    if (depth === 0 && two === '//') {
-      const end = code.indexOf('\n', i);
-      const stop = end < 0 ? code.length : end;
-      out += ' '.repeat(stop - i);
-      i = stop - 1;
-    } else if (two === '/*') {
-      depth++;
-      out += '  ';
-      i++;
-    } else if (depth > 0 && two === '*/') {
-      depth--;
-      out += '  ';
-      i++;
-    } else {
-      const char = code[i] ?? '';
-      out += depth > 0 && char !== '\n' ? ' ' : char;
-    }
-  }
-  return out;
-}
 
 /** Index of the `)` matching the `(` at `open`, or -1. */
 function matching(text: string, open: number): number {

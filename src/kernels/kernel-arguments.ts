@@ -10,7 +10,7 @@
  */
 import { nonNegativeInteger, positiveInteger } from '../arguments.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { isWgslWord } from './wgsl-words.ts';
+import { isWgslWord } from './wgsl-source.ts';
 import { RANGE_WORDS } from './kernel-layout.ts';
 import type { KernelOptions, RunOptions } from './kernel-options.ts';
 import type { Workgroups } from './kernel-runtime.ts';

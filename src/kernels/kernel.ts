@@ -38,7 +38,7 @@ import {
   type RangeList,
 } from './named-ranges.ts';
 import { cachedPipeline, type CompiledKernel } from './pipeline-cache.ts';
-import { prelude, preludeLines, usesAtomics } from './prelude.ts';
+import { prelude, usesAtomics } from './prelude.ts';
 
 export type {
   KernelOptions,
@@ -162,15 +162,16 @@ export class Kernel implements RuntimeKernel {
       atomics: usesAtomics(code, ranges),
       ranges,
     });
-    // WGSL wants directives first: above the prelude, on its first line.
+    // WGSL wants directives first: above the prelude (pipeline-cache.ts).
     const { directives, code: body } = hoistDirectives(code);
     const wrapped = wrapEntryPoint(body, entryPoint);
     const pipeline = wrapped
       ? cachedPipeline(device, {
-          code: `${directives}\n${head}${wrapped.code}`,
+          directives,
+          prelude: head,
+          code: wrapped.code,
           insertion: wrapped.insertion,
           entryPoint,
-          preludeLines: preludeLines(head) + 1,
           layout: runtime.pipelineLayout,
         })
       : Promise.reject(

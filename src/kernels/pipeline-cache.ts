@@ -24,14 +24,20 @@
  */
 import { InvalidArgumentError } from '../errors.ts';
 import { inInsertion, userColumn, type Insertion } from './entry-wrapper.ts';
+import { preludeLines } from './prelude.ts';
 
-/** What to compile. */
+/**
+ * What to compile. The module is the directives on its first line, the
+ * prelude, then the user's code: its messages are mapped back to the
+ * user's lines and columns here.
+ */
 export interface PipelineSource {
-  /** The full WGSL: the prelude, then the user's code with its entry point wrapped (entry-wrapper.ts). */
+  /** The user's global directives, on one line (directives.ts). */
+  readonly directives: string;
+  readonly prelude: string;
+  /** The user's code, its entry point wrapped (entry-wrapper.ts). */
   readonly code: string;
   readonly entryPoint: string;
-  /** Lines before the user's code (the hoisted directives' line, then the prelude's), to report the user's own line numbers. */
-  readonly preludeLines: number;
   /** Where the entry-point wrapper inserted its text, to report the user's own columns. */
   readonly insertion: Insertion;
   /** The pipeline layout (group 0 of the prelude) of the runtime compiling first. */
@@ -68,7 +74,7 @@ export function cachedPipelineCount(device: GPUDevice): number {
  * @returns a promise that rejects with InvalidArgumentError 'wgsl' for code that does not compile
  */
 export function cachedPipeline(device: GPUDevice, source: PipelineSource): Promise<CompiledKernel> {
-  const key = `${source.entryPoint}\n${source.code}`;
+  const key = `${source.entryPoint}\n${moduleCode(source)}`;
   let cache = pipelines.get(device);
   if (!cache) pipelines.set(device, (cache = new Map<string, Promise<CompiledKernel>>()));
   let pipeline = cache.get(key);
@@ -87,6 +93,11 @@ export function cachedPipeline(device: GPUDevice, source: PipelineSource): Promi
   return pipeline;
 }
 
+/** The WGSL of `source`'s module. */
+function moduleCode(source: PipelineSource): string {
+  return `${source.directives}\n${source.prelude}${source.code}`;
+}
+
 /**
  * Compiles `source` on `device`.
  * @throws InvalidArgumentError 'wgsl' (argument 'code', value the entry
@@ -96,7 +107,10 @@ export async function createPipeline(
   device: GPUDevice,
   source: PipelineSource,
 ): Promise<CompiledKernel> {
-  const { code, entryPoint, preludeLines, insertion, layout } = source;
+  const { entryPoint, insertion, layout } = source;
+  const code = moduleCode(source);
+  // The directives' line, then the prelude's.
+  const before = 1 + preludeLines(source.prelude);
   // A WGSL error is also a validation error: catch it here, report it from the compilation info.
   device.pushErrorScope('validation');
   const module = device.createShaderModule({ label: `webhmm kernel ${entryPoint}`, code });
@@ -106,7 +120,7 @@ export async function createPipeline(
   const errors = info.messages.filter((message) => message.type === 'error');
   if (errors.length > 0) {
     const located = errors.map((message) => {
-      const line = message.lineNum - preludeLines;
+      const line = message.lineNum - before;
       return { message, line, copied: inInsertion(insertion, line, message.linePos) };
     });
     // The wrapper's copy of the parameters and attributes repeats their errors.

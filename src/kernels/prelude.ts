@@ -285,8 +285,8 @@ fn hmm_translate_marking(va: u32, forWrite: bool, mark: bool) -> u32 {
 fn hmm_translate(va: u32, forWrite: bool) -> u32 {
   let w = hmm_translate_marking(va, forWrite, false);
   if (forWrite) {
-    let sink = (w & ~(HMM_PAGE_WORDS - 1u)) == HMM_SINK_WORDS;
-    hmm_remember_store_page(w & ~(HMM_PAGE_WORDS - 1u), select(va >> HMM_PAGE_SHIFT, HMM_NO_PAGE, sink));
+    let base = w & ~(HMM_PAGE_WORDS - 1u);
+    hmm_remember_store_page(base, select(va >> HMM_PAGE_SHIFT, HMM_NO_PAGE, base == HMM_SINK_WORDS));
   }
   return w;
 }

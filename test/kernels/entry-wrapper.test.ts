@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { maskComments, userColumn, wrapEntryPoint } from '../../src/kernels/entry-wrapper.ts';
+import { userColumn, wrapEntryPoint } from '../../src/kernels/entry-wrapper.ts';
 
 const lines = (text: string) => text.split('\n');
 const wrap = (code: string, entryPoint: string) => wrapEntryPoint(code, entryPoint)?.code;
@@ -75,12 +75,5 @@ fn helper() {}`;
     expect(userColumn(insertion, 2, insertion.column + 3)).toBe(brace);
     expect(userColumn(insertion, 2, 4)).toBe(4);
     expect(userColumn(insertion, 1, 90)).toBe(90);
-  });
-
-  it('masks comments with spaces, keeping every newline and every other character', () => {
-    const code = 'a /* b\n /* c */ d */ e // f\ng';
-    const masked = maskComments(code);
-    expect(masked.length).toBe(code.length);
-    expect(masked.replace(/ +/g, ' ')).toBe('a \n e \ng');
   });
 });

@@ -1,8 +1,10 @@
 /**
- * Words WGSL does not allow as identifiers: its keywords and its reserved
- * words (WGSL spec, "Keywords" and "Reserved Words"). A parameter named one
- * of them would make the prelude's `HmmParams` struct fail to compile, with
- * an error the user could only read as webhmm's; kernel() refuses it first.
+ * Reading WGSL source text: comments masked out (so a scan for the entry
+ * point or the directives sees only code), and the words WGSL does not allow
+ * as identifiers: its keywords and reserved words (WGSL spec, "Keywords" and
+ * "Reserved Words"). A parameter named one of them would make the prelude's
+ * `HmmParams` struct fail to compile, with an error the user could only
+ * read as webhmm's; kernel() refuses it first.
  */
 const KEYWORDS =
   'alias break case const const_assert continue continuing default diagnostic discard else enable false fn for if let loop override requires return struct switch true var while';
@@ -15,4 +17,31 @@ const NOT_IDENTIFIERS = new Set(`${KEYWORDS} ${RESERVED}`.split(' '));
 /** Whether WGSL refuses `name` as an identifier although it looks like one. */
 export function isWgslWord(name: string): boolean {
   return NOT_IDENTIFIERS.has(name);
+}
+
+/** `code` with every comment (line, and nested block) replaced by spaces, newlines kept. */
+export function maskComments(code: string): string {
+  let out = '';
+  let depth = 0;
+  for (let i = 0; i < code.length; i++) {
+    const two = code.slice(i, i + 2);
+    if (depth === 0 && two === '//') {
+      const end = code.indexOf('\n', i);
+      const stop = end < 0 ? code.length : end;
+      out += ' '.repeat(stop - i);
+      i = stop - 1;
+    } else if (two === '/*') {
+      depth++;
+      out += '  ';
+      i++;
+    } else if (depth > 0 && two === '*/') {
+      depth--;
+      out += '  ';
+      i++;
+    } else {
+      const char = code[i] ?? '';
+      out += depth > 0 && char !== '\n' ? ' ' : char;
+    }
+  }
+  return out;
 }
