@@ -14,6 +14,7 @@ import { bufferSource } from './buffer-source.ts';
 import { forEachRun } from '../space/stale-blocks.ts';
 import type { BlockUpload, CopyContext, CopyEngine, Segment } from './copy-engine.ts';
 import { coalesceSegments, splitSegments, totalBytes } from './segments.ts';
+import { MappedStaging, STAGED_MIN_BYTES } from './mapped-staging.ts';
 import { StagingPool } from './staging-pool.ts';
 
 /** Bytes per batch of a pipelined readback; a download of two batches or more is cut. */
@@ -22,13 +23,20 @@ export const PIPELINE_BATCH_BYTES = 8 << 20;
 export interface BufferCopyOptions {
   /** Cut downloads into overlapped batches of about PIPELINE_BATCH_BYTES. */
   readonly pipelinedReadback?: boolean;
+  /**
+   * Upload STAGED_MIN_BYTES or more through mapped staging and buffer copies
+   * instead of `writeBuffer`, once a command has used the frames (mapped-staging.ts).
+   */
+  readonly stagedUploads?: boolean;
 }
 
 export class BufferCopyEngine implements CopyEngine {
   readonly kind = 'buffer';
   readonly pipelinedReadback: boolean;
+  readonly stagedUploads: boolean;
   private readonly memoryBytes: Uint8Array;
   private readonly readbacks: StagingPool;
+  private readonly staged: MappedStaging | undefined;
 
   constructor(
     private readonly context: CopyContext,
@@ -36,6 +44,10 @@ export class BufferCopyEngine implements CopyEngine {
   ) {
     this.pipelinedReadback = options.pipelinedReadback ?? false;
     this.memoryBytes = new Uint8Array(context.memory);
+    this.stagedUploads = options.stagedUploads ?? false;
+    this.staged = this.stagedUploads
+      ? new MappedStaging(context.device, context.frames, context.frameUse, this.memoryBytes)
+      : undefined;
     this.readbacks = new StagingPool(
       context.device,
       GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
@@ -44,9 +56,13 @@ export class BufferCopyEngine implements CopyEngine {
   }
 
   upload(segments: readonly Segment[]): void {
+    let pieces = coalesceSegments(segments);
+    if (this.staged && this.context.frameUse.byCommand && totalBytes(pieces) >= STAGED_MIN_BYTES) {
+      pieces = this.staged.upload(pieces);
+    }
     const { device, frames } = this.context;
     const source = bufferSource(this.memoryBytes);
-    for (const segment of coalesceSegments(segments)) {
+    for (const segment of pieces) {
       device.queue.writeBuffer(frames, segment.frameOffset, source, segment.va, segment.len);
     }
   }
@@ -94,6 +110,12 @@ export class BufferCopyEngine implements CopyEngine {
 
   destroy(): void {
     this.readbacks.destroy();
+    this.staged?.destroy();
+  }
+
+  /** Upload staging buffers made and not destroyed (none without `stagedUploads`). */
+  get stagingCreated(): number {
+    return this.staged?.created ?? 0;
   }
 
   /** Copies the segments, packed, into a mapped staging buffer and hands its bytes to `use`. */
@@ -111,6 +133,7 @@ export class BufferCopyEngine implements CopyEngine {
         encoder.copyBufferToBuffer(frames, segment.frameOffset, staging, at, segment.len);
         at += segment.len;
       }
+      this.context.frameUse.byCommand = true;
       device.queue.submit([encoder.finish()]);
       await staging.mapAsync(GPUMapMode.READ, 0, total);
       use(new Uint8Array(staging.getMappedRange(0, total)));

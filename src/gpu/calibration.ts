@@ -9,15 +9,16 @@
  */
 import { get, set } from 'idb-keyval';
 import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from './buffer-copy-engine.ts';
+import { STAGED_MIN_BYTES } from './mapped-staging.ts';
 import { measureBlocks, wholePageShare, type BlockRates } from './calibrate-blocks.ts';
-import { TRIALS, bestTimes } from './engine-timing.ts';
-import type { CopyEngine, CopyEngineKind, Segment } from './copy-engine.ts';
+import { bestTimes } from './engine-timing.ts';
+import { FrameUse, type CopyEngine, type CopyEngineKind, type Segment } from './copy-engine.ts';
 import { KernelCopyEngine } from './kernel-copy-engine.ts';
 import type { CopyEngineChoice } from './mirror-stats.ts';
 import { CONTIGUOUS_MEAN_BYTES, totalBytes, type TransferShape } from './segments.ts';
 
 /** Bump when what is measured changes: older cached calibrations are ignored. */
-const CALIBRATION_VERSION = 5;
+const CALIBRATION_VERSION = 6;
 const CONTIGUOUS_BYTES = 8 << 20;
 /** Pieces of the scattered shape, at most. */
 const SCATTERED_PIECES = 512;
@@ -25,6 +26,10 @@ const SCATTERED_PIECES = 512;
 const READBACK_BYTES = 4 * PIPELINE_BATCH_BYTES;
 /** Pipelining is used only when it wins clearly: it costs more mappings. */
 const PIPELINING_MARGIN = 1.1;
+/** A large upload, where staging and `writeBuffer` differ (STAGED_MIN_BYTES and more). */
+const LARGE_UPLOAD_BYTES = 2 * STAGED_MIN_BYTES;
+/** Staging is used only when it wins clearly: it holds mapped buffers. */
+const STAGING_MARGIN = 1.1;
 
 export interface Calibration {
   readonly choice: CopyEngineChoice;
@@ -37,6 +42,8 @@ export interface Calibration {
   readonly blocks: BlockRates;
   /** GB/s of the buffer engine's contiguous readback, in one batch and pipelined. */
   readonly readbackGbPerSecond: { readonly single: number; readonly pipelined: number };
+  /** GB/s of the buffer engine's large upload into used frames, by `writeBuffer` and staged. */
+  readonly largeUploadGbPerSecond: { readonly writeBuffer: number; readonly staged: number };
   /** Bytes per piece of the scattered shape measured: the space's page size (see `scatteredPieceBytes`). */
   readonly scatteredPieceBytes: number;
   /** True if this came from the cache. */
@@ -83,6 +90,7 @@ async function measure(
 ): Promise<Omit<Calibration, 'cached'>> {
   const { gbPerSecond, blocks } = await measureEngines(device, pieceBytes);
   const readback = await measureReadbackPipelining(device);
+  const largeUpload = await measureStagedUploads(device);
   const pick = (rates: Record<CopyEngineKind, number>): CopyEngineKind =>
     rates.kernel > rates.buffer ? 'kernel' : 'buffer';
   const best = (rates: Record<CopyEngineKind, number>) => Math.max(rates.kernel, rates.buffer);
@@ -97,6 +105,7 @@ async function measure(
       scattered: pick(gbPerSecond.d2h.scattered),
     },
     pipelinedReadback: readback.pipelined > readback.single * PIPELINING_MARGIN,
+    stagedUploads: largeUpload.staged > largeUpload.writeBuffer * STAGING_MARGIN,
     wholePageShare: wholePageShare(blocks, best(gbPerSecond.h2d.scattered)),
   };
   return {
@@ -104,6 +113,7 @@ async function measure(
     gbPerSecond,
     blocks,
     readbackGbPerSecond: readback,
+    largeUploadGbPerSecond: largeUpload,
     scatteredPieceBytes: pieceBytes,
   };
 }
@@ -117,7 +127,7 @@ function scratch(device: GPUDevice, size: number) {
     size,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
   });
-  return { device, frames, memory };
+  return { device, frames, memory, frameUse: new FrameUse() };
 }
 
 /** Both engines, both directions, both shapes, and the blocks shape (uploads only), interleaved; GB/s. */
@@ -167,22 +177,50 @@ async function measureReadbackPipelining(
   const pipelined = new BufferCopyEngine(context, { pipelinedReadback: true });
   try {
     const whole = [{ va: 0, frameOffset: 0, len: READBACK_BYTES }];
-    const times = { single: [] as number[], pipelined: [] as number[] };
-    for (let trial = -1; trial < TRIALS; trial++) {
-      const a = await timeTransfer(device, single, 'd2h', whole);
-      const b = await timeTransfer(device, pipelined, 'd2h', whole);
-      if (trial >= 0) {
-        times.single.push(a);
-        times.pipelined.push(b);
-      }
-    }
+    const ms = await bestTimes({ single, pipelined }, (engine) =>
+      timeTransfer(device, engine, 'd2h', whole),
+    );
     return {
-      single: READBACK_BYTES / 1e6 / Math.min(...times.single),
-      pipelined: READBACK_BYTES / 1e6 / Math.min(...times.pipelined),
+      single: READBACK_BYTES / 1e6 / ms.single,
+      pipelined: READBACK_BYTES / 1e6 / ms.pipelined,
     };
   } finally {
     single.destroy();
     pipelined.destroy();
+    context.frames.destroy();
+  }
+}
+
+/**
+ * The buffer engine's LARGE_UPLOAD_BYTES upload by `writeBuffer` and staged,
+ * interleaved; GB/s. The frames are first read by a command, as a mirror's
+ * frames are by every run: Dawn's `writeBuffer` into a buffer no command has
+ * used takes a faster path that a mirror never sees.
+ */
+async function measureStagedUploads(
+  device: GPUDevice,
+): Promise<Calibration['largeUploadGbPerSecond']> {
+  const context = scratch(device, LARGE_UPLOAD_BYTES);
+  const engines = {
+    writeBuffer: new BufferCopyEngine(context),
+    staged: new BufferCopyEngine(context, { stagedUploads: true }),
+  };
+  const probe = device.createBuffer({ size: 4, usage: GPUBufferUsage.COPY_DST });
+  try {
+    const encoder = device.createCommandEncoder();
+    encoder.copyBufferToBuffer(context.frames, 0, probe, 0, 4);
+    context.frameUse.byCommand = true;
+    device.queue.submit([encoder.finish()]);
+    const whole = [{ va: 0, frameOffset: 0, len: LARGE_UPLOAD_BYTES }];
+    const ms = await bestTimes(engines, (engine) => timeTransfer(device, engine, 'h2d', whole));
+    return {
+      writeBuffer: LARGE_UPLOAD_BYTES / 1e6 / ms.writeBuffer,
+      staged: LARGE_UPLOAD_BYTES / 1e6 / ms.staged,
+    };
+  } finally {
+    engines.writeBuffer.destroy();
+    engines.staged.destroy();
+    probe.destroy();
     context.frames.destroy();
   }
 }

@@ -20,6 +20,7 @@ function everywhere(kind: CopyEngineKind): CopyEngineChoice {
     h2d: { contiguous: kind, scattered: kind, blocks: kind },
     d2h: { contiguous: kind, scattered: kind },
     pipelinedReadback: false,
+    stagedUploads: false,
     wholePageShare: UNCALIBRATED_WHOLE_PAGE_SHARE,
   };
 }
@@ -41,7 +42,10 @@ export async function createCopyEngine(
   }
   const { choice } = await calibrate(context.device, pageSize);
   const engines = {
-    buffer: new BufferCopyEngine(context, { pipelinedReadback: choice.pipelinedReadback }),
+    buffer: new BufferCopyEngine(context, {
+      pipelinedReadback: choice.pipelinedReadback,
+      stagedUploads: choice.stagedUploads,
+    }),
     kernel: new KernelCopyEngine(context),
   };
   return new AutoCopyEngine(engines, choice);

@@ -32,6 +32,7 @@ import type { AddressSpace } from '../space/address-space.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import { runsOf } from '../space/page-run.ts';
 import { describePte, isGpuDirty, type PageSnapshot } from '../space/pte.ts';
+import type { FrameUse } from './copy-engine.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import { serveCpuFaults } from './cpu-fault-service.ts';
 import type { DevicePageTable } from './device-page-table.ts';
@@ -71,6 +72,7 @@ export class DeviceMirror {
   private readonly internals: SpaceInternals;
   private readonly ownsDevice: boolean;
   private readonly frames: GPUBuffer;
+  private readonly frameUse: FrameUse;
   private readonly pool: FramePool;
   private readonly dpt: DevicePageTable;
   private readonly engine: ChosenCopyEngine;
@@ -101,6 +103,7 @@ export class DeviceMirror {
       device: this.device,
       ownsDevice: this.ownsDevice,
       frames: this.frames,
+      frameUse: this.frameUse,
       pool: this.pool,
       dpt: this.dpt,
       engine: this.engine,
@@ -265,6 +268,7 @@ export class DeviceMirror {
       device: this.device,
       space: this.internals,
       frames: this.frames,
+      frameUse: this.frameUse,
       zeroFrame: this.pool.capacity,
       sinkFrame: this.pool.capacity + 1,
       pageTable: this.dpt.buffer,

@@ -1,22 +1,23 @@
 /** Timing the copy engines against each other for calibration. */
-import type { CopyEngine, CopyEngineKind } from './copy-engine.ts';
+import type { CopyEngine } from './copy-engine.ts';
 
 /** Trials per measurement, after one warm-up: the best counts (a collection pause in one must not decide). */
 export const TRIALS = 5;
 
 /** The best of TRIALS (after one warm-up) of `transfer` (which returns its ms) per engine, interleaved. */
-export async function bestTimes(
-  engines: Record<CopyEngineKind, CopyEngine>,
+export async function bestTimes<Name extends string>(
+  engines: Record<Name, CopyEngine>,
   transfer: (engine: CopyEngine) => Promise<number>,
-): Promise<Record<CopyEngineKind, number>> {
-  const times: Record<CopyEngineKind, number[]> = { buffer: [], kernel: [] };
+): Promise<Record<Name, number>> {
+  const names = Object.keys(engines) as Name[];
+  const best = Object.fromEntries(names.map((name) => [name, Infinity])) as Record<Name, number>;
   for (let trial = -1; trial < TRIALS; trial++) {
-    for (const kind of ['buffer', 'kernel'] as const) {
-      const ms = await transfer(engines[kind]);
-      if (trial >= 0) times[kind].push(ms);
+    for (const name of names) {
+      const ms = await transfer(engines[name]);
+      if (trial >= 0) best[name] = Math.min(best[name], ms);
     }
   }
-  return { buffer: Math.min(...times.buffer), kernel: Math.min(...times.kernel) };
+  return best;
 }
 
 /** The best of TRIALS (after one warm-up) of `transfer`, which returns its ms. */

@@ -262,6 +262,7 @@ export class KernelCopyEngine implements CopyEngine {
     pass.dispatchWorkgroups(x, Math.ceil(groups / x));
     pass.end();
     after?.(encoder);
+    this.context.frameUse.byCommand = true;
     device.queue.submit([encoder.finish()]);
   }
 }

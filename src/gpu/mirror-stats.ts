@@ -32,6 +32,8 @@ export interface CopyEngineChoice {
   readonly d2h: { readonly contiguous: CopyEngineKind; readonly scattered: CopyEngineKind };
   /** Whether the buffer engine cuts large readbacks into overlapped batches. */
   readonly pipelinedReadback: boolean;
+  /** Whether the buffer engine sends large uploads through mapped staging instead of `writeBuffer`. */
+  readonly stagedUploads: boolean;
   /**
    * The share of a page's bytes (0-1) at which uploading its stale blocks
    * costs as much as uploading the page whole: staler pages go whole.

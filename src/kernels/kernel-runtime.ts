@@ -249,6 +249,7 @@ export class KernelRuntime {
   /** Group 0 for a kernel whose parameters live in `params`. */
   bindGroup(params: GPUBuffer, label: string): GPUBindGroup {
     const resource = (buffer: GPUBuffer): GPUBindingResource => ({ buffer });
+    this.host.frameUse.byCommand = true; // the runs it is made for use the frames
     return this.host.device.createBindGroup({
       label: `${label} group 0`,
       layout: this.layout,

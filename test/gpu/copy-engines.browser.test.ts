@@ -6,8 +6,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from '../../src/gpu/buffer-copy-engine.ts';
 import { wholePageShare } from '../../src/gpu/calibrate-blocks.ts';
 import { calibrate, calibrationKey, scatteredPieceBytes } from '../../src/gpu/calibration.ts';
-import type { BlockUpload, CopyEngine, Segment } from '../../src/gpu/copy-engine.ts';
+import {
+  FrameUse,
+  type BlockUpload,
+  type CopyEngine,
+  type Segment,
+} from '../../src/gpu/copy-engine.ts';
 import { KernelCopyEngine } from '../../src/gpu/kernel-copy-engine.ts';
+import {
+  STAGED_CHUNK_BYTES,
+  STAGED_CHUNKS,
+  STAGED_MIN_BYTES,
+} from '../../src/gpu/mapped-staging.ts';
 import { totalBytes } from '../../src/gpu/segments.ts';
 import { countBlocks, forEachRun, markBlocks } from '../../src/space/stale-blocks.ts';
 import { testDevice, type TestDevice } from '../support/gpu.ts';
@@ -26,8 +36,9 @@ interface Rig {
   readonly test: TestDevice;
   readonly memory: SharedArrayBuffer;
   readonly frames: GPUBuffer;
-  /** The buffer engine twice: as is, and with pipelined readback. */
-  readonly engines: Record<'buffer' | 'kernel' | 'pipelined', CopyEngine>;
+  readonly frameUse: FrameUse;
+  /** The buffer engine three times: as is, with pipelined readback, with staged uploads. */
+  readonly engines: Record<'buffer' | 'kernel' | 'pipelined' | 'staged', CopyEngine>;
 }
 
 async function rig(size: number): Promise<Rig> {
@@ -38,11 +49,13 @@ async function rig(size: number): Promise<Rig> {
     size,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
   });
-  const context = { device: test.device, frames, memory };
+  const frameUse = new FrameUse();
+  const context = { device: test.device, frames, memory, frameUse };
   const engines = {
     buffer: new BufferCopyEngine(context),
     kernel: new KernelCopyEngine(context),
     pipelined: new BufferCopyEngine(context, { pipelinedReadback: true }),
+    staged: new BufferCopyEngine(context, { stagedUploads: true }),
   };
   cleanups.push(async () => {
     for (const engine of Object.values(engines)) engine.destroy();
@@ -51,7 +64,7 @@ async function rig(size: number): Promise<Rig> {
     expect(test.liveBuffers()).toBe(0);
     test.destroy();
   });
-  return { test, memory, frames, engines };
+  return { test, memory, frames, frameUse, engines };
 }
 
 /** Random segments: whole pages at random frames, and byte ranges (4-byte aligned) inside pages. */
@@ -77,6 +90,7 @@ async function readFrames(rig: Rig, size: number): Promise<Uint8Array> {
   });
   const encoder = rig.test.device.createCommandEncoder();
   encoder.copyBufferToBuffer(rig.frames, 0, staging, 0, size);
+  rig.frameUse.byCommand = true;
   rig.test.device.queue.submit([encoder.finish()]);
   await staging.mapAsync(GPUMapMode.READ);
   const bytes = new Uint8Array(staging.getMappedRange().slice(0));
@@ -180,7 +194,7 @@ describe('copy engines', () => {
     const r = await rig(size);
     const cpu = new Uint8Array(r.memory);
     const data = random.fill(new Uint8Array(size));
-    for (const kind of ['buffer', 'kernel', 'pipelined'] as const) {
+    for (const kind of ['buffer', 'kernel', 'pipelined', 'staged'] as const) {
       cpu.set(data);
       poisonFrames(r, size);
       r.engines[kind].upload([{ va: 0, frameOffset: 0, len: size }]);
@@ -213,6 +227,72 @@ describe('copy engines', () => {
   });
 });
 
+describe('staged uploads', () => {
+  it('upload the same bytes, and only those, across chunk ends, as they were at the call', async () => {
+    const random = testRandom('staged upload');
+    const size = 32 * MiB;
+    const r = await rig(size);
+    const cpu = new Uint8Array(r.memory);
+    random.fill(cpu);
+    const segments = randomSegments(random, size, 64 * KiB, 300);
+    // Enough to be staged, in several chunks, so pieces are split at chunk ends.
+    expect(totalBytes(segments)).toBeGreaterThan(STAGED_MIN_BYTES);
+    const expected = new Uint8Array(size).fill(POISON);
+    for (const segment of segments)
+      expected.set(cpu.subarray(segment.va, segment.va + segment.len), segment.frameOffset);
+    poisonFrames(r, size);
+    await readFrames(r, 4); // a command has used the frames
+    r.engines.staged.upload(segments);
+    cpu.fill(0x11); // packed at the call: later CPU writes do not reach the GPU
+    expect(firstDifference(await readFrames(r, size), expected)).toBe(-1);
+    expect(stagingOf(r)).toBe(Math.ceil(totalBytes(segments) / STAGED_CHUNK_BYTES));
+  });
+
+  it('leave small uploads, and uploads into frames no command has used, to writeBuffer', async () => {
+    const size = 2 * STAGED_MIN_BYTES;
+    const r = await rig(size);
+    new Uint8Array(r.memory).fill(7);
+    r.engines.staged.upload([{ va: 0, frameOffset: 0, len: size }]);
+    expect(stagingOf(r)).toBe(0); // the frames' first command is yet to come
+    expect((await readFrames(r, size)).every((byte) => byte === 7)).toBe(true);
+    new Uint8Array(r.memory).fill(8);
+    r.engines.staged.upload([{ va: 0, frameOffset: 0, len: STAGED_MIN_BYTES - 4096 }]);
+    expect(stagingOf(r)).toBe(0);
+    const frames = await readFrames(r, size);
+    expect(frames[STAGED_MIN_BYTES - 4097]).toBe(8);
+    expect(frames[STAGED_MIN_BYTES - 4096]).toBe(7);
+  });
+
+  it('reuse their mapped chunks, make at most STAGED_CHUNKS, and send what finds none by writeBuffer', async () => {
+    const size = 4 * STAGED_MIN_BYTES;
+    const r = await rig(size);
+    const memory = new Uint8Array(r.memory);
+    const whole = [{ va: 0, frameOffset: 0, len: size }];
+    await readFrames(r, 4);
+    r.engines.staged.upload(whole);
+    await readFrames(r, 4); // the chunks are mapped again once their copy is done
+    const warm = r.test.liveBuffers();
+    for (let round = 0; round < 5; round++) {
+      r.engines.staged.upload(whole);
+      await readFrames(r, 4);
+    }
+    expect(r.test.liveBuffers()).toBe(warm);
+    expect(stagingOf(r)).toBe(size / STAGED_CHUNK_BYTES);
+    // Back to back, the chunks are still in flight: new ones up to the bound, then writeBuffer.
+    for (let burst = 1; burst <= 6; burst++) {
+      memory.fill(burst);
+      r.engines.staged.upload(whole);
+      expect(stagingOf(r)).toBeLessThanOrEqual(STAGED_CHUNKS);
+    }
+    expect(stagingOf(r)).toBe(STAGED_CHUNKS);
+    expect((await readFrames(r, size)).every((byte) => byte === 6)).toBe(true);
+  });
+});
+
+function stagingOf(r: Rig): number {
+  return (r.engines.staged as BufferCopyEngine).stagingCreated;
+}
+
 describe('calibration', () => {
   it('measures both engines per direction and shape, then reuses the cached result', async () => {
     const test = await testDevice();
@@ -244,6 +324,10 @@ describe('calibration', () => {
     expect(single).toBeGreaterThan(0);
     expect(pipelined).toBeGreaterThan(0);
     expect(first.choice.pipelinedReadback).toBe(pipelined > single * 1.1);
+    const { writeBuffer, staged } = first.largeUploadGbPerSecond;
+    expect(writeBuffer).toBeGreaterThan(0);
+    expect(staged).toBeGreaterThan(0);
+    expect(first.choice.stagedUploads).toBe(staged > writeBuffer * 1.1);
     console.log(`calibration: ${JSON.stringify(first)}`);
     const second = await calibrate(test.device, 4096);
     expect(second).toEqual({ ...first, cached: true });

@@ -343,6 +343,32 @@ describe('GpuMirror', () => {
     expect(test.liveBuffers()).toBe(0);
   });
 
+  it('uploads large stale ranges exactly after a kernel run, and frees its staging at detach', async () => {
+    const random = testRandom('staged after run');
+    const bytes = 80 * MiB; // more than the 64 MiB of staging chunks: the rest goes by writeBuffer
+    const { space, gpu, test } = await setup({
+      size: 128 * MiB,
+      pageSize: 64 * KiB,
+      budget: bytes,
+    });
+    const va = space.alloc(bytes);
+    const readOne = gpu.kernel({
+      code: '@compute @workgroup_size(1) fn main() { _ = x_load_u32(0u); }',
+      ranges: { x: 'read' },
+    });
+    await readOne.run({ workgroups: 1, uses: [{ name: 'x', va, len: bytes }] }); // the frames used by a run
+    for (let round = 0; round < 3; round++) {
+      const data = random.fill(new Uint8Array(bytes));
+      space.write(va, data);
+      const moved = await gpu.migrate(va, bytes, 'gpu');
+      expect(moved.bytes).toBe(bytes);
+      expect(firstDifference(await gpu.read(va, bytes), data), `round ${round}`).toBe(-1);
+    }
+    expect(typeof gpu.stats().copyEngine.stagedUploads).toBe('boolean');
+    await gpu.detach();
+    expect(test.liveBuffers()).toBe(0);
+  });
+
   it('attaches with defaults on this adapter', async () => {
     const space = AddressSpace.create({ size: 4 * MiB });
     const gpu = await GpuMirror.attach(space);
