@@ -5,6 +5,7 @@
 import { BufferCopyEngine } from '../../gpu/buffer-copy-engine.ts';
 import { FrameUse } from '../../gpu/copy-engine.ts';
 import type { CopyMode } from '../../gpu/copy-engines.ts';
+import type { GpuMirror } from '../../mirror/gpu-mirror.ts';
 import type { AddressSpace } from '../../space/address-space.ts';
 import type { BenchContext, BenchRow, RowTrials, Trial } from '../bench-types.ts';
 import {
@@ -24,6 +25,17 @@ const MODES: readonly CopyMode[] = ['kernel', 'buffer', 'auto'];
 async function mirrored(context: BenchContext, bytes: number, pageSize: number, copy: CopyMode) {
   const { space, gpu } = await mirroredSpace(context, bytes, pageSize, copy);
   return { space, gpu, va: space.alloc(bytes) };
+}
+
+/** A trial: every page of the region made stale on the GPU (untimed), then migrated to it; GB/s. */
+function staleUpload(space: AddressSpace, gpu: GpuMirror, va: number, bytes: number): Trial {
+  let round = 0;
+  return async () => {
+    space.fill(va, bytes, ++round & 0xff);
+    const started = performance.now();
+    await gpu.migrate(va, bytes, 'gpu');
+    return gbPerSecond(bytes, performance.now() - started);
+  };
 }
 
 function h2d(copy: CopyMode): BenchRow {
@@ -86,14 +98,8 @@ const h2dAfterRun: BenchRow = {
     encoder.copyBufferToBuffer(raw, 0, probe, 0, 4);
     device.queue.submit([encoder.finish()]);
     const source = new Uint8Array(new SharedArrayBuffer(bytes)).fill(1);
-    let round = 0;
     return {
-      value: async () => {
-        space.fill(va, bytes, ++round & 0xff); // every page stale on the GPU (untimed)
-        const started = performance.now();
-        await gpu.migrate(va, bytes, 'gpu');
-        return gbPerSecond(bytes, performance.now() - started);
-      },
+      value: staleUpload(space, gpu, va, bytes),
       baseline: rawWriteBuffer(device, raw, source),
       notes: () => ({ staged: String(gpu.stats().copyEngine.stagedUploads) }),
       teardown: async () => {
