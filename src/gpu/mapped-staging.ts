@@ -105,12 +105,17 @@ export class MappedStaging {
   private acquire(): GPUBuffer | undefined {
     const reused = this.idle.pop();
     if (reused || this.all.size >= STAGED_CHUNKS) return reused;
-    const buffer = this.device.createBuffer({
-      label: 'webhmm upload staging',
-      size: STAGED_CHUNK_BYTES,
-      usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC,
-      mappedAtCreation: true,
-    });
+    let buffer: GPUBuffer;
+    try {
+      buffer = this.device.createBuffer({
+        label: 'webhmm upload staging',
+        size: STAGED_CHUNK_BYTES,
+        usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC,
+        mappedAtCreation: true,
+      });
+    } catch {
+      return undefined; // no memory to map it (RangeError): the rest goes by writeBuffer
+    }
     this.all.add(buffer);
     return buffer;
   }
@@ -123,8 +128,10 @@ export class MappedStaging {
         this.idle.push(buffer);
       },
       () => {
-        // Destroyed or the device lost: never reused.
+        // Destroyed or the device lost: never reused, and freed here, since
+        // destroy() frees only what `all` still holds.
         this.all.delete(buffer);
+        buffer.destroy();
       },
     );
   }

@@ -287,6 +287,21 @@ describe('staged uploads', () => {
     expect(stagingOf(r)).toBe(STAGED_CHUNKS);
     expect((await readFrames(r, size)).every((byte) => byte === 6)).toBe(true);
   });
+
+  it('free every chunk when the device is lost while they are mapped again', async () => {
+    const size = 2 * STAGED_MIN_BYTES;
+    const r = await rig(size);
+    await readFrames(r, 4);
+    r.engines.staged.upload([{ va: 0, frameOffset: 0, len: size }]);
+    expect(stagingOf(r)).toBe(size / STAGED_CHUNK_BYTES);
+    const lost = r.test.device.lost;
+    r.test.device.destroy(); // while the chunks' mapAsync is pending
+    await lost;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    for (const engine of Object.values(r.engines)) engine.destroy();
+    r.frames.destroy();
+    expect(r.test.liveBuffers()).toBe(0);
+  });
 });
 
 function stagingOf(r: Rig): number {

@@ -369,6 +369,27 @@ describe('GpuMirror', () => {
     expect(test.liveBuffers()).toBe(0);
   });
 
+  it('frees its staging when the device is lost during a large upload after a run', async () => {
+    const test = await testDevice();
+    cleanups.push(() => test.destroy());
+    const space = AddressSpace.create({ size: 64 * MiB, pageSize: 64 * KiB });
+    const gpu = await GpuMirror.attach(space, { device: test.device, budget: 32 * MiB });
+    const va = space.alloc(32 * MiB);
+    const readOne = gpu.kernel({
+      code: '@compute @workgroup_size(1) fn main() { _ = x_load_u32(0u); }',
+      ranges: { x: 'read' },
+    });
+    await readOne.run({ workgroups: 1, uses: [{ name: 'x', va, len: 32 * MiB }] });
+    space.fill(va, 32 * MiB, 3);
+    const moving = gpu.migrate(va, 32 * MiB, 'gpu').catch((error: unknown) => error);
+    test.device.destroy();
+    await moving;
+    await gpu.detach();
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the chunks' mapAsync settles
+    expect(test.liveBuffers()).toBe(0);
+    expect(space.getU32(va + 32 * MiB - 4)).toBe(0x03030303); // the CPU copy stands
+  });
+
   it('attaches with defaults on this adapter', async () => {
     const space = AddressSpace.create({ size: 4 * MiB });
     const gpu = await GpuMirror.attach(space);
