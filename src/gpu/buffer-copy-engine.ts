@@ -14,6 +14,7 @@ import { bufferSource } from './buffer-source.ts';
 import { forEachRun } from '../space/stale-blocks.ts';
 import type { BlockUpload, CopyContext, CopyEngine, Segment } from './copy-engine.ts';
 import { coalesceSegments, splitSegments, totalBytes } from './segments.ts';
+import { isUsedByCommand, noteCommandUse } from './command-use.ts';
 import { MappedStaging, STAGED_MIN_BYTES } from './mapped-staging.ts';
 import { StagingPool } from './staging-pool.ts';
 
@@ -33,7 +34,6 @@ export interface BufferCopyOptions {
 export class BufferCopyEngine implements CopyEngine {
   readonly kind = 'buffer';
   readonly pipelinedReadback: boolean;
-  readonly stagedUploads: boolean;
   private readonly memoryBytes: Uint8Array;
   private readonly readbacks: StagingPool;
   private readonly staged: MappedStaging | undefined;
@@ -44,9 +44,8 @@ export class BufferCopyEngine implements CopyEngine {
   ) {
     this.pipelinedReadback = options.pipelinedReadback ?? false;
     this.memoryBytes = new Uint8Array(context.memory);
-    this.stagedUploads = options.stagedUploads ?? false;
-    this.staged = this.stagedUploads
-      ? new MappedStaging(context.device, context.frames, context.frameUse, this.memoryBytes)
+    this.staged = options.stagedUploads
+      ? new MappedStaging(context.device, context.frames, this.memoryBytes)
       : undefined;
     this.readbacks = new StagingPool(
       context.device,
@@ -57,7 +56,11 @@ export class BufferCopyEngine implements CopyEngine {
 
   upload(segments: readonly Segment[]): void {
     let pieces = coalesceSegments(segments);
-    if (this.staged && this.context.frameUse.byCommand && totalBytes(pieces) >= STAGED_MIN_BYTES) {
+    if (
+      this.staged &&
+      isUsedByCommand(this.context.frames) &&
+      totalBytes(pieces) >= STAGED_MIN_BYTES
+    ) {
       pieces = this.staged.upload(pieces);
     }
     const { device, frames } = this.context;
@@ -133,7 +136,7 @@ export class BufferCopyEngine implements CopyEngine {
         encoder.copyBufferToBuffer(frames, segment.frameOffset, staging, at, segment.len);
         at += segment.len;
       }
-      this.context.frameUse.byCommand = true;
+      noteCommandUse(frames);
       device.queue.submit([encoder.finish()]);
       await staging.mapAsync(GPUMapMode.READ, 0, total);
       use(new Uint8Array(staging.getMappedRange(0, total)));

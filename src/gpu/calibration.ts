@@ -8,11 +8,16 @@
  * on the same adapter measures nothing.
  */
 import { get, set } from 'idb-keyval';
-import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from './buffer-copy-engine.ts';
+import {
+  BufferCopyEngine,
+  PIPELINE_BATCH_BYTES,
+  type BufferCopyOptions,
+} from './buffer-copy-engine.ts';
 import { STAGED_MIN_BYTES } from './mapped-staging.ts';
 import { measureBlocks, wholePageShare, type BlockRates } from './calibrate-blocks.ts';
 import { bestTimes } from './engine-timing.ts';
-import { FrameUse, type CopyEngine, type CopyEngineKind, type Segment } from './copy-engine.ts';
+import { noteCommandUse } from './command-use.ts';
+import type { CopyEngine, CopyEngineKind, Segment } from './copy-engine.ts';
 import { KernelCopyEngine } from './kernel-copy-engine.ts';
 import type { CopyEngineChoice } from './mirror-stats.ts';
 import { CONTIGUOUS_MEAN_BYTES, totalBytes, type TransferShape } from './segments.ts';
@@ -127,7 +132,7 @@ function scratch(device: GPUDevice, size: number) {
     size,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
   });
-  return { device, frames, memory, frameUse: new FrameUse() };
+  return { device, frames, memory };
 }
 
 /** Both engines, both directions, both shapes, and the blocks shape (uploads only), interleaved; GB/s. */
@@ -169,26 +174,11 @@ async function measureEngines(
 }
 
 /** The buffer engine's readback of READBACK_BYTES in one batch and pipelined, interleaved; GB/s. */
-async function measureReadbackPipelining(
-  device: GPUDevice,
-): Promise<Calibration['readbackGbPerSecond']> {
-  const context = scratch(device, READBACK_BYTES);
-  const single = new BufferCopyEngine(context);
-  const pipelined = new BufferCopyEngine(context, { pipelinedReadback: true });
-  try {
-    const whole = [{ va: 0, frameOffset: 0, len: READBACK_BYTES }];
-    const ms = await bestTimes({ single, pipelined }, (engine) =>
-      timeTransfer(device, engine, 'd2h', whole),
-    );
-    return {
-      single: READBACK_BYTES / 1e6 / ms.single,
-      pipelined: READBACK_BYTES / 1e6 / ms.pipelined,
-    };
-  } finally {
-    single.destroy();
-    pipelined.destroy();
-    context.frames.destroy();
-  }
+function measureReadbackPipelining(device: GPUDevice): Promise<Calibration['readbackGbPerSecond']> {
+  return compareBufferEngines(device, READBACK_BYTES, 'd2h', {
+    single: {},
+    pipelined: { pipelinedReadback: true },
+  });
 }
 
 /**
@@ -197,30 +187,51 @@ async function measureReadbackPipelining(
  * frames are by every run: Dawn's `writeBuffer` into a buffer no command has
  * used takes a faster path that a mirror never sees.
  */
-async function measureStagedUploads(
-  device: GPUDevice,
-): Promise<Calibration['largeUploadGbPerSecond']> {
-  const context = scratch(device, LARGE_UPLOAD_BYTES);
-  const engines = {
-    writeBuffer: new BufferCopyEngine(context),
-    staged: new BufferCopyEngine(context, { stagedUploads: true }),
-  };
-  const probe = device.createBuffer({ size: 4, usage: GPUBufferUsage.COPY_DST });
-  try {
+function measureStagedUploads(device: GPUDevice): Promise<Calibration['largeUploadGbPerSecond']> {
+  const useFrames = (frames: GPUBuffer): void => {
+    const probe = device.createBuffer({ size: 4, usage: GPUBufferUsage.COPY_DST });
     const encoder = device.createCommandEncoder();
-    encoder.copyBufferToBuffer(context.frames, 0, probe, 0, 4);
-    context.frameUse.byCommand = true;
+    encoder.copyBufferToBuffer(frames, 0, probe, 0, 4);
+    noteCommandUse(frames);
     device.queue.submit([encoder.finish()]);
-    const whole = [{ va: 0, frameOffset: 0, len: LARGE_UPLOAD_BYTES }];
-    const ms = await bestTimes(engines, (engine) => timeTransfer(device, engine, 'h2d', whole));
-    return {
-      writeBuffer: LARGE_UPLOAD_BYTES / 1e6 / ms.writeBuffer,
-      staged: LARGE_UPLOAD_BYTES / 1e6 / ms.staged,
-    };
+    probe.destroy(); // freed once the copy is done
+  };
+  return compareBufferEngines(
+    device,
+    LARGE_UPLOAD_BYTES,
+    'h2d',
+    { writeBuffer: {}, staged: { stagedUploads: true } },
+    useFrames,
+  );
+}
+
+/**
+ * The buffer engine with each of `variants`' options moving `bytes` in one
+ * piece in `direction`, interleaved, best of TRIALS; GB/s per variant.
+ * `prepare` sees the scratch frames first.
+ */
+async function compareBufferEngines<Name extends string>(
+  device: GPUDevice,
+  bytes: number,
+  direction: 'h2d' | 'd2h',
+  variants: Record<Name, BufferCopyOptions>,
+  prepare?: (frames: GPUBuffer) => void,
+): Promise<Record<Name, number>> {
+  const context = scratch(device, bytes);
+  const names = Object.keys(variants) as Name[];
+  const engines = Object.fromEntries(
+    names.map((name) => [name, new BufferCopyEngine(context, variants[name])]),
+  ) as Record<Name, BufferCopyEngine>;
+  try {
+    prepare?.(context.frames);
+    const whole = [{ va: 0, frameOffset: 0, len: bytes }];
+    const ms = await bestTimes(engines, (engine) => timeTransfer(device, engine, direction, whole));
+    return Object.fromEntries(names.map((name) => [name, bytes / 1e6 / ms[name]])) as Record<
+      Name,
+      number
+    >;
   } finally {
-    engines.writeBuffer.destroy();
-    engines.staged.destroy();
-    probe.destroy();
+    for (const name of names) engines[name].destroy();
     context.frames.destroy();
   }
 }

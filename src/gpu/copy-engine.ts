@@ -64,17 +64,6 @@ export interface CopyEngine {
   destroy(): void;
 }
 
-/**
- * Whether any command (a copy, clear or dispatch) has read or written the
- * frames yet; once set, it stays set. Dawn's `writeBuffer` into a buffer no
- * command has used is about twice as fast as into one a command has used,
- * so the buffer engine stages large uploads only once this is set
- * (mapped-staging.ts). Whoever encodes a command on the frames sets it.
- */
-export class FrameUse {
-  byCommand = false;
-}
-
 /** What every engine works with. The frames buffer and memory belong to the caller. */
 export interface CopyContext {
   readonly device: GPUDevice;
@@ -82,5 +71,4 @@ export interface CopyContext {
   readonly frames: GPUBuffer;
   /** CPU memory; fixed-length (writeBuffer rejects views of growable buffers). */
   readonly memory: SharedArrayBuffer;
-  readonly frameUse: FrameUse;
 }

@@ -32,7 +32,6 @@ import type { AddressSpace } from '../space/address-space.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import { runsOf } from '../space/page-run.ts';
 import { describePte, isGpuDirty, type PageSnapshot } from '../space/pte.ts';
-import type { FrameUse } from './copy-engine.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import { serveCpuFaults } from './cpu-fault-service.ts';
 import type { DevicePageTable } from './device-page-table.ts';
@@ -72,7 +71,6 @@ export class DeviceMirror {
   private readonly internals: SpaceInternals;
   private readonly ownsDevice: boolean;
   private readonly frames: GPUBuffer;
-  private readonly frameUse: FrameUse;
   private readonly pool: FramePool;
   private readonly dpt: DevicePageTable;
   private readonly engine: ChosenCopyEngine;
@@ -103,7 +101,6 @@ export class DeviceMirror {
       device: this.device,
       ownsDevice: this.ownsDevice,
       frames: this.frames,
-      frameUse: this.frameUse,
       pool: this.pool,
       dpt: this.dpt,
       engine: this.engine,
@@ -268,7 +265,6 @@ export class DeviceMirror {
       device: this.device,
       space: this.internals,
       frames: this.frames,
-      frameUse: this.frameUse,
       zeroFrame: this.pool.capacity,
       sinkFrame: this.pool.capacity + 1,
       pageTable: this.dpt.buffer,

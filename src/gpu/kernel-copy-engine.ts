@@ -17,6 +17,7 @@ import {
   packBlocks,
   type BlockPacking,
 } from './block-scatter.ts';
+import { noteCommandUse } from './command-use.ts';
 import type { BlockUpload, CopyContext, CopyEngine, Segment } from './copy-engine.ts';
 import { coalesceSegments, totalBytes } from './segments.ts';
 import { StagingPool } from './staging-pool.ts';
@@ -262,7 +263,7 @@ export class KernelCopyEngine implements CopyEngine {
     pass.dispatchWorkgroups(x, Math.ceil(groups / x));
     pass.end();
     after?.(encoder);
-    this.context.frameUse.byCommand = true;
+    noteCommandUse(this.context.frames);
     device.queue.submit([encoder.finish()]);
   }
 }

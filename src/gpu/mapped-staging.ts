@@ -11,18 +11,20 @@
  * 8.6-11 ms), and a mirror's frames are used from its first kernel run on.
  * Packing into mapped memory and copying costs the same whatever the
  * frames' history (about 15 ms for those pages), so it wins only on used
- * frames: the buffer engine stages only once FrameUse says a command has
- * used them, and only where calibration found staging faster (calibration.ts).
+ * frames: the buffer engine stages only into frames a command has used
+ * (command-use.ts), and only where calibration found staging faster (calibration.ts).
  */
-import type { FrameUse, Segment } from './copy-engine.ts';
+import { noteCommandUse } from './command-use.ts';
+import type { Segment } from './copy-engine.ts';
 
 /** Bytes of one staging chunk; a larger upload uses several. */
 export const STAGED_CHUNK_BYTES = 4 << 20;
 /**
  * Uploads smaller than this go by `writeBuffer` even where staging is
- * chosen: below it `writeBuffer` costs the same or less on used frames
- * (SwiftShader: 1 MiB 0.6 ms against 0.8-2.9 staged, 8 MiB 4.3-7.6 against
- * 5.8-6.7), above it staging wins by 1.5-2.5x (16 MiB 7 ms against 17).
+ * chosen. On used frames (SwiftShader) `writeBuffer` wins below it (1 MiB:
+ * 0.6 ms against 0.8-2.9 staged), the two are even at it (8 MiB: 5.8 ms
+ * against 4.3 contiguous, 6.7 against 7.6 in 4 KiB pages), and staging wins
+ * by 1.5-2.5x above it (16 MiB: 17 ms against 7).
  */
 export const STAGED_MIN_BYTES = 2 * STAGED_CHUNK_BYTES;
 /** Chunks made at most: an upload that finds none mapped leaves its rest to `writeBuffer`. */
@@ -37,7 +39,6 @@ export class MappedStaging {
   constructor(
     private readonly device: GPUDevice,
     private readonly frames: GPUBuffer,
-    private readonly frameUse: FrameUse,
     private readonly memoryBytes: Uint8Array,
   ) {}
 
@@ -82,7 +83,7 @@ export class MappedStaging {
     }
     chunk?.unmap();
     if (used.length > 0) {
-      this.frameUse.byCommand = true;
+      noteCommandUse(this.frames);
       this.device.queue.submit([encoder.finish()]);
     }
     for (const buffer of used) this.recycle(buffer);

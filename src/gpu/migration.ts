@@ -34,7 +34,7 @@ import {
 } from '../space/pte.ts';
 import { PTE_FRAME, PTE_GPU, PTE_GPU_DIRTY, PTE_SHARED } from '../space/shared-layout.ts';
 import { bufferSource } from './buffer-source.ts';
-import type { FrameUse, Segment } from './copy-engine.ts';
+import type { Segment } from './copy-engine.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import type { DevicePageTable } from './device-page-table.ts';
 import { FrameMap } from './frame-map.ts';
@@ -74,7 +74,6 @@ export interface MigrationContext {
   readonly space: SpaceInternals;
   readonly device: GPUDevice;
   readonly frames: GPUBuffer;
-  readonly frameUse: FrameUse;
   readonly pool: FramePool;
   readonly dpt: DevicePageTable;
   readonly engine: ChosenCopyEngine;

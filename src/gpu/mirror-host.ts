@@ -5,7 +5,6 @@
  * kernel runtime to a DeviceMirror through it.
  */
 import type { SpaceInternals } from '../space/internals.ts';
-import type { FrameUse } from './copy-engine.ts';
 import type { Migrator } from './migration.ts';
 import type { MirrorCounters } from './mirror-stats.ts';
 
@@ -14,8 +13,6 @@ export interface MirrorHost {
   readonly space: SpaceInternals;
   /** The frames buffer: `budget` bytes of frames, then the zero frame, then the sink frame. */
   readonly frames: GPUBuffer;
-  /** Set by whoever encodes a command on the frames (copy-engine.ts). */
-  readonly frameUse: FrameUse;
   /** Frame index of the frame of zeros that faulted loads read. */
   readonly zeroFrame: number;
   /** Frame index of the frame suppressed stores go to. */

@@ -9,7 +9,6 @@ import { DeviceLostError, InvalidArgumentError, OutOfMemoryError } from '../erro
 import { positiveInteger } from '../arguments.ts';
 import type { AddressSpace } from '../space/address-space.ts';
 import { internalsOf, type SpaceInternals } from '../space/internals.ts';
-import { FrameUse } from './copy-engine.ts';
 import { createCopyEngine, type ChosenCopyEngine, type CopyMode } from './copy-engines.ts';
 import { DPTE_MAX_FRAMES } from './device-layout.ts';
 import { DevicePageTable } from './device-page-table.ts';
@@ -46,8 +45,6 @@ export interface MirrorParts {
   readonly ownsDevice: boolean;
   /** `budget` bytes of frames, then the zero frame, then the sink frame. */
   readonly frames: GPUBuffer;
-  /** Whether a command has used the frames yet (copy-engine.ts). */
-  readonly frameUse: FrameUse;
   readonly pool: FramePool;
   readonly dpt: DevicePageTable;
   readonly engine: ChosenCopyEngine;
@@ -115,10 +112,9 @@ async function createParts(
   });
   const dpt = new DevicePageTable(device, internals.table.pageCount);
   try {
-    const frameUse = new FrameUse();
-    const context = { device, frames, memory: internals.memory, frameUse };
+    const context = { device, frames, memory: internals.memory };
     const engine = await createCopyEngine(copy, context, space.pageSize);
-    return { ...base, frames, frameUse, pool: new FramePool(budget / space.pageSize), dpt, engine };
+    return { ...base, frames, pool: new FramePool(budget / space.pageSize), dpt, engine };
   } catch (error) {
     dpt.destroy();
     frames.destroy();

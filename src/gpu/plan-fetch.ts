@@ -8,14 +8,14 @@ import { runsOf } from '../space/page-run.ts';
 import { STALE_BLOCK_BYTES } from '../space/shared-layout.ts';
 import type { PageTable } from '../space/page-table.ts';
 import { withStaleWhole } from '../space/pte.ts';
-import type { BlockUpload, CopyEngine, FrameUse, Segment } from './copy-engine.ts';
+import { noteCommandUse } from './command-use.ts';
+import type { BlockUpload, CopyEngine, Segment } from './copy-engine.ts';
 import type { FrameMap } from './frame-map.ts';
 import type { PagePlan } from './migration-plan.ts';
 
 export interface FetchContext {
   readonly device: GPUDevice;
   readonly frames: GPUBuffer;
-  readonly frameUse: FrameUse;
   readonly engine: CopyEngine;
   readonly frameMap: FrameMap;
   readonly table: PageTable;
@@ -80,6 +80,6 @@ function clearFrames(ctx: FetchContext, frames: readonly number[]): void {
   for (const run of runsOf(frames)) {
     encoder.clearBuffer(ctx.frames, run.first * pageSize, run.count * pageSize);
   }
-  ctx.frameUse.byCommand = true;
+  noteCommandUse(ctx.frames);
   device.queue.submit([encoder.finish()]);
 }

@@ -18,6 +18,7 @@
  */
 import { invariant } from '../errors.ts';
 import { DPTE_DECLARED_SHIFT } from '../gpu/device-layout.ts';
+import { noteCommandUse } from '../gpu/command-use.ts';
 import type { MirrorHost } from '../gpu/mirror-host.ts';
 import {
   CONTROL_WORDS,
@@ -249,7 +250,7 @@ export class KernelRuntime {
   /** Group 0 for a kernel whose parameters live in `params`. */
   bindGroup(params: GPUBuffer, label: string): GPUBindGroup {
     const resource = (buffer: GPUBuffer): GPUBindingResource => ({ buffer });
-    this.host.frameUse.byCommand = true; // the runs it is made for use the frames
+    noteCommandUse(this.host.frames); // the runs it is made for use the frames
     return this.host.device.createBindGroup({
       label: `${label} group 0`,
       layout: this.layout,

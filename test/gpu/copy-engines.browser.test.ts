@@ -6,12 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BufferCopyEngine, PIPELINE_BATCH_BYTES } from '../../src/gpu/buffer-copy-engine.ts';
 import { wholePageShare } from '../../src/gpu/calibrate-blocks.ts';
 import { calibrate, calibrationKey, scatteredPieceBytes } from '../../src/gpu/calibration.ts';
-import {
-  FrameUse,
-  type BlockUpload,
-  type CopyEngine,
-  type Segment,
-} from '../../src/gpu/copy-engine.ts';
+import { noteCommandUse } from '../../src/gpu/command-use.ts';
+import type { BlockUpload, CopyEngine, Segment } from '../../src/gpu/copy-engine.ts';
 import { KernelCopyEngine } from '../../src/gpu/kernel-copy-engine.ts';
 import {
   STAGED_CHUNK_BYTES,
@@ -36,7 +32,6 @@ interface Rig {
   readonly test: TestDevice;
   readonly memory: SharedArrayBuffer;
   readonly frames: GPUBuffer;
-  readonly frameUse: FrameUse;
   /** The buffer engine three times: as is, with pipelined readback, with staged uploads. */
   readonly engines: Record<'buffer' | 'kernel' | 'pipelined' | 'staged', CopyEngine>;
 }
@@ -49,8 +44,7 @@ async function rig(size: number): Promise<Rig> {
     size,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
   });
-  const frameUse = new FrameUse();
-  const context = { device: test.device, frames, memory, frameUse };
+  const context = { device: test.device, frames, memory };
   const engines = {
     buffer: new BufferCopyEngine(context),
     kernel: new KernelCopyEngine(context),
@@ -64,7 +58,7 @@ async function rig(size: number): Promise<Rig> {
     expect(test.liveBuffers()).toBe(0);
     test.destroy();
   });
-  return { test, memory, frames, frameUse, engines };
+  return { test, memory, frames, engines };
 }
 
 /** Random segments: whole pages at random frames, and byte ranges (4-byte aligned) inside pages. */
@@ -90,7 +84,7 @@ async function readFrames(rig: Rig, size: number): Promise<Uint8Array> {
   });
   const encoder = rig.test.device.createCommandEncoder();
   encoder.copyBufferToBuffer(rig.frames, 0, staging, 0, size);
-  rig.frameUse.byCommand = true;
+  noteCommandUse(rig.frames);
   rig.test.device.queue.submit([encoder.finish()]);
   await staging.mapAsync(GPUMapMode.READ);
   const bytes = new Uint8Array(staging.getMappedRange().slice(0));

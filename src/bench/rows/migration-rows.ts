@@ -3,7 +3,6 @@
  * pages, bringing a mostly clean GPU copy up to date, and the memcpy ceiling.
  */
 import { BufferCopyEngine } from '../../gpu/buffer-copy-engine.ts';
-import { FrameUse } from '../../gpu/copy-engine.ts';
 import type { CopyMode } from '../../gpu/copy-engines.ts';
 import type { GpuMirror } from '../../mirror/gpu-mirror.ts';
 import type { AddressSpace } from '../../space/address-space.ts';
@@ -287,7 +286,7 @@ const pipelinedReadback: BenchRow = {
     const bytes = context.quick ? 16 * MiB : 64 * MiB;
     const memory = new SharedArrayBuffer(bytes);
     const frames = scratchBuffer(context.device, bytes, 'readback frames');
-    const copy = { device: context.device, frames, memory, frameUse: new FrameUse() };
+    const copy = { device: context.device, frames, memory };
     const single = new BufferCopyEngine(copy);
     const pipelined = new BufferCopyEngine(copy, { pipelinedReadback: true });
     const whole = [{ va: 0, frameOffset: 0, len: bytes }];
