@@ -145,14 +145,16 @@ export class DeviceMirror {
    * @throws OutOfMemoryError 'budget' (the budget cannot hold the pages: nothing moves)
    * @throws WouldBlockError 'reentrant' inside an access() or acquire() scope of the range
    */
-  async migrate(va: number, len: number, to: 'gpu' | 'cpu'): Promise<MigrationResult> {
-    this.assertAttached();
-    const target = oneOf('to', to, ['gpu', 'cpu']);
-    const run = { ...this.internals.pageSpan(va, len), va };
-    this.internals.assertNotInScope(run.first, run.count, va);
-    return target === 'gpu'
-      ? this.migrator.toGpu([run], 'explicit', true)
-      : this.migrator.toCpu([run], 'explicit', true);
+  migrate(va: number, len: number, to: 'gpu' | 'cpu'): Promise<MigrationResult> {
+    // Tracked, so that a detach waits for it before it takes the frames back.
+    return this.track(() => {
+      const target = oneOf('to', to, ['gpu', 'cpu']);
+      const run = { ...this.internals.pageSpan(va, len), va };
+      this.internals.assertNotInScope(run.first, run.count, va);
+      return target === 'gpu'
+        ? this.migrator.toGpu([run], 'explicit', true)
+        : this.migrator.toCpu([run], 'explicit', true);
+    });
   }
 
   /**

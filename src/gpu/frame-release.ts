@@ -51,7 +51,8 @@ export async function releaseFrames(ctx: FrameReleaseContext): Promise<number[]>
       if (patient) {
         try {
           for (const run of batch)
-            for (let page = run.first; page < runEnd(run); page++) drop(ctx, page);
+            for (let page = run.first; page < runEnd(run); page++)
+              dropFrame(table, ctx.frameMap, page);
         } finally {
           table.releaseHolds(holds);
         }
@@ -67,7 +68,7 @@ export async function releaseFrames(ctx: FrameReleaseContext): Promise<number[]>
           continue;
         }
         try {
-          drop(ctx, page);
+          dropFrame(table, ctx.frameMap, page);
         } finally {
           table.releaseHolds(hold);
         }
@@ -91,15 +92,17 @@ function withoutFrame(pte: number): number {
   return withState(pte & ~(PTE_FRAME | PTE_GPU_DIRTY), next);
 }
 
-/** A held page loses its frame. */
-function drop(ctx: FrameReleaseContext, page: number): void {
-  const { table } = ctx;
-  const before = table.pte(page);
-  if (hasFrame(before)) {
+/**
+ * A held page loses its frame (at detach, and to eviction: eviction.ts):
+ * `shared` and `gpu` become `cpu`, not GPU-dirty. Its CPU copy must be
+ * current: the caller wrote a dirty page back first.
+ */
+export function dropFrame(table: PageTable, frameMap: FrameMap, page: number): void {
+  if (hasFrame(table.pte(page))) {
     table.updatePte(page, withoutFrame);
     table.clearStaleness(page);
   }
-  ctx.frameMap.drop(page);
+  frameMap.drop(page);
 }
 
 /**

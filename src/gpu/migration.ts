@@ -11,14 +11,14 @@
  *   only its stale ranges; a clean page changes state with no transfer; only
  *   GPU-dirty pages are read back.
  * - A batch either moves every page or none: bad pages (unmapped, freed,
- *   `prot: 'none'` for explicit migrations) and an exceeded frame budget are
- *   refused before anything moves.
+ *   `prot: 'none'` for explicit migrations) and a range larger than the
+ *   frame budget are refused before anything moves.
  * - Frames never exceed the budget and follow their page's generation
- *   (frame-map.ts).
+ *   (frame-map.ts); when the pool runs out, frames come from pages no one
+ *   holds (frame-budget.ts, eviction.ts).
  * - Every migration that takes pages from the CPU bumps their sequence
  *   numbers and announces a 'migrate' notice.
  */
-import { OutOfMemoryError } from '../errors.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
 import { runsOf, type PageRun } from '../space/page-run.ts';
@@ -37,6 +37,8 @@ import { bufferSource } from './buffer-source.ts';
 import type { Segment } from './copy-engine.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import type { DevicePageTable } from './device-page-table.ts';
+import { Evictor } from './eviction.ts';
+import { FrameBudget } from './frame-budget.ts';
 import { FrameMap } from './frame-map.ts';
 import { releaseFrames } from './frame-release.ts';
 import { HOLD_BATCH_RUNS, inBatches } from './hold-batches.ts';
@@ -44,14 +46,11 @@ import { fetchPlans } from './plan-fetch.ts';
 import type { FramePool } from './frame-pool.ts';
 import {
   bridgeGaps,
-  framesNeeded,
   pagesBecomingGpu,
   pagesGpuOwned,
   pagesToReadBack,
   pagesUploaded,
-  planResidency,
   runsToHoldForGpu,
-  type Overwrite,
   type PagePlan,
   type PlanView,
 } from './migration-plan.ts';
@@ -92,6 +91,8 @@ export interface MigrationContext {
 export class Migrator {
   /** Which frame each page has on this mirror. */
   readonly frameMap: FrameMap;
+  /** Frames for held pages, evicting others when the pool runs out (frame-budget.ts). */
+  readonly frameBudget: FrameBudget;
   private readonly pageSize: number;
   /** The page table and frame map as planning reads them. */
   private readonly view: PlanView;
@@ -107,6 +108,13 @@ export class Migrator {
       hasFrame: (page) => this.frameMap.has(page),
       wholePageShare: ctx.engine.choice().wholePageShare,
     };
+    const evictor = new Evictor({
+      ...ctx,
+      table,
+      frameMap: this.frameMap,
+      limits: ctx.space.limits,
+    });
+    this.frameBudget = new FrameBudget(this.view, this.frameMap, ctx.pool, evictor);
   }
 
   /** Frames free in the pool now, and the pool's capacity (the budget), in frames. */
@@ -152,13 +160,11 @@ export class Migrator {
     // held and planned only where there is work: pages already GPU-owned and
     // held by no one are left alone (as if migrated the moment they were seen).
     this.precheck(runs, checkProt);
+    this.frameBudget.admit(runs);
     const { table } = this.ctx.space;
     const needed = runsToHoldForGpu({ ...this.view, held: (page) => table.isHeld(page) }, runs);
     const work = this.journaled ? bridgeGaps(needed, HOLD_BATCH_RUNS) : needed;
-    const precheck = (): void => {
-      this.precheck(work, checkProt);
-      this.plan(work); // the budget, for all batches
-    };
+    const precheck = (): void => this.precheck(work, checkProt);
     const result = await inBatches(work, this.journaled, precheck, async (batch) => {
       const holds = await this.holdChecked(batch, checkProt);
       const events: InvalidateEvent[] = [];
@@ -178,7 +184,8 @@ export class Migrator {
    * leaves `shared` and `gpu` pages as they are and makes `zero` and `cpu`
    * pages `shared`; 'gpu' makes every page GPU-owned (clean), announcing the
    * pages taken from the CPU in `events` (to announce once the holds are
-   * released). Pages must be held exclusively.
+   * released). Pages must be held exclusively. Frames come from eviction
+   * when the pool has too few (`makeRoom`).
    * @throws OutOfMemoryError (budget), having moved nothing
    */
   async makeResident(
@@ -186,7 +193,7 @@ export class Migrator {
     target: 'shared' | 'gpu',
     events: InvalidateEvent[],
   ): Promise<MigrationResult> {
-    const plans = this.plan(runs);
+    const plans = await this.frameBudget.planWithRoom(runs);
     const fetched = await this.fetch(plans);
     if (target === 'shared') {
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
@@ -256,7 +263,7 @@ export class Migrator {
     const run = { ...this.ctx.space.pageSpan(va, len), va };
     const holds = await this.holdChecked([run], true);
     try {
-      const plans = this.plan([run]);
+      const plans = await this.frameBudget.planWithRoom([run]);
       this.countFetch(plans.length, [run], await this.fetch(plans), started);
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       const pieces = this.pieces(va, len);
@@ -282,7 +289,10 @@ export class Migrator {
     const holds = await this.holdChecked([run], true, 'write');
     const events: InvalidateEvent[] = [];
     try {
-      const plans = this.plan([run], { lo: va, hi: va + data.byteLength });
+      const plans = await this.frameBudget.planWithRoom([run], {
+        lo: va,
+        hi: va + data.byteLength,
+      });
       this.countFetch(plans.length, [run], await this.fetch(plans), started);
       const pieces = this.pieces(va, data.byteLength);
       this.frameMap.assertFramesKept(pieces);
@@ -377,32 +387,6 @@ export class Migrator {
       if (checkProt) assertAccess(table.pte(page), need, address, 'the device');
       else assertMapped(table.pte(page), address);
     }
-  }
-
-  /**
-   * The plan for bringing held pages' frames up to date (migration-plan.ts),
-   * after reclaiming frames their pages lost to a free.
-   * @throws OutOfMemoryError if the new frames exceed what the pool has left; plans nothing then
-   */
-  private plan(runs: readonly PageRun[], overwrite?: Overwrite): PagePlan[] {
-    this.frameMap.releaseQuarantined();
-    for (const run of runs) {
-      for (let page = run.first; page < run.first + run.count; page++) {
-        this.frameMap.reclaimIfStale(page);
-      }
-    }
-    const plans = planResidency(this.view, runs, overwrite);
-    const needed = framesNeeded(plans);
-    const { pool } = this.ctx;
-    if (needed > pool.available) {
-      throw new OutOfMemoryError(
-        'budget',
-        needed * this.pageSize,
-        pool.available * this.pageSize,
-        `the migration needs ${needed} new frames of ${this.pageSize} bytes; the budget is ${pool.capacity * this.pageSize} bytes with ${pool.inUse} frames in use`,
-      );
-    }
-    return plans;
   }
 
   /** Assigns frames, clears and uploads per `plans`; resolves once the GPU has them. */

@@ -9,15 +9,19 @@ import type { CopyEngineKind } from './copy-engine.ts';
  * Why memory moved: 'fault-cpu' (a CPU access to a GPU-dirty page),
  * 'fault-gpu' (a kernel run or gpu.read/write fetched pages), 'sync'
  * (sync() and detach() writing back), 'writeback' (background write-back
- * under the `writeBack` option: write-back.ts), 'explicit' (migrate()).
+ * under the `writeBack` option: write-back.ts), 'eviction' (dirty pages
+ * written back so their frames could go to others: eviction.ts),
+ * 'explicit' (migrate()).
  */
-export type MigrationCause = 'fault-cpu' | 'fault-gpu' | 'sync' | 'writeback' | 'explicit';
+export type MigrationCause =
+  'fault-cpu' | 'fault-gpu' | 'sync' | 'writeback' | 'eviction' | 'explicit';
 
 export const MIGRATION_CAUSES: readonly MigrationCause[] = [
   'fault-cpu',
   'fault-gpu',
   'sync',
   'writeback',
+  'eviction',
   'explicit',
 ];
 
@@ -63,8 +67,10 @@ export interface MirrorStats {
   gpuFaults: number;
   /** Kernel fault-collecting passes that found faults. */
   replays: number;
-  /** Pages written back to the CPU by sync, detach or background write-back. */
+  /** Pages written back to the CPU by sync, detach, background write-back or eviction. */
   writebacks: number;
+  /** Pages that lost their frame so that others could have it (eviction.ts); dirty ones were written back first. */
+  evictions: number;
   /** Pages whose GPU copy another thread's notice invalidated. */
   invalidations: number;
   /** Device page table entries derived again because the page changed while they were (a race with another thread, retried). */
@@ -97,6 +103,8 @@ export interface TraceEvent {
   readonly ms: number;
   /** Direction of a migration: 'gpu' (to the device) or 'cpu'. */
   readonly to: 'gpu' | 'cpu';
+  /** For an 'eviction': pages that lost their frame (`pages` of them were written back). */
+  readonly evicted?: number;
 }
 
 export type TraceListener = (event: TraceEvent) => void;
@@ -119,6 +127,7 @@ export function emptyCounters(): MirrorCounters {
     gpuFaults: 0,
     replays: 0,
     writebacks: 0,
+    evictions: 0,
     invalidations: 0,
     entryRetries: 0,
     bytesByCause: Object.fromEntries(MIGRATION_CAUSES.map((cause) => [cause, 0])) as Record<

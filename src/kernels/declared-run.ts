@@ -81,6 +81,10 @@ export function declareUses(
   const runs = declaredRuns(space, uses, ranges, named);
   const bound = boundRanges(ranges, named);
   assertOutsideScopes(space, runs);
+  runtime.host.migrator.frameBudget.admit(
+    runs,
+    'run the kernel over chunks whose uses fit the budget',
+  );
   const holds = holdsOf(runs, 'exclusive-long');
   const taken =
     runtime.idle &&
@@ -293,7 +297,8 @@ async function submitHeld(
   try {
     host.space.pollNotices();
     checkProtections(table, runs);
-    const fetched = await fetchDeclared(host, runs, events);
+    // Alone, a run waits for frames others hold; in a batch it fails, and waits for the batch instead.
+    const fetched = await fetchDeclared(host, runs, events, batch.size === 0);
     // The kernel only reads these: CPU readers may join while it runs.
     const written = (i: number) => ((taken.access[i] ?? 0) & USE_WRITE) !== 0;
     taken.holds = [
@@ -333,15 +338,17 @@ async function submitHeld(
   }
 }
 
-/** Makes read runs `shared` and write runs `gpu`, in one batch, and counts the fetch. */
+/** Makes read runs `shared` and write runs `gpu`, in one batch, with frames for all of them first, and counts the fetch. */
 async function fetchDeclared(
   host: MirrorHost,
   runs: readonly UseRun[],
   events: InvalidateEvent[],
+  waitForFrames: boolean,
 ): Promise<MigrationResult> {
   const reads = runs.filter((run) => !(run.access & USE_WRITE));
   const writes = runs.filter((run) => run.access & USE_WRITE);
   const started = performance.now();
+  await host.migrator.frameBudget.makeRoom(runs, waitForFrames);
   const read = await host.migrator.makeResident(reads, 'shared', events);
   const written = await host.migrator.makeResident(writes, 'gpu', events);
   const fetched = { pages: read.pages + written.pages, bytes: read.bytes + written.bytes };

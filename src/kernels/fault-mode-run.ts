@@ -181,6 +181,7 @@ class FaultModeRun {
     const extra = this.prefetch(writes, reads, faulting, migrator.frames.free - frameCost);
     const gpuRuns = runsOf([...writes, ...extra.write]);
     const sharedRuns = runsOf([...reads, ...extra.read]);
+    await migrator.frameBudget.makeRoom([...sharedRuns, ...gpuRuns]);
     const shared = await migrator.makeResident(sharedRuns, 'shared', this.events);
     const owned = await migrator.makeResident(gpuRuns, 'gpu', this.events);
     const moved = { pages: shared.pages + owned.pages, bytes: shared.bytes + owned.bytes };
@@ -201,21 +202,24 @@ class FaultModeRun {
   }
 
   /**
-   * The new frames the faulting pages need.
-   * @throws OutOfMemoryError 'budget' naming the bytes they need and the bytes free, when they do not fit
+   * The new frames the faulting pages need, which eviction can free
+   * (frame-budget.ts) unless the run's own pages leave too few.
+   * @throws OutOfMemoryError 'budget' naming the run's footprint so far and the budget, when they do not fit
    */
   private assertFaultingFit(faulting: ReadonlySet<number>): number {
     const { migrator } = this.host;
     const { pageSize } = this.host.space.table;
     let needed = 0;
     for (const page of faulting) if (!migrator.frameMap.has(page)) needed++;
-    const { free, capacity } = migrator.frames;
-    if (needed <= free) return needed;
+    let held = 0;
+    for (const page of this.fetched.pages()) if (migrator.frameMap.has(page)) held++;
+    const { capacity } = migrator.frames;
+    if (needed <= capacity - held) return needed;
     throw new OutOfMemoryError(
       'budget',
-      needed * pageSize,
-      free * pageSize,
-      `one fault-mode pass faulted ${faulting.size} pages needing ${needed} new frames of ${pageSize} bytes; the budget is ${capacity * pageSize} bytes with ${capacity - free} frames in use; declare uses in smaller runs`,
+      (held + needed) * pageSize,
+      capacity * pageSize,
+      `a fault-mode run holding ${held} pages faulted on ${needed} more pages of ${pageSize} bytes; the budget is ${capacity} frames; split the work into runs whose pages fit the budget, or declare uses`,
     );
   }
 
@@ -307,6 +311,7 @@ class FaultModeRun {
     const written = faultBitPages(bits, ACCESSED_WRITE);
     const writtenSet = new Set(written);
     const readOnly = faultBitPages(bits, ACCESSED_READ).filter((page) => !writtenSet.has(page));
+    this.host.migrator.frameBudget.touch([...written, ...readOnly]);
     const holds = [
       ...this.newHolds(written, 'exclusive-long'),
       ...this.newHolds(readOnly, 'device-read'),
@@ -388,16 +393,20 @@ function needsChange(pte: number, need: Need): boolean {
 /** The pages a fault-mode run has brought in and holds (exclusively) until it ends. */
 class FetchedPages {
   holds: Hold[] = [];
-  private readonly pages = new Set<number>();
+  private readonly held = new Set<number>();
 
   has(page: number): boolean {
-    return this.pages.has(page);
+    return this.held.has(page);
+  }
+
+  pages(): Iterable<number> {
+    return this.held;
   }
 
   add(holds: readonly Hold[]): void {
     for (const hold of holds) {
       this.holds.push(hold);
-      for (let page = hold.first; page < runEnd(hold); page++) this.pages.add(page);
+      for (let page = hold.first; page < runEnd(hold); page++) this.held.add(page);
     }
   }
 }

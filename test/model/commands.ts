@@ -3,14 +3,15 @@
  * real system and the same effect on the model, and checks that the call
  * ended as the model says (its value, or its typed error). Outcomes the
  * model cannot rule out are named where they are allowed:
- * OutOfMemoryError 'budget' for device-side calls (no eviction yet), and
  * WouldBlockError 'may-not-block' for a main-thread sync call on a page the
- * GPU holds dirty.
+ * GPU holds dirty. Device-side calls evict to make room (the budget is a few
+ * frames), so they fail with OutOfMemoryError 'budget' exactly when they
+ * need more pages resident at once than the budget has frames (`overBudget`).
  */
 import type fc from 'fast-check';
 import type { Protection } from '../../src/space/pte.ts';
 import { outcomeOf, outcomeOfAsync, type Outcome } from './outcome.ts';
-import { PAGE, within, type RealSystem } from './real-system.ts';
+import { BUDGET_PAGES, PAGE, within, type RealSystem } from './real-system.ts';
 import type { ExpectedError, Region, SpaceModel } from './space-model.ts';
 
 type Command = fc.AsyncCommand<SpaceModel, RealSystem>;
@@ -18,6 +19,24 @@ type Command = fc.AsyncCommand<SpaceModel, RealSystem>;
 type Thread = 0 | 1 | 'main';
 
 const BUDGET_REFUSAL = { code: 'OUT_OF_MEMORY', reason: 'budget' } as const;
+
+/** The error a call must end with: the model's refusal, or a budget refusal (no address). */
+type Expected = ExpectedError | typeof BUDGET_REFUSAL;
+
+/**
+ * What a device-side call over [va, va + len) may end with besides the
+ * model's refusal: a call that needs more pages than the budget must fail
+ * with 'budget' (where no access error comes first), one that fits must not.
+ */
+function budgetOutcome(
+  va: number,
+  len: number,
+  refusal: ExpectedError | undefined,
+): { expected: Expected | undefined; allowed: (typeof BUDGET_REFUSAL)[] } {
+  const pages = Math.ceil((va + len) / PAGE) - Math.floor(va / PAGE);
+  if (pages <= BUDGET_PAGES) return { expected: refusal, allowed: [] };
+  return { expected: refusal ?? BUDGET_REFUSAL, allowed: [BUDGET_REFUSAL] };
+}
 
 /**
  * Throws unless `outcome` is what the model expects: success, the expected
@@ -27,7 +46,7 @@ const BUDGET_REFUSAL = { code: 'OUT_OF_MEMORY', reason: 'budget' } as const;
 function expectOutcome(
   what: string,
   outcome: Outcome<unknown>,
-  expected: ExpectedError | undefined,
+  expected: Expected | undefined,
   allowed: readonly { code: string; reason: string }[] = [],
   checkAddress = true,
 ): boolean {
@@ -39,7 +58,7 @@ function expectOutcome(
       `${what}: expected success, got ${outcome.code} ${outcome.reason}: ${outcome.message}`,
     );
   }
-  const address = checkAddress ? expected.address : undefined;
+  const address = checkAddress && 'address' in expected ? expected.address : undefined;
   if (
     outcome.ok ||
     outcome.code !== expected.code ||
@@ -48,7 +67,7 @@ function expectOutcome(
   ) {
     const got = outcome.ok ? 'success' : `${outcome.code} ${outcome.reason} at ${outcome.address}`;
     throw new Error(
-      `${what}: expected ${expected.code} ${expected.reason} at ${expected.address}, got ${got}`,
+      `${what}: expected ${expected.code} ${expected.reason} at ${address}, got ${got}`,
     );
   }
   return false;
@@ -405,5 +424,5 @@ export {
   Protect,
   ScatteredSetU32,
 };
-export { BUDGET_REFUSAL, expectBytes, expectOutcome, pattern, RegionCommand, span };
+export { budgetOutcome, expectBytes, expectOutcome, pattern, RegionCommand, span };
 export type { Command, Thread };

@@ -5,7 +5,7 @@
  */
 import { DeviceLostError } from '../../src/errors.ts';
 import {
-  BUDGET_REFUSAL,
+  budgetOutcome,
   expectBytes,
   expectOutcome,
   pattern,
@@ -38,11 +38,12 @@ export class Migrate extends RegionCommand {
       String(this),
       outcomeOfAsync(() => r.gpu.migrate(region.va, len, this.to)),
     );
-    const allowed = this.to === 'gpu' ? [BUDGET_REFUSAL] : [];
-    if (
-      expectOutcome(String(this), outcome, m.refusal(region.va, len, 'read'), allowed) &&
-      this.to === 'cpu'
-    )
+    const refusal = m.refusal(region.va, len, 'read');
+    const { expected, allowed } =
+      this.to === 'gpu'
+        ? budgetOutcome(region.va, len, refusal)
+        : { expected: refusal, allowed: [] };
+    if (expectOutcome(String(this), outcome, expected, allowed) && this.to === 'cpu')
       m.cpuValid(region.va, len);
   }
   toString(): string {
@@ -64,10 +65,8 @@ export class GpuRead extends RegionCommand {
       String(this),
       outcomeOfAsync(() => r.gpu.read(va, len)),
     );
-    if (
-      expectOutcome(String(this), outcome, m.refusal(va, len, 'read'), [BUDGET_REFUSAL]) &&
-      outcome.ok
-    )
+    const { expected, allowed } = budgetOutcome(va, len, m.refusal(va, len, 'read'));
+    if (expectOutcome(String(this), outcome, expected, allowed) && outcome.ok)
       expectBytes(String(this), outcome.value, m.bytes.subarray(va, va + len));
   }
   toString(): string {
@@ -91,8 +90,8 @@ export class GpuWrite extends RegionCommand {
       String(this),
       outcomeOfAsync(() => r.gpu.write(va, data)),
     );
-    if (expectOutcome(String(this), outcome, m.refusal(va, len, 'write'), [BUDGET_REFUSAL]))
-      m.gpuWrite(va, data);
+    const { expected, allowed } = budgetOutcome(va, len, m.refusal(va, len, 'write'));
+    if (expectOutcome(String(this), outcome, expected, allowed)) m.gpuWrite(va, data);
   }
   toString(): string {
     return `gpu.write(#${this.pick}, ${this.at.toFixed(2)}, ${this.size.toFixed(2)})`;
@@ -134,15 +133,8 @@ export class KernelAdd extends RegionCommand {
     };
     const outcome = await within(String(this), outcomeOfAsync(run));
     // Which page a refused run names first is the runtime's choice: compare code and reason.
-    if (
-      expectOutcome(
-        String(this),
-        outcome,
-        m.refusal(region.va, len, 'write'),
-        [BUDGET_REFUSAL],
-        false,
-      )
-    )
+    const { expected, allowed } = budgetOutcome(region.va, len, m.refusal(region.va, len, 'write'));
+    if (expectOutcome(String(this), outcome, expected, allowed, false))
       m.gpuAddWords(region.va, len, this.k);
   }
   toString(): string {

@@ -5,7 +5,7 @@
 // its limit. A failure shrinks to a minimal command list and prints the seed
 // and path that replay it (fast-check's report).
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Threads } from '../../src/threads/threads.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
 import { commandArbitrary, modelSeeds } from './arbitraries.ts';
@@ -17,8 +17,12 @@ import { createRealSystem, DeviceSource, PAGE, SPACE_PAGES, within } from './rea
 import { SpaceModel } from './space-model.ts';
 
 const devices = new DeviceSource();
-/** What ran, for the summary line `npm run soak` reads: sequences, steps run, sequences with a device loss. */
-const ran = { sequences: 0, steps: 0, losses: 0 };
+/**
+ * What ran, for the summary line `npm run soak` reads: sequences, steps run,
+ * sequences with a device loss; and evictions (of mirrors that lived to the
+ * end of their sequence), which the suite must see: its budget is a few frames.
+ */
+const ran = { sequences: 0, steps: 0, losses: 0, evictions: 0 };
 let threads: Threads<ModelThreadApi>;
 
 beforeAll(async () => {
@@ -33,10 +37,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   console.log(
-    `[model] ${ran.sequences} sequences, ${ran.steps} steps, ${ran.losses} with device loss`,
+    `[model] ${ran.sequences} sequences, ${ran.steps} steps, ${ran.losses} with device loss, ${ran.evictions} evictions`,
   );
   await threads.terminate();
   devices.destroy();
+  expect(ran.evictions).toBeGreaterThan(0);
 });
 
 /**
@@ -55,6 +60,7 @@ async function runSequence(commands: readonly Command[], executed = { steps: 0 }
       await checkInvariants(model, real, String(command));
     }
   } finally {
+    ran.evictions += real.gpu.stats().evictions;
     await within('detach', real.gpu.detach()).catch(() => undefined);
   }
 }

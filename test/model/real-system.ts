@@ -15,8 +15,11 @@ import type { ModelThreadApi } from './model-thread.worker.ts';
 
 export const PAGE = 4096;
 export const SPACE_PAGES = 64;
-/** Frames: enough that most sequences fit, few enough that some runs meet the budget. */
-export const BUDGET_PAGES = 40;
+/**
+ * Frames: a few, so that nearly every device-side call evicts, and regions of
+ * four pages (the largest alloc) need more than the budget.
+ */
+export const BUDGET_PAGES = 3;
 /** A blocked call fails with a typed error within this; a call that takes longer than CALL_LIMIT_MS never ended. */
 export const FAULT_TIMEOUT_MS = 3000;
 export const CALL_LIMIT_MS = 3 * FAULT_TIMEOUT_MS;

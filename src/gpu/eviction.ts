@@ -1,0 +1,246 @@
+/**
+ * Eviction: when a migration, a kernel run or a device-side access needs
+ * more frames than the pool has free, the mirror takes frames from pages no
+ * one holds (docs/gpu-mirror.md, "Eviction").
+ *
+ * Victims, in order:
+ * 1. pages whose CPU copy is valid (`shared`, clean `gpu`, `cpu` with a stale
+ *    frame): they lose their frame with no transfer;
+ * 2. GPU-dirty pages, least recently used first: written back in one
+ *    readback per round (the need plus the reserve, so a round under
+ *    pressure writes back up to the reserve's 2 MiB at once), then they
+ *    lose their frame.
+ * Every victim ends `cpu` with no frame (other states stay as they are).
+ * "Used" is a clock the mirror ticks per call that makes pages resident or
+ * reads or writes them on the device: kernel runs (declared uses, the pages
+ * a fault-mode run fetched or touched), migrations, gpu.read and gpu.write.
+ * UVM orders by when a block was made resident (its code admits it does
+ * not track access); this orders by use, so a page a kernel keeps reading
+ * stays while a page fetched once and left goes.
+ *
+ * Guarantees:
+ * - A page held by anyone (a run in flight, a migration, a CPU scope, a
+ *   fault being served) is never a victim: each victim is held exclusively,
+ *   without waiting, before anything changes, and its state read again under
+ *   the hold. So a page a run in flight holds keeps its frame.
+ * - No byte is lost: a dirty victim's frame is read back into CPU memory
+ *   before it is dropped.
+ * - Eviction evicts a reserve beyond the need (at most min(2 MiB, budget /
+ *   32), the reserve below which pressure starts), so the next call that
+ *   needs a frame rarely waits for a write-back.
+ * - Liveness: when too few frames are free of holds now, it waits for
+ *   holders to let go (bounded by faultTimeoutMs), then fails with
+ *   OutOfMemoryError 'budget'; it fails at once when the pages it may not
+ *   take (the caller's own) leave too few frames however long it waits.
+ */
+import { OutOfMemoryError } from '../errors.ts';
+import { runsOf, type PageRun } from '../space/page-run.ts';
+import type { Hold, PageTable } from '../space/page-table.ts';
+import { isGpuDirty, isGpuOwned, isMapped } from '../space/pte.ts';
+import type { WaitLimits } from '../space/waiting.ts';
+import type { ChosenCopyEngine } from './copy-engines.ts';
+import type { FrameMap } from './frame-map.ts';
+import type { FramePool } from './frame-pool.ts';
+import { dropFrame } from './frame-release.ts';
+import { HOLD_BATCH_RUNS } from './hold-batches.ts';
+import type { MirrorCounters, TraceEvent } from './mirror-stats.ts';
+
+/** The reserve's upper bound in bytes: the reserve is min(this, budget / 32), whole frames. */
+export const RESERVE_MAX_BYTES = 2 << 20;
+
+/** Longest pause between looks for frames while holders keep them, ms. */
+const MAX_PAUSE_MS = 16;
+
+export interface EvictionContext {
+  readonly table: PageTable;
+  readonly frameMap: FrameMap;
+  readonly pool: FramePool;
+  readonly engine: ChosenCopyEngine;
+  readonly counters: MirrorCounters;
+  readonly emit: (event: TraceEvent) => void;
+  readonly limits: WaitLimits;
+  /** @throws DeviceLostError once the device is lost (before any victim is dropped) */
+  readonly assertLive: () => void;
+}
+
+export class Evictor {
+  /** The clock: ticks once per call that uses pages. */
+  private clock = 0;
+  /** The clock when each page was last used on this mirror. */
+  private readonly lastUse: Float64Array;
+  /** Frames kept free beyond a need (see the module doc). */
+  readonly reserve: number;
+
+  constructor(private readonly ctx: EvictionContext) {
+    this.lastUse = new Float64Array(ctx.table.pageCount);
+    const { pageSize } = ctx.table;
+    this.reserve = Math.floor(
+      Math.min(RESERVE_MAX_BYTES, (ctx.pool.capacity * pageSize) / 32) / pageSize,
+    );
+  }
+
+  /** Records a use of every page of `runs` (one tick for the call). */
+  touch(runs: readonly PageRun[]): void {
+    const now = ++this.clock;
+    for (const run of runs) this.lastUse.fill(now, run.first, run.first + run.count);
+  }
+
+  /** `touch` for single pages. */
+  touchPages(pages: Iterable<number>): void {
+    const now = ++this.clock;
+    for (const page of pages) this.lastUse[page] = now;
+  }
+
+  /**
+   * Makes `needed` frames free, evicting (see the module doc), with the
+   * reserve beyond them where there are victims for it. `own` are the pages
+   * the caller holds (never victims; their frames count as taken).
+   * @param wait whether to wait for other holders to let go of frames (false: fail at once)
+   * @throws OutOfMemoryError 'budget' naming the need and the frames free,
+   *   having evicted what it could; DeviceLostError
+   */
+  async makeRoom(needed: number, own: readonly PageRun[], wait = true): Promise<void> {
+    const { pool, frameMap, limits } = this.ctx;
+    let deadline = Number.NaN;
+    for (let pause = 1; ; pause = Math.min(MAX_PAUSE_MS, pause * 2)) {
+      frameMap.releaseQuarantined();
+      if (pool.available >= needed) return;
+      const ownFrames = this.framesOf(own);
+      if (needed > pool.capacity - ownFrames) throw this.refusal(needed, ownFrames);
+      const blocked = await this.evict(needed + this.reserve - pool.available, own);
+      if (pool.available >= needed) return;
+      if (Number.isNaN(deadline)) deadline = performance.now() + limits.faultTimeoutMs;
+      if (!wait || !blocked || performance.now() >= deadline) throw this.refusal(needed, ownFrames);
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+
+  /** Frames the pages of `runs` have. */
+  private framesOf(runs: readonly PageRun[]): number {
+    let frames = 0;
+    for (const run of runs) {
+      for (let page = run.first; page < run.first + run.count; page++) {
+        if (this.ctx.frameMap.has(page)) frames++;
+      }
+    }
+    return frames;
+  }
+
+  /**
+   * Evicts up to `count` frames from pages no one holds, clean ones first.
+   * @returns whether a frame stayed out of reach because another holder had its page
+   */
+  private async evict(count: number, own: readonly PageRun[]): Promise<boolean> {
+    const { victims, blocked } = this.victims(count, own);
+    let frames = 0;
+    // Held in runs a thread's hold journal can take (hold-batches.ts).
+    for (let at = 0; at < victims.length; at += HOLD_BATCH_RUNS) {
+      frames += await this.evictHeld(victims.slice(at, at + HOLD_BATCH_RUNS));
+    }
+    return blocked || frames < victims.length;
+  }
+
+  /**
+   * Up to `count` pages to evict, best first: clean before dirty, then least
+   * recently used. `blocked` when a page another holder has was passed over.
+   */
+  private victims(count: number, own: readonly PageRun[]): { victims: number[]; blocked: boolean } {
+    const { table, frameMap, pool } = this.ctx;
+    const clean: number[] = [];
+    const dirty: number[] = [];
+    let blocked = false;
+    const isOwn = (page: number) =>
+      own.some((run) => page >= run.first && page < run.first + run.count);
+    for (let frame = 0; frame < pool.capacity; frame++) {
+      const page = frameMap.pageOf(frame);
+      if (page < 0) continue;
+      if (table.isHeld(page)) {
+        blocked ||= !isOwn(page);
+        continue;
+      }
+      const pte = table.pte(page);
+      (isGpuOwned(pte) && isGpuDirty(pte) ? dirty : clean).push(page);
+    }
+    const byUse = (a: number, b: number) => (this.lastUse[a] ?? 0) - (this.lastUse[b] ?? 0);
+    clean.sort(byUse);
+    const victims = clean.slice(0, count);
+    if (victims.length < count) {
+      dirty.sort(byUse);
+      victims.push(...dirty.slice(0, count - victims.length));
+    }
+    return { victims, blocked };
+  }
+
+  /** Holds what it can of `pages` (one hold each, no waiting), writes dirty ones back and drops their frames. @returns frames freed */
+  private async evictHeld(pages: readonly number[]): Promise<number> {
+    const { table, frameMap } = this.ctx;
+    const holds: Hold[] = [];
+    for (const page of pages) {
+      const hold: Hold = { first: page, count: 1, kind: 'exclusive-long' };
+      if (table.holdsFit(1) && table.tryHoldAll([hold]) === undefined) holds.push(hold);
+    }
+    try {
+      // Read again under the hold: a page may have been freed or changed since it was chosen.
+      const held = holds.map((hold) => hold.first).filter((page) => frameMap.has(page));
+      const dirty = held.filter((page) => {
+        const pte = table.pte(page);
+        return isMapped(pte) && isGpuOwned(pte) && isGpuDirty(pte);
+      });
+      const started = performance.now();
+      if (dirty.length > 0) {
+        const { pageSize } = table;
+        await this.ctx.engine.download(dirty.map((page) => frameMap.segment(page, 0, pageSize)));
+      }
+      this.ctx.assertLive();
+      for (const page of held) dropFrame(table, frameMap, page);
+      this.account(held.length, dirty, started);
+      return held.length;
+    } finally {
+      table.releaseHolds(holds);
+      frameMap.releaseQuarantined();
+    }
+  }
+
+  private account(evicted: number, dirty: readonly number[], started: number): void {
+    if (evicted === 0) return;
+    const { counters, table } = this.ctx;
+    const bytes = dirty.length * table.pageSize;
+    counters.evictions += evicted;
+    counters.writebacks += dirty.length;
+    counters.pagesToCpu += dirty.length;
+    counters.bytesToCpu += bytes;
+    counters.bytesByCause.eviction += bytes;
+    if (dirty.length > 0) counters.readbacks++;
+    const runs = runsOf(dirty);
+    const first = runs[0]?.first ?? 0;
+    const last = runs[runs.length - 1];
+    const end = last ? last.first + last.count : first;
+    this.ctx.emit({
+      t: started,
+      kind: 'migration',
+      cause: 'eviction',
+      to: 'cpu',
+      va: first * table.pageSize,
+      len: (end - first) * table.pageSize,
+      pages: dirty.length,
+      bytes,
+      ms: performance.now() - started,
+      evicted,
+    });
+  }
+
+  private refusal(needed: number, ownFrames: number): OutOfMemoryError {
+    const { pool, table } = this.ctx;
+    const { pageSize } = table;
+    const why =
+      needed > pool.capacity - ownFrames
+        ? `this call holds ${ownFrames} of them`
+        : 'pages others hold have the rest';
+    return new OutOfMemoryError(
+      'budget',
+      needed * pageSize,
+      pool.available * pageSize,
+      `${needed} new frames of ${pageSize} bytes are needed and ${pool.available} are free: the budget is ${pool.capacity} frames (${pool.capacity * pageSize} bytes) and ${why}; use smaller ranges per call`,
+    );
+  }
+}
