@@ -300,6 +300,27 @@ export class AddressSpace {
     this.mapping.protect(va, len, protectionCode(prot));
   }
 
+  /**
+   * The contents of [va, va + len) are no longer needed (as UvmDiscard,
+   * MADV_FREE): it reads as zeros. Whole pages become `zero` and lose their
+   * GPU frames with no write-back; a partial page at either end is zeroed
+   * in place, as `fill(..., 0)`. Needs 'rw'; waits for kernel runs and
+   * migrations holding the pages, like a CPU write.
+   * @throws AccessError at the first unmapped, freed, out-of-range or non-writable byte;
+   *   WouldBlockError where waiting is not allowed ('reentrant' inside a scope on the range)
+   */
+  discard(va: number, len: number): void {
+    const span = this.cpu.span(va, len);
+    const [lo, hi] = [Math.ceil(va / this.pageSize), Math.floor((va + len) / this.pageSize)];
+    this.cpu.assertNotInScope(span, va);
+    this.mapping.assertWritable(span, va); // the whole range first: a refusal changes nothing
+    if (lo > hi) return this.fill(va, len, 0); // inside one page
+    if (va < lo * this.pageSize) this.fill(va, lo * this.pageSize - va, 0);
+    this.mapping.discardPages({ first: lo, count: hi - lo }, va);
+    if (va + len > hi * this.pageSize)
+      this.fill(hi * this.pageSize, va + len - hi * this.pageSize, 0);
+  }
+
   // ---------------------------------------------------------------- bulk access
 
   /**

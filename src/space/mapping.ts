@@ -23,8 +23,13 @@
  *   that excludes frees (so the range it checked is the range it changes);
  *   it applies to accesses that start after it: it waits for no access,
  *   scope or device hold. Every page must be mapped, or nothing changes.
- * - Each call announces its invalidation ('free', 'protect') once its holds
- *   are released.
+ * - `discard` (its whole pages: `discardPages`) drops contents under a hold
+ *   that excludes every holder, the device's included: runs and migrations
+ *   holding the pages finish first. Each page becomes `zero` with its
+ *   protection and no frame; the mirror frees the frame on the notice, with
+ *   no write-back.
+ * - Each call announces its invalidation ('free', 'protect', 'discard') once
+ *   its holds are released.
  * - One call waits at most `faultTimeoutMs` in all (one WaitBudget).
  */
 import { nonNegativeInteger } from '../arguments.ts';
@@ -35,7 +40,15 @@ import { lockMutex, unlockMutex } from './mutex.ts';
 import { freeMayFinish, hasDeviceHolds } from './page-lock.ts';
 import { runsOf, type PageRun } from './page-run.ts';
 import type { Hold, PageTable } from './page-table.ts';
-import { FREED_PTE, FREE_PENDING_PTE, isFreePending, isFreed, isMapped, withProt } from './pte.ts';
+import {
+  FREED_PTE,
+  FREE_PENDING_PTE,
+  assertAccess,
+  isFreePending,
+  isFreed,
+  isMapped,
+  withProt,
+} from './pte.ts';
 import { HEADER_ALLOC_MUTEX, PTE_ZERO } from './shared-layout.ts';
 import { WaitBudget, type WaitLimits } from './waiting.ts';
 
@@ -152,6 +165,37 @@ export class Mapping {
     });
     this.cpu.invalidated({ va, len: span.count * this.pageSize, cause: 'protect' });
     this.cpu.announce();
+  }
+
+  /**
+   * The whole pages of a discard (see `AddressSpace.discard`): under a hold
+   * that excludes every holder, CPU and device, each becomes `zero`.
+   */
+  discardPages(span: PageRun, va: number): void {
+    if (span.count === 0) return;
+    const hold: Hold = { ...span, kind: 'scope-write' };
+    const writable = () => this.assertWritable(span, va);
+    this.table.critical(() => {
+      this.cpu.holdPagesSync([hold], va, new WaitBudget(this.limits, va), false, writable);
+      try {
+        writable();
+        for (let page = span.first; page < span.first + span.count; page++) {
+          this.table.zeroPage(page);
+        }
+      } finally {
+        this.table.releaseHolds([hold]);
+      }
+    });
+    const start = span.first * this.pageSize;
+    this.cpu.invalidated({ va: start, len: span.count * this.pageSize, cause: 'discard' });
+    this.cpu.announce();
+  }
+
+  /** @throws AccessError at the first byte from `va` of the pages of `span` a CPU write may not touch */
+  assertWritable(span: PageRun, va: number): void {
+    for (let page = span.first; page < span.first + span.count; page++) {
+      assertAccess(this.table.pte(page), 'write', Math.max(va, page * this.pageSize));
+    }
   }
 
   /** The allocation (run of allocated pages) that contains `page`, or undefined if it is free. */

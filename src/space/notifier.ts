@@ -46,6 +46,7 @@ import type { SharedState } from './shared-state.ts';
  * Why a range was invalidated:
  * - 'write': a CPU write made a GPU copy stale;
  * - 'free', 'protect': the range was freed or its protection changed;
+ * - 'discard': the range's contents were dropped (`discard`): it reads as zeros;
  * - 'migrate': a migration took the pages from the CPU;
  * - 'overflow': this thread missed notices; assume the whole space changed.
  */

@@ -45,6 +45,7 @@ import {
   hasStaleBlocks,
   isGpuDirty,
   isGpuOwned,
+  isMapped,
   isStaleWhole,
   pteState,
   withStaleBlocks,
@@ -56,6 +57,8 @@ import {
 import {
   LOCK_CPU_WAITING,
   PTE_CPU,
+  PTE_FRAME,
+  PTE_GPU_DIRTY,
   PTE_SHARED,
   PTE_ZERO,
   HEADER_STALE_BYTES_WRITTEN,
@@ -385,6 +388,22 @@ export class PageTable {
 
   generation(page: number): number {
     return Atomics.load(this.shared.gen, page);
+  }
+
+  /**
+   * Drops a held, mapped page's contents (`discard`): it becomes `zero` with
+   * its protection, no frame (the mirror drops it on the notice, with no
+   * write-back) and nothing stale; its CPU bytes are zeroed.
+   */
+  zeroPage(page: number): void {
+    this.invalidate(page);
+    if (pteState(this.pte(page)) !== PTE_ZERO) {
+      this.bytes.fill(0, this.address(page), this.address(page + 1));
+    }
+    clearBlocks(this.shared.stale, page * this.staleWords, this.staleWords);
+    this.updatePte(page, (pte) =>
+      isMapped(pte) ? withState(withoutStale(pte & ~(PTE_FRAME | PTE_GPU_DIRTY)), PTE_ZERO) : pte,
+    );
   }
 
   /**

@@ -164,7 +164,7 @@ export const LOG_ORIGIN_SHIFT = 8;
  * A record never carries 'overflow': that cause is the reader's own, when it
  * fell behind the ring (notifier.ts).
  */
-export const LOG_CAUSES = ['write', 'free', 'protect', 'migrate'] as const;
+export const LOG_CAUSES = ['write', 'free', 'protect', 'migrate', 'discard'] as const;
 /** A cause a log record can carry. */
 export type LogCause = (typeof LOG_CAUSES)[number];
 

@@ -1,4 +1,4 @@
-// Hostile input to the bulk CPU accesses: read, readAsync, write, writeAsync, fill, copy.
+// Hostile input to the bulk CPU accesses: read, readAsync, write, writeAsync, fill, discard, copy.
 import {
   BAD_DATA,
   BAD_LEN,
@@ -111,6 +111,7 @@ const WRITE: Call = { call: 'space.write', needs: 'space' };
 const WRITE_ASYNC: Call = { call: 'space.writeAsync', needs: 'space' };
 const FILL: Call = { call: 'space.fill', needs: 'space' };
 const COPY: Call = { call: 'space.copy', needs: 'space' };
+const DISCARD: Call = { call: 'space.discard', needs: 'space' };
 
 const BAD_BYTE: readonly Bad[] = [
   { label: 'NaN', value: NaN, reason: 'not-integer' },
@@ -140,6 +141,28 @@ function fillCases(): Case[] {
     ),
     one(FILL, 'inside a scope of the range', reentrant(RW), (x) =>
       insideScope(x, () => x.space.fill(RW, 4, 9)),
+    ),
+  ];
+}
+
+function discardCases(): Case[] {
+  const discard = (va: number, len: number, input: string, expect: ReturnType<typeof fault>) =>
+    one(DISCARD, input, expect, (x) => x.space.discard(va, len));
+  return [
+    ...family(DISCARD, 'va', BAD_VA, (x, v) => x.space.discard(n(v), 4)),
+    ...family(DISCARD, 'len', BAD_LEN, (x, v) => x.space.discard(RW, n(v))),
+    discard(0, 4, 'va = 0 (page 0, null)', fault('unmapped', 0)),
+    discard(UNMAPPED, 4, 'va in never-allocated pages', fault('unmapped', UNMAPPED)),
+    discard(FREED, 4, 'va in a freed page', fault('freed', FREED)),
+    discard(R, 4, "va in an 'r' page", fault('protection', R)),
+    discard(NONE, 4, "va in a 'none' page", fault('protection', NONE)),
+    discard(R - 4, 8, "a range from an 'rw' page into an 'r' page", fault('protection', R)),
+    discard(SIZE, 4, 'va = size (the end of the space)', fault('out-of-range', SIZE)),
+    one(DISCARD, 'len past the end of the space', fault('out-of-range', SIZE), (x) =>
+      x.space.discard(RW, SIZE),
+    ),
+    one(DISCARD, 'inside a scope of the range', reentrant(RW), (x) =>
+      insideScope(x, () => x.space.discard(RW, 4)),
     ),
   ];
 }
@@ -200,5 +223,6 @@ export const accessCases: readonly Case[] = [
     { prepare: holdLease('read') },
   ),
   ...fillCases(),
+  ...discardCases(),
   ...copyCases(),
 ];

@@ -10,6 +10,7 @@ import {
   Copy,
   CpuRead,
   CpuWrite,
+  Discard,
   Fill,
   Free,
   MainSetU32,
@@ -70,6 +71,12 @@ export function commandArbitrary(devices: DeviceSource): fc.Arbitrary<Command> {
         .tuple(worker, pick, fraction, fraction, fc.nat(255))
         .map(([t, r, a, s, b]) => new Fill(t, r, a, s, b)),
       weight: 10,
+    },
+    {
+      arbitrary: fc
+        .tuple(worker, pick, fraction, fraction)
+        .map(([t, r, a, s]) => new Discard(t, r, a, s)),
+      weight: 8,
     },
     {
       arbitrary: fc

@@ -285,6 +285,30 @@ class Fill extends RegionCommand {
   }
 }
 
+/** `discard` on a worker: the range reads as zeros (whole pages drop their frames unsaved). */
+class Discard extends RegionCommand {
+  constructor(
+    readonly thread: 0 | 1,
+    pick: number,
+    readonly at: number,
+    readonly size: number,
+  ) {
+    super(pick);
+  }
+  async run(m: SpaceModel, r: RealSystem): Promise<void> {
+    const { va, len } = span(this.region(m), this.at, this.size);
+    const outcome = await within(
+      String(this),
+      remote<void>(workerOf(r, this.thread).discard(va, len)),
+    );
+    if (expectOutcome(String(this), outcome, m.refusal(va, len, 'write')))
+      m.cpuWrite(va, new Uint8Array(len));
+  }
+  toString(): string {
+    return `discard@${this.thread}(#${this.pick}, ${this.at.toFixed(2)}, ${this.size.toFixed(2)})`;
+  }
+}
+
 class Copy extends RegionCommand {
   constructor(
     readonly thread: 0 | 1,
@@ -418,6 +442,7 @@ export {
   Copy,
   CpuRead,
   CpuWrite,
+  Discard,
   Fill,
   Free,
   MainSetU32,

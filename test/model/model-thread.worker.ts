@@ -22,6 +22,7 @@ const createApi = () => {
     read: (va: number, len: number) => run((s) => s.read(va, len)),
     write: (va: number, data: Uint8Array) => run((s) => s.write(va, data)),
     fill: (va: number, len: number, byte: number) => run((s) => s.fill(va, len, byte)),
+    discard: (va: number, len: number) => run((s) => s.discard(va, len)),
     copy: (dst: number, src: number, len: number) => run((s) => s.copy(dst, src, len)),
     atomicAdd: (va: number, value: number) => run((s) => s.atomicAddU32(va, value)),
     /** `setU32(vas[i], values[i])` in order, stopping at the first refusal. */

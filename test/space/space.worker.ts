@@ -61,6 +61,12 @@ const api = {
     return performance.timeOrigin + performance.now();
   },
 
+  /** A blocking discard; returns when it is done (performance.timeOrigin-based ms). */
+  discardAt(va: number, len: number): number {
+    attached().discard(va, len);
+    return performance.timeOrigin + performance.now();
+  },
+
   getU32At(va: number): number {
     return attached().getU32(va);
   },
