@@ -8,6 +8,7 @@ import { appRows } from './rows/app-rows.ts';
 import { faultRows } from './rows/fault-rows.ts';
 import { kernelRows } from './rows/kernel-rows.ts';
 import { migrationRows } from './rows/migration-rows.ts';
+import { oversubRows } from './rows/oversub-rows.ts';
 import { runRows as runOverheadRows } from './rows/run-rows.ts';
 import { runRows } from './runner.ts';
 
@@ -17,6 +18,7 @@ export const suiteRows: readonly BenchRow[] = [
   ...runOverheadRows,
   ...appRows,
   ...faultRows,
+  ...oversubRows,
 ];
 
 /** The limits a report records: those that bound what the rows can move. */

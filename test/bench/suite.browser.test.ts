@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { runSuite, suiteRows } from '../../src/bench/suite.ts';
 
 describe('the benchmark suite on real WebGPU', () => {
-  it('names every canonical row of issues 3, 4, 5 and 10 so far', () => {
+  it('names every canonical row of issues 3, 4, 5, 10 and 11 so far', () => {
     const names = suiteRows.map((row) => row.name);
     for (const name of [
       'migrate.h2d.auto',
@@ -20,8 +20,32 @@ describe('the benchmark suite on real WebGPU', () => {
       'fault.cpu.p50',
       'fault.cpu.p99',
       'fault.cpu.throughput',
+      'oversub.stream',
+      'oversub.random',
     ])
       expect(names).toContain(name);
+  });
+
+  it('runs the oversubscription rows: data of 1.5x-4x the budget streamed with evictions, random faults beyond it', async () => {
+    const report = await runSuite({ quick: true, filter: 'oversub' });
+    expect(report.failures).toEqual([]);
+    const byName = new Map(report.results.map((result) => [result.name, result]));
+    for (const [name, factor] of [
+      ['oversub.stream', 2],
+      ['oversub.stream.1.5x', 1.5],
+      ['oversub.stream.4x', 4],
+    ] as const) {
+      const result = byName.get(name);
+      expect(result).toMatchObject({ unit: 'GB/s', better: 'higher' });
+      expect(result?.notes).toMatchObject({ factor, budgetMiB: 16, dataMiB: 16 * factor });
+      // Every pass evicts what came before and writes the dirty chunks back.
+      expect(Number(result?.notes?.['evictionsPerPass'])).toBeGreaterThan(0);
+      expect(Number(result?.notes?.['writtenBackMiBPerPass'])).toBeGreaterThan(0);
+      expect(result!.value).toBeGreaterThan(0);
+    }
+    const random = byName.get('oversub.random');
+    expect(random).toMatchObject({ unit: 'ms', better: 'lower' });
+    expect(Number(random?.notes?.['evictions'])).toBeGreaterThan(0);
   });
 
   it('runs the run-overhead rows: a run and a chain of 20, each against plain dispatches', async () => {

@@ -8,19 +8,17 @@ const MiB = 1 << 20;
 
 /**
  * A space with room for `bytes` of allocations (plus page 0 and rounding),
- * mirrored on the bench device with a budget that holds them all.
+ * mirrored on the bench device with a budget that holds them all, or with
+ * `budget` bytes of frames.
  */
 export async function mirroredSpace(
   context: BenchContext,
   bytes: number,
   pageSize: number,
   copy: CopyMode = 'auto',
+  budget = bytes + 2 * MiB,
 ): Promise<{ space: AddressSpace; gpu: GpuMirror }> {
   const space = AddressSpace.create({ size: bytes + 4 * MiB, pageSize });
-  const gpu = await GpuMirror.attach(space, {
-    device: context.device,
-    copy,
-    budget: bytes + 2 * MiB,
-  });
+  const gpu = await GpuMirror.attach(space, { device: context.device, copy, budget });
   return { space, gpu };
 }
