@@ -29,6 +29,7 @@ export { GpuMirror, type GpuMirrorOptions } from './mirror/gpu-mirror.ts';
 export type { CopyMode } from './gpu/copy-engines.ts';
 export type { CopyEngineKind } from './gpu/copy-engine.ts';
 export type { MigrationResult } from './gpu/migration.ts';
+export type { PrefetchResult } from './gpu/prefetch.ts';
 export type { DeviceLoss } from './gpu/device-loss.ts';
 export type { WriteBackOptions } from './gpu/write-back.ts';
 export type {

@@ -38,9 +38,10 @@ import type { DevicePageTable } from './device-page-table.ts';
 import type { FramePool } from './frame-pool.ts';
 import { LossWatch, type DeviceLoss } from './device-loss.ts';
 import { Migrator, type MigrationResult } from './migration.ts';
+import { prefetch, type PrefetchResult } from './prefetch.ts';
 import { BackgroundWriteBack, type WriteBackOptions } from './write-back.ts';
 import type { MirrorHost } from './mirror-host.ts';
-import type { MirrorParts } from './mirror-setup.ts';
+import type { FaultPrefetch, MirrorParts } from './mirror-setup.ts';
 import {
   emptyCounters,
   type MirrorStats,
@@ -67,6 +68,7 @@ export class DeviceMirror {
   readonly lost: Promise<DeviceLoss>;
   /** Bytes of GPU frames. */
   readonly budget: number;
+  private readonly faultPrefetch: FaultPrefetch;
   private readonly space: AddressSpace;
   private readonly internals: SpaceInternals;
   private readonly ownsDevice: boolean;
@@ -106,6 +108,7 @@ export class DeviceMirror {
       engine: this.engine,
       budget: this.budget,
     } = parts);
+    this.faultPrefetch = parts.prefetch;
     this.loss = new LossWatch(this.device, this.space.pageSize);
     this.lost = this.loss.lost;
     this.migrator = new Migrator({
@@ -154,6 +157,28 @@ export class DeviceMirror {
       return target === 'gpu'
         ? this.migrator.toGpu([run], 'explicit', true)
         : this.migrator.toCpu([run], 'explicit', true);
+    });
+  }
+
+  /**
+   * A hint that [va, va + len) is about to be used on `to`'s side, acted on
+   * at once (prefetch.ts): to 'gpu' pages become resident (`zero`/`cpu` ->
+   * `shared`), to 'cpu' GPU-owned pages come back (-> `shared`). Accesses
+   * that would change a page's state meanwhile wait for it; it holds
+   * nothing once it resolves. The part beyond what the budget can hold is
+   * ignored (`ignored` bytes, counted in `ignoredHints`, traced).
+   * @throws AccessError (an unmapped, freed or `prot: 'none'` page: nothing moves)
+   * @throws WouldBlockError 'reentrant' inside an access() or acquire() scope of the range
+   */
+  prefetch(va: number, len: number, to: 'gpu' | 'cpu'): Promise<PrefetchResult> {
+    return this.track(() => {
+      const target = oneOf('to', to, ['gpu', 'cpu']);
+      const run = { ...this.internals.pageSpan(va, len), va };
+      this.internals.assertNotInScope(run.first, run.count, va);
+      const { internals: space, migrator, counters } = this;
+      const emit = (event: TraceEvent): void => this.emit(event);
+      const assertLive = (): void => this.loss.assertLive();
+      return prefetch({ space, migrator, counters, emit, assertLive }, run, target);
     });
   }
 
@@ -272,6 +297,7 @@ export class DeviceMirror {
       pageTable: this.dpt.buffer,
       pageTableEntry: (page) => this.dpt.entry(page),
       migrator: this.migrator,
+      faultPrefetch: this.faultPrefetch,
       counters: this.counters,
       beforeGpuUse: (beforeTableWrite) => {
         this.internals.pollNotices();

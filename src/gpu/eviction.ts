@@ -9,7 +9,9 @@
  * 2. GPU-dirty pages, least recently used first: written back in one
  *    readback per round (the need plus the reserve, so a round under
  *    pressure writes back up to the reserve's 2 MiB at once), then they
- *    lose their frame.
+ *    lose their frame;
+ * 3. last, pages a prefetch brought that nothing has used yet, so that a
+ *    prefetch ahead of a run is not undone by the run before it (prefetch.ts).
  * Every victim ends `cpu` with no frame (other states stay as they are).
  * "Used" is a clock the mirror ticks per call that makes pages resident or
  * reads or writes them on the device: kernel runs (declared uses, the pages
@@ -68,27 +70,57 @@ export class Evictor {
   private clock = 0;
   /** The clock when each page was last used on this mirror. */
   private readonly lastUse: Float64Array;
+  /** 1 for a page a prefetch brought that no device-side access has used since (prefetchHits). */
+  private readonly fetchedAhead: Uint8Array;
   /** Frames kept free beyond a need (see the module doc). */
   readonly reserve: number;
 
   constructor(private readonly ctx: EvictionContext) {
     this.lastUse = new Float64Array(ctx.table.pageCount);
+    this.fetchedAhead = new Uint8Array(ctx.table.pageCount);
     const { pageSize } = ctx.table;
     this.reserve = Math.floor(
       Math.min(RESERVE_MAX_BYTES, (ctx.pool.capacity * pageSize) / 32) / pageSize,
     );
   }
 
-  /** Records a use of every page of `runs` (one tick for the call). */
+  /**
+   * Records a device-side use of every page of `runs` (one tick for the
+   * call); a page a prefetch brought that still has its frame counts a
+   * prefetch hit.
+   */
   touch(runs: readonly PageRun[]): void {
     const now = ++this.clock;
-    for (const run of runs) this.lastUse.fill(now, run.first, run.first + run.count);
+    for (const run of runs) {
+      this.lastUse.fill(now, run.first, run.first + run.count);
+      for (let page = run.first; page < run.first + run.count; page++) this.used(page);
+    }
   }
 
   /** `touch` for single pages. */
   touchPages(pages: Iterable<number>): void {
     const now = ++this.clock;
-    for (const page of pages) this.lastUse[page] = now;
+    for (const page of pages) {
+      this.lastUse[page] = now;
+      this.used(page);
+    }
+  }
+
+  /** Records that a prefetch is bringing `runs` (a tick, not a use: no hits). */
+  touchForPrefetch(runs: readonly PageRun[]): void {
+    const now = ++this.clock;
+    for (const run of runs) this.lastUse.fill(now, run.first, run.first + run.count);
+  }
+
+  /** Marks pages a prefetch brought: evicted last until used, and their first use is a hit. */
+  fetchedByPrefetch(pages: Iterable<number>): void {
+    for (const page of pages) this.fetchedAhead[page] = 1;
+  }
+
+  private used(page: number): void {
+    if (!this.fetchedAhead[page]) return;
+    this.fetchedAhead[page] = 0;
+    if (this.ctx.frameMap.has(page)) this.ctx.counters.prefetchHits++;
   }
 
   /**
@@ -148,6 +180,7 @@ export class Evictor {
     const { table, frameMap, pool } = this.ctx;
     const clean: number[] = [];
     const dirty: number[] = [];
+    const ahead: number[] = [];
     let blocked = false;
     const isOwn = (page: number) =>
       own.some((run) => page >= run.first && page < run.first + run.count);
@@ -159,14 +192,15 @@ export class Evictor {
         continue;
       }
       const pte = table.pte(page);
-      (isGpuOwned(pte) && isGpuDirty(pte) ? dirty : clean).push(page);
+      if (isGpuOwned(pte) && isGpuDirty(pte)) dirty.push(page);
+      else (this.fetchedAhead[page] ? ahead : clean).push(page);
     }
     const byUse = (a: number, b: number) => (this.lastUse[a] ?? 0) - (this.lastUse[b] ?? 0);
-    clean.sort(byUse);
-    const victims = clean.slice(0, count);
-    if (victims.length < count) {
-      dirty.sort(byUse);
-      victims.push(...dirty.slice(0, count - victims.length));
+    const victims: number[] = [];
+    for (const kind of [clean, dirty, ahead]) {
+      if (victims.length >= count) break;
+      kind.sort(byUse);
+      victims.push(...kind.slice(0, count - victims.length));
     }
     return { victims, blocked };
   }
@@ -192,7 +226,10 @@ export class Evictor {
         await this.ctx.engine.download(dirty.map((page) => frameMap.segment(page, 0, pageSize)));
       }
       this.ctx.assertLive();
-      for (const page of held) dropFrame(table, frameMap, page);
+      for (const page of held) {
+        dropFrame(table, frameMap, page);
+        this.fetchedAhead[page] = 0;
+      }
       this.account(held.length, dirty, started);
       return held.length;
     } finally {

@@ -61,8 +61,23 @@ export class FrameBudget {
    */
   async makeRoom(runs: readonly PageRun[], wait = true): Promise<void> {
     this.evictor.touch(runs);
+    await this.roomFor(runs, runs, wait);
+  }
+
+  /**
+   * `makeRoom` for a prefetch's held `runs`: never evicting `own` (the
+   * pages it brought so far, `runs` included), never waiting for other
+   * holders; the pages are not used by this (no prefetch hits).
+   * @throws OutOfMemoryError 'budget' when the frames cannot be had now; nothing moved
+   */
+  async makeRoomForPrefetch(runs: readonly PageRun[], own: readonly PageRun[]): Promise<void> {
+    this.evictor.touchForPrefetch(runs);
+    await this.roomFor(runs, own, false);
+  }
+
+  private async roomFor(runs: readonly PageRun[], own: readonly PageRun[], wait: boolean) {
     const needed = framesNeeded(this.planFrom(runs));
-    if (needed > this.pool.available) await this.evictor.makeRoom(needed, runs, wait);
+    if (needed > this.pool.available) await this.evictor.makeRoom(needed, own, wait);
   }
 
   /** Records a use of `pages` (a kernel touched them) for eviction's order. */

@@ -184,16 +184,20 @@ export class Migrator {
    * leaves `shared` and `gpu` pages as they are and makes `zero` and `cpu`
    * pages `shared`; 'gpu' makes every page GPU-owned (clean), announcing the
    * pages taken from the CPU in `events` (to announce once the holds are
-   * released). Pages must be held exclusively. Frames come from eviction
-   * when the pool has too few (`makeRoom`).
+   * released). Pages must be held against writers and other device holders
+   * (exclusively, or for 'shared' as a prefetch's device reads). Frames come
+   * from eviction when the pool has too few (`makeRoom`), except for a
+   * 'prefetch', which made its room first (`makeRoomForPrefetch`).
    * @throws OutOfMemoryError (budget), having moved nothing
    */
   async makeResident(
     runs: readonly PageRun[],
     target: 'shared' | 'gpu',
     events: InvalidateEvent[],
+    purpose: 'use' | 'prefetch' = 'use',
   ): Promise<MigrationResult> {
-    const plans = await this.frameBudget.planWithRoom(runs);
+    const plans =
+      purpose === 'use' ? await this.frameBudget.planWithRoom(runs) : this.frameBudget.plan(runs);
     const fetched = await this.fetch(plans);
     if (target === 'shared') {
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
@@ -428,7 +432,8 @@ export class Migrator {
     this.frameMap.refreshEntry(page);
   }
 
-  private account(
+  /** Counts a migration that moved `result` for `runs` since `started`, and traces it. */
+  account(
     to: 'gpu' | 'cpu',
     cause: MigrationCause,
     runs: readonly PageRun[],

@@ -6,6 +6,7 @@
  */
 import type { SpaceInternals } from '../space/internals.ts';
 import type { Migrator } from './migration.ts';
+import type { FaultPrefetch } from './mirror-setup.ts';
 import type { MirrorCounters } from './mirror-stats.ts';
 
 export interface MirrorHost {
@@ -22,6 +23,8 @@ export interface MirrorHost {
   /** A page's device page table entry, as the GPU has it once `beforeGpuUse` has run. */
   pageTableEntry(page: number): number;
   readonly migrator: Migrator;
+  /** What fault-mode runs fetch beside their faulting pages (the `prefetch` option). */
+  readonly faultPrefetch: FaultPrefetch;
   readonly counters: MirrorCounters;
   /**
    * Applies pending invalidation notices and uploads changed device page

@@ -6,7 +6,7 @@
  * destroys a device the mirror requested itself.
  */
 import { DeviceLostError, InvalidArgumentError, OutOfMemoryError } from '../errors.ts';
-import { positiveInteger } from '../arguments.ts';
+import { oneOf, positiveInteger } from '../arguments.ts';
 import type { AddressSpace } from '../space/address-space.ts';
 import { internalsOf, type SpaceInternals } from '../space/internals.ts';
 import { createCopyEngine, type ChosenCopyEngine, type CopyMode } from './copy-engines.ts';
@@ -34,7 +34,17 @@ export interface GpuMirrorOptions {
    * GPU until something needs them).
    */
   readonly writeBack?: WriteBackOptions;
+  /**
+   * What a fault-mode run fetches beside its faulting pages: 'density'
+   * (default; the densest aligned block of up to 2 MiB around each, as
+   * UVM's tree prefetcher: kernels/density-prefetch.ts) or 'off' (just the
+   * faulting pages).
+   */
+  readonly prefetch?: FaultPrefetch;
 }
+
+/** The `prefetch` option: fault-mode runs' density prefetch, or none. */
+export type FaultPrefetch = 'density' | 'off';
 
 /** What a mirror is made of, once attached. */
 export interface MirrorParts {
@@ -52,6 +62,8 @@ export interface MirrorParts {
   readonly budget: number;
   /** The `writeBack` option, checked. */
   readonly writeBack: WriteBackOptions | undefined;
+  /** The `prefetch` option, checked. */
+  readonly prefetch: FaultPrefetch;
 }
 
 /** Frames past the budget: the zero frame faulted loads read, and the sink suppressed stores go to. */
@@ -70,6 +82,7 @@ export async function prepareMirror(
 ): Promise<MirrorParts> {
   const internals = internalsOf(space);
   const writeBack = checkWriteBack(options.writeBack);
+  const prefetch = oneOf('prefetch', options.prefetch ?? 'density', ['density', 'off']);
   const ownsDevice = options.device === undefined;
   if (!ownsDevice) assertDevice(options.device);
   const device = options.device ?? (await requestDevice());
@@ -88,7 +101,7 @@ export async function prepareMirror(
       );
     }
     try {
-      const base = { space, internals, device, ownsDevice, budget, writeBack };
+      const base = { space, internals, device, ownsDevice, budget, writeBack, prefetch };
       return await createParts(base, options.copy);
     } catch (error) {
       internals.faults.stopServing(internals.threadId);
@@ -101,7 +114,7 @@ export async function prepareMirror(
 }
 
 async function createParts(
-  base: Pick<MirrorParts, 'space' | 'internals' | 'device' | 'ownsDevice' | 'budget' | 'writeBack'>,
+  base: Omit<MirrorParts, 'frames' | 'pool' | 'dpt' | 'engine'>,
   copy: CopyMode = 'auto',
 ): Promise<MirrorParts> {
   const { device, internals, budget, space } = base;

@@ -11,10 +11,10 @@ import type { CopyEngineKind } from './copy-engine.ts';
  * (sync() and detach() writing back), 'writeback' (background write-back
  * under the `writeBack` option: write-back.ts), 'eviction' (dirty pages
  * written back so their frames could go to others: eviction.ts),
- * 'explicit' (migrate()).
+ * 'prefetch' (prefetch(): prefetch.ts), 'explicit' (migrate()).
  */
 export type MigrationCause =
-  'fault-cpu' | 'fault-gpu' | 'sync' | 'writeback' | 'eviction' | 'explicit';
+  'fault-cpu' | 'fault-gpu' | 'sync' | 'writeback' | 'eviction' | 'prefetch' | 'explicit';
 
 export const MIGRATION_CAUSES: readonly MigrationCause[] = [
   'fault-cpu',
@@ -22,6 +22,7 @@ export const MIGRATION_CAUSES: readonly MigrationCause[] = [
   'sync',
   'writeback',
   'eviction',
+  'prefetch',
   'explicit',
 ];
 
@@ -71,6 +72,14 @@ export interface MirrorStats {
   writebacks: number;
   /** Pages that lost their frame so that others could have it (eviction.ts); dirty ones were written back first. */
   evictions: number;
+  /**
+   * Pages a prefetch to the GPU made resident that were still resident at
+   * their first device-side use (a kernel run, gpu.read or gpu.write): the
+   * fetches it saved.
+   */
+  prefetchHits: number;
+  /** Hints the mirror could not honour in whole: prefetches of more than the budget can hold (each traced). */
+  ignoredHints: number;
   /** Pages whose GPU copy another thread's notice invalidated. */
   invalidations: number;
   /** Device page table entries derived again because the page changed while they were (a race with another thread, retried). */
@@ -93,7 +102,8 @@ export interface MirrorStats {
 export interface TraceEvent {
   /** performance.now() at the start. */
   readonly t: number;
-  readonly kind: 'migration' | 'fault';
+  /** 'ignored-hint': the part of a prefetch (`va`, `len`) that was not honoured; nothing moved. */
+  readonly kind: 'migration' | 'fault' | 'ignored-hint';
   readonly cause: MigrationCause;
   readonly va: number;
   readonly len: number;
@@ -128,6 +138,8 @@ export function emptyCounters(): MirrorCounters {
     replays: 0,
     writebacks: 0,
     evictions: 0,
+    prefetchHits: 0,
+    ignoredHints: 0,
     invalidations: 0,
     entryRetries: 0,
     bytesByCause: Object.fromEntries(MIGRATION_CAUSES.map((cause) => [cause, 0])) as Record<

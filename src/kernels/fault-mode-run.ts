@@ -224,8 +224,8 @@ class FaultModeRun {
   }
 
   /**
-   * Density prefetch around the faulting pages (density-prefetch.ts), of the
-   * pages the run may take now and that need a change of state: not held by
+   * Density prefetch around the faulting pages (density-prefetch.ts; none
+   * with the `prefetch` option 'off'), of the pages the run may take now and that need a change of state: not held by
    * anyone (the hold word is clear), mapped, allowing the access, not
    * resident as the access needs, and, for those without a frame, no more
    * than `frames`, nearest first. Held (exclusively, for the rest of the
@@ -237,7 +237,8 @@ class FaultModeRun {
     faulting: ReadonlySet<number>,
     frames: number,
   ): Prefetched {
-    const { space, migrator } = this.host;
+    const { space, migrator, faultPrefetch } = this.host;
+    if (faultPrefetch === 'off') return { write: [], read: [] };
     const { table } = space;
     const view: DensityView = {
       pageSize: table.pageSize,

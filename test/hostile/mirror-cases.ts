@@ -1,4 +1,4 @@
-// Hostile input to GpuMirror: attach options, migrate, read, write, snapshot,
+// Hostile input to GpuMirror: attach options, migrate, prefetch, read, write, snapshot,
 // sync, calls after detach(), and detach() during a call. (Kernels are
 // docs/kernels.md's.)
 import { GpuMirror, type GpuMirrorOptions } from '../../src/mirror/gpu-mirror.ts';
@@ -44,6 +44,7 @@ import {
 const gpuOf = (x: HostileContext): GpuMirror => need(x.gpu, 'GpuMirror');
 const call = (name: string): Call => ({ call: name, needs: 'mirror' });
 const MIGRATE = call('gpu.migrate');
+const PREFETCH = call('gpu.prefetch');
 const READ = call('gpu.read');
 const WRITE = call('gpu.write');
 const SNAPSHOT = call('gpu.snapshot');
@@ -104,6 +105,19 @@ function migrateCases(): Case[] {
       "to 'gpu' of more pages than the budget (3, budget 2)",
       outOfMemory('budget'),
       (x) => migrate(x, RW, 3 * PAGE, 'gpu'),
+    ),
+  ];
+}
+
+function prefetchCases(): Case[] {
+  const prefetch = (x: HostileContext, va: number, len: number, to: unknown) =>
+    gpuOf(x).prefetch(va, len, hostile<'gpu' | 'cpu'>(to));
+  // More pages than the budget is no error here: the rest is an ignored hint (prefetch.browser.test.ts).
+  return [
+    ...rangeCases(PREFETCH, (x, va, len) => prefetch(x, va, len, 'gpu'), true),
+    ...family(PREFETCH, 'to', badChoice('disk'), (x, v) => prefetch(x, RW, PAGE, v)),
+    one(PREFETCH, "to 'cpu' of a 'none' page", fault('protection', NONE), (x) =>
+      prefetch(x, NONE, 4, 'cpu'),
     ),
   ];
 }
@@ -169,6 +183,7 @@ function detachDuringCases(): Case[] {
       lands: [{ va: RW, data: written, when: 'completed' }],
     }),
     during(MIGRATE, (x) => gpuOf(x).migrate(RW, RW_LEN, 'gpu')),
+    during(PREFETCH, (x) => gpuOf(x).prefetch(RW, RW_LEN, 'gpu')),
     {
       ...during(MIGRATE, (x) => gpuOf(x).migrate(RW, PAGE, 'cpu')),
       input: "detach() called while it runs, to 'cpu' of a GPU-dirty page",
@@ -227,6 +242,7 @@ function attachCases(): Case[] {
     }),
     refused("copy = 'fast'", invalid('bad-value', 'copy'), { copy: 'fast' }),
     refused('copy = 1 (a number)', invalid('bad-value', 'copy'), { copy: 1 }),
+    refused("prefetch = 'always'", invalid('bad-value', 'prefetch'), { prefetch: 'always' }),
     refused(
       'device = {} (an object)',
       invalid('bad-value', 'device'),
@@ -277,6 +293,7 @@ function attachCases(): Case[] {
 export const mirrorCases: readonly Case[] = [
   ...attachCases(),
   ...migrateCases(),
+  ...prefetchCases(),
   ...readCases(),
   ...writeCases(),
   ...rangeCases(SNAPSHOT, (x, va, len) => gpuOf(x).snapshot(va, len), false),

@@ -25,6 +25,7 @@ import {
   GpuWrite,
   KernelAdd,
   Migrate,
+  Prefetch,
   Reattach,
   Sync,
 } from './gpu-commands.ts';
@@ -108,6 +109,32 @@ export function commandArbitrary(devices: DeviceSource): fc.Arbitrary<Command> {
     },
     {
       arbitrary: fc.tuple(pick, fraction, fraction).map(([r, a, s]) => new GpuRead(r, a, s)),
+      weight: 15,
+    },
+    {
+      arbitrary: fc
+        .tuple(
+          pick,
+          fc.constantFrom<'gpu' | 'cpu'>('gpu', 'cpu'),
+          fc.constantFrom('nothing', 'gpu.read', 'read', 'write'),
+          thread,
+          worker,
+          fraction,
+          fraction,
+          fc.nat(),
+        )
+        .map(([r, to, kind, t, w, a, s, seed]) => {
+          // The command meanwhile addresses the same region (the same pick).
+          const meanwhile =
+            kind === 'gpu.read'
+              ? new GpuRead(r, a, s)
+              : kind === 'read'
+                ? new CpuRead(t, r, a, s)
+                : kind === 'write'
+                  ? new CpuWrite(w, r, a, s, seed, false)
+                  : undefined;
+          return new Prefetch(r, to, meanwhile);
+        }),
       weight: 15,
     },
     {

@@ -1,6 +1,6 @@
 /**
- * Device-side commands of the model-based suite: migrations, device reads and
- * writes, kernel runs with `uses` and in fault mode (plain and atomic adds),
+ * Device-side commands of the model-based suite: migrations, prefetches (with
+ * another command meanwhile), device reads and writes, kernel runs with `uses` and in fault mode (plain and atomic adds),
  * sync, detach and re-attach, and device loss with re-attach on a new device.
  */
 import { DeviceLostError } from '../../src/errors.ts';
@@ -16,6 +16,7 @@ import {
 import { outcomeOfAsync } from './outcome.ts';
 import {
   attachMirror,
+  BUDGET_PAGES,
   PAGE,
   SPACE_PAGES,
   within,
@@ -48,6 +49,42 @@ export class Migrate extends RegionCommand {
   }
   toString(): string {
     return `migrate(#${this.pick}, ${this.to})`;
+  }
+}
+
+/**
+ * Prefetches a region to one side while another command on the same region
+ * runs (a device read, a CPU read, a worker's CPU write), not waiting for
+ * it: that command sees the model's bytes as if the prefetch were not
+ * there, and the prefetch never fails for the budget (the part past what it
+ * holds is ignored, at least the pages past the budget).
+ */
+export class Prefetch extends RegionCommand {
+  constructor(
+    pick: number,
+    readonly to: 'gpu' | 'cpu',
+    readonly meanwhile: Command | undefined,
+  ) {
+    super(pick);
+  }
+  async run(m: SpaceModel, r: RealSystem): Promise<void> {
+    const region = this.region(m);
+    const len = region.pages * PAGE;
+    const refusal = m.refusal(region.va, len, 'read');
+    const prefetched = outcomeOfAsync(() => r.gpu.prefetch(region.va, len, this.to));
+    const [outcome] = await Promise.all([
+      within(String(this), prefetched),
+      this.meanwhile?.run(m, r),
+    ]);
+    if (!expectOutcome(String(this), outcome, refusal) || !outcome.ok) return;
+    const beyond = this.to === 'gpu' ? Math.max(0, region.pages - BUDGET_PAGES) * PAGE : 0;
+    const { ignored } = outcome.value;
+    if (ignored < beyond || ignored > len || (this.to === 'cpu' && ignored > 0))
+      throw new Error(`${String(this)}: ignored ${ignored} bytes of ${len}`);
+    if (this.to === 'cpu') m.cpuValid(region.va, len);
+  }
+  toString(): string {
+    return `prefetch(#${this.pick}, ${this.to}) with ${String(this.meanwhile ?? 'nothing')}`;
   }
 }
 

@@ -19,10 +19,11 @@ import { SpaceModel } from './space-model.ts';
 const devices = new DeviceSource();
 /**
  * What ran, for the summary line `npm run soak` reads: sequences, steps run,
- * sequences with a device loss; and evictions (of mirrors that lived to the
- * end of their sequence), which the suite must see: its budget is a few frames.
+ * sequences with a device loss; and evictions, prefetch hits and ignored
+ * hints (of mirrors that lived to the end of their sequence), which the
+ * suite must see: its budget is a few frames.
  */
-const ran = { sequences: 0, steps: 0, losses: 0, evictions: 0 };
+const ran = { sequences: 0, steps: 0, losses: 0, evictions: 0, prefetchHits: 0, ignoredHints: 0 };
 let threads: Threads<ModelThreadApi>;
 
 beforeAll(async () => {
@@ -37,11 +38,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   console.log(
-    `[model] ${ran.sequences} sequences, ${ran.steps} steps, ${ran.losses} with device loss, ${ran.evictions} evictions`,
+    `[model] ${ran.sequences} sequences, ${ran.steps} steps, ${ran.losses} with device loss, ${ran.evictions} evictions, ${ran.prefetchHits} prefetch hits, ${ran.ignoredHints} ignored hints`,
   );
   await threads.terminate();
   devices.destroy();
   expect(ran.evictions).toBeGreaterThan(0);
+  expect(ran.prefetchHits).toBeGreaterThan(0);
+  expect(ran.ignoredHints).toBeGreaterThan(0);
 });
 
 /**
@@ -60,7 +63,10 @@ async function runSequence(commands: readonly Command[], executed = { steps: 0 }
       await checkInvariants(model, real, String(command));
     }
   } finally {
-    ran.evictions += real.gpu.stats().evictions;
+    const stats = real.gpu.stats();
+    ran.evictions += stats.evictions;
+    ran.prefetchHits += stats.prefetchHits;
+    ran.ignoredHints += stats.ignoredHints;
     await within('detach', real.gpu.detach()).catch(() => undefined);
   }
 }

@@ -1,0 +1,163 @@
+/**
+ * Prefetch (`gpu.prefetch(va, len, to)`, cudaMemPrefetchAsync's role): a
+ * hint that a range is about to be used on one side, acted on at once.
+ *
+ * To 'gpu', pages become resident as a kernel read makes them (`zero` and
+ * `cpu` -> `shared`; `shared` and `gpu` stay), so the run that uses them
+ * next moves nothing. To 'cpu', GPU-owned pages come back (-> `shared`,
+ * reading back only dirty ones), so CPU reads do not fault.
+ *
+ * Guarantees:
+ * - It checks the whole range first (unmapped, freed or 'none' pages throw
+ *   AccessError as migrate does) and changes nothing then.
+ * - Only accesses that would change a page's state wait for it: to 'gpu' it
+ *   holds the pages it moves as device reads, so CPU readers go on, while
+ *   CPU writers, migrations and runs of the same pages wait and then find
+ *   them resident (they never repeat its transfer). It holds nothing once
+ *   it resolves.
+ * - It never takes more of the budget than the budget can hold beside its
+ *   reserve: the pages past that (and past what eviction could free at once
+ *   from pages no one holds) are an ignored hint, reported in `ignored`,
+ *   counted in `ignoredHints` and traced; never an error. It waits for no
+ *   holder of other pages' frames, and evicts none of the range's pages.
+ * - Pages it brought are evicted last until something uses them, and the
+ *   first device-side use of one still resident counts a prefetch hit.
+ */
+import { OutOfMemoryError } from '../errors.ts';
+import type { SpaceInternals } from '../space/internals.ts';
+import { runEnd, runsOf, type PageRun } from '../space/page-run.ts';
+import type { Hold } from '../space/page-table.ts';
+import { assertAccess, isGpuOwned } from '../space/pte.ts';
+import { deviceResident } from './device-access-rules.ts';
+import { holdBatches } from './hold-batches.ts';
+import type { Migrator, RequestedRun } from './migration.ts';
+import type { MirrorCounters, TraceEvent } from './mirror-stats.ts';
+
+/** What a prefetch did. */
+export interface PrefetchResult {
+  /** Pages whose bytes crossed (cleared frames and state-only changes are not counted). */
+  readonly pages: number;
+  /** Bytes that crossed. */
+  readonly bytes: number;
+  /** Bytes of the range, from its end back, that were not prefetched: more than the budget could hold then. */
+  readonly ignored: number;
+}
+
+export interface PrefetchContext {
+  readonly space: SpaceInternals;
+  readonly migrator: Migrator;
+  readonly counters: MirrorCounters;
+  readonly emit: (event: TraceEvent) => void;
+  /** @throws DeviceLostError once the device is lost */
+  readonly assertLive: () => void;
+}
+
+/**
+ * Prefetches `run` to `to`; see the module doc.
+ * @throws AccessError (an unmapped, freed or 'none' page: nothing moves); DeviceLostError
+ */
+export async function prefetch(
+  ctx: PrefetchContext,
+  run: RequestedRun,
+  to: 'gpu' | 'cpu',
+): Promise<PrefetchResult> {
+  checkRange(ctx.space, run);
+  if (to === 'gpu') return prefetchToGpu(ctx, run);
+  const { table } = ctx.space;
+  const owned = pagesOf([run]).filter((page) => isGpuOwned(table.pte(page)) || table.isHeld(page));
+  if (owned.length === 0) return { pages: 0, bytes: 0, ignored: 0 };
+  // Only these are held (exclusively, as any migration): CPU reads of the rest go on.
+  const moved = await ctx.migrator.toCpu(runsOf(owned), 'prefetch', true);
+  return { ...moved, ignored: 0 };
+}
+
+/** @throws AccessError at the first byte of `run` the device may not read */
+function checkRange(space: SpaceInternals, run: RequestedRun): void {
+  space.pollNotices();
+  const { table } = space;
+  for (let page = run.first; page < runEnd(run); page++) {
+    assertAccess(table.pte(page), 'read', Math.max(run.va ?? 0, table.address(page)), 'the device');
+  }
+}
+
+async function prefetchToGpu(ctx: PrefetchContext, run: RequestedRun): Promise<PrefetchResult> {
+  const started = performance.now();
+  const { space, migrator } = ctx;
+  const { table } = space;
+  const { capacity } = migrator.frames;
+  // The budget beside the reserve eviction keeps free: more would evict the range's own pages.
+  const room = Math.max(1, capacity - migrator.frameBudget.evictor.reserve);
+  const kept: PageRun = { first: run.first, count: Math.min(run.count, room) };
+  const work = runsOf(pagesOf([kept]).filter((page) => mayChange(space, page)));
+  const journaled = space.limits.record !== undefined;
+  let pages = 0;
+  let bytes = 0;
+  let stop = runEnd(kept);
+  for (const batch of holdBatches(work, journaled)) {
+    const moved = await prefetchBatch(ctx, batch, kept);
+    if (!moved) {
+      stop = batch[0]?.first ?? stop;
+      break;
+    }
+    pages += moved.pages;
+    bytes += moved.bytes;
+  }
+  if (work.length > 0) migrator.account('gpu', 'prefetch', [kept], { pages, bytes }, started);
+  const ignored = (runEnd(run) - stop) * table.pageSize;
+  if (ignored > 0) ignoreHint(ctx, table.address(stop), ignored, started);
+  return { pages, bytes, ignored };
+}
+
+/**
+ * Holds a batch's pages as device reads (waiting for their holders), and
+ * makes those still needing it `shared`.
+ * @returns what moved, or undefined when eviction could not free the frames at once (nothing moved)
+ */
+async function prefetchBatch(ctx: PrefetchContext, batch: readonly PageRun[], kept: PageRun) {
+  const { space, migrator } = ctx;
+  const { table } = space;
+  const holds: Hold[] = batch.map((run) => ({ ...run, kind: 'device-read' }));
+  await table.holdAsync(holds, table.address(batch[0]?.first ?? 0));
+  try {
+    ctx.assertLive();
+    for (const run of batch) checkRange(space, run); // freed or protected while it waited
+    const needed = runsOf(pagesOf(batch).filter((page) => !deviceResident(table.pte(page))));
+    try {
+      await migrator.frameBudget.makeRoomForPrefetch(needed, [kept]);
+    } catch (error) {
+      if (error instanceof OutOfMemoryError && error.reason === 'budget') return undefined;
+      throw error;
+    }
+    const moved = await migrator.makeResident(needed, 'shared', [], 'prefetch');
+    migrator.frameBudget.evictor.fetchedByPrefetch(pagesOf(needed));
+    return moved;
+  } finally {
+    table.releaseHolds(holds);
+  }
+}
+
+/** Whether the page may need a prefetch: not resident on the device, or held (its state may change). */
+function mayChange(space: SpaceInternals, page: number): boolean {
+  return !deviceResident(space.table.pte(page)) || space.table.isHeld(page);
+}
+
+function ignoreHint(ctx: PrefetchContext, va: number, len: number, started: number): void {
+  ctx.counters.ignoredHints++;
+  ctx.emit({
+    t: started,
+    kind: 'ignored-hint',
+    cause: 'prefetch',
+    to: 'gpu',
+    va,
+    len,
+    pages: 0,
+    bytes: 0,
+    ms: performance.now() - started,
+  });
+}
+
+function pagesOf(runs: readonly PageRun[]): number[] {
+  const pages: number[] = [];
+  for (const run of runs) for (let page = run.first; page < runEnd(run); page++) pages.push(page);
+  return pages;
+}

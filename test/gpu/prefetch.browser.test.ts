@@ -1,0 +1,292 @@
+// Prefetch on real WebGPU: gpu.prefetch to either side, what waits for a
+// prefetch in flight (and never repeats its transfer), prefetch hits, the
+// part beyond the budget reported as an ignored hint, eviction keeping what
+// a prefetch brought, and the `prefetch` option of fault-mode runs.
+import { afterEach, describe, expect, it } from 'vitest';
+import { AccessError, DeviceLostError, InvalidArgumentError } from '../../src/errors.ts';
+import { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
+import type { TraceEvent } from '../../src/gpu/mirror-stats.ts';
+import { AddressSpace } from '../../src/space/address-space.ts';
+import { testDevice } from '../support/gpu.ts';
+import { testMirror } from '../support/mirror.ts';
+import { LIST_WALK } from '../../src/bench/workloads.ts';
+
+const KiB = 1024;
+const PAGE = 4 * KiB;
+const cleanups: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function setup(budgetPages: number, prefetch?: 'density' | 'off') {
+  return testMirror(
+    { size: 8 << 20, pageSize: PAGE },
+    { budget: budgetPages * PAGE, ...(prefetch ? { prefetch } : {}) },
+    cleanups,
+  );
+}
+
+/** Sums `words` u32 from `src` into out[0] (one invocation, through the per-VA accessors). */
+const SUM = /* wgsl */ `
+@compute @workgroup_size(1)
+fn main() {
+  var sum = 0u;
+  for (var i = 0u; i < hmm_params.words; i++) { sum += hmm_load_u32(hmm_params.src + i * 4u); }
+  hmm_store_u32(hmm_params.out, sum);
+}`;
+
+async function statesOf(gpu: GpuMirror, va: number, len: number): Promise<string[]> {
+  return (await gpu.snapshot(va, len)).map((entry) => entry.state);
+}
+
+function filled(space: AddressSpace, va: number, len: number): number {
+  let sum = 0;
+  space.access(va, len, 'write', (lease) =>
+    lease.u32.forEach((_, i, a) => {
+      a[i] = i & 0xff;
+      sum += i & 0xff;
+    }),
+  );
+  return sum;
+}
+
+describe('gpu.prefetch', () => {
+  it('makes pages resident for the next run, which moves nothing and counts the hits', async () => {
+    const { space, gpu } = await setup(64);
+    const len = 16 * PAGE;
+    const [src, out] = [space.alloc(len), space.alloc(PAGE)];
+    const sum = filled(space, src, len);
+    const zeros = space.alloc(4 * PAGE);
+    const result = await gpu.prefetch(src, len, 'gpu');
+    expect(result).toEqual({ pages: 16, bytes: len, ignored: 0 });
+    expect(await gpu.prefetch(zeros, 4 * PAGE, 'gpu')).toEqual({ pages: 0, bytes: 0, ignored: 0 });
+    expect(new Set(await statesOf(gpu, src, len))).toEqual(new Set(['shared']));
+    expect(new Set(await statesOf(gpu, zeros, 4 * PAGE))).toEqual(new Set(['shared']));
+    expect(gpu.stats().bytesByCause.prefetch).toBe(len);
+    // The CPU copy stays valid: a main-thread read needs no fault.
+    expect(space.getU32(src + 4)).toBe(1);
+    const kernel = gpu.kernel({ code: SUM, params: { src: 'u32', out: 'u32', words: 'u32' } });
+    const run = await kernel.run({
+      workgroups: 1,
+      params: { src, out, words: len / 4 },
+      uses: [
+        { va: src, len, access: 'read' },
+        { va: out, len: 4, access: 'write' },
+      ],
+    });
+    expect(run.bytesToGpu).toBe(0);
+    expect(gpu.stats().prefetchHits).toBe(16);
+    expect(new Uint32Array((await space.readAsync(out, 4)).buffer)[0]).toBe(sum);
+    // A second use is no hit: only the first use of a prefetched page counts.
+    await gpu.read(src, PAGE);
+    expect(gpu.stats().prefetchHits).toBe(16);
+    kernel.destroy();
+  });
+
+  it('makes a run, gpu.read and migrate called during it wait, and none repeats its transfer', async () => {
+    const { space, gpu } = await setup(64);
+    const len = 32 * PAGE;
+    const src = space.alloc(len);
+    const out = space.alloc(PAGE);
+    const sum = filled(space, src, len);
+    const kernel = gpu.kernel({ code: SUM, params: { src: 'u32', out: 'u32', words: 'u32' } });
+    await kernel.ready;
+    const prefetched = gpu.prefetch(src, len, 'gpu');
+    // Called before the prefetch resolves: CPU reads go on at once.
+    expect(space.read(src + PAGE, 8)).toEqual(new Uint8Array([0, 0, 0, 0, 1, 0, 0, 0]));
+    const run = kernel.run({
+      workgroups: 1,
+      params: { src, out, words: len / 4 },
+      uses: [
+        { va: src, len, access: 'read' },
+        { va: out, len: 4, access: 'write' },
+      ],
+    });
+    const read = gpu.read(src, 2 * PAGE);
+    const migrated = gpu.migrate(src, 4 * PAGE, 'gpu');
+    const [prefetch, counts, bytes, moved] = await Promise.all([prefetched, run, read, migrated]);
+    expect(prefetch.bytes).toBe(len);
+    expect(counts.bytesToGpu).toBe(0);
+    expect(moved).toEqual({ pages: 0, bytes: 0 });
+    expect(new Uint32Array(bytes.buffer)[1]).toBe(1);
+    expect(gpu.stats().bytesToGpu).toBe(len);
+    expect(new Uint32Array((await space.readAsync(out, 4)).buffer)[0]).toBe(sum);
+    kernel.destroy();
+  });
+
+  it('makes a CPU write during it wait, then the write lands and the frame is stale', async () => {
+    const { space, gpu } = await setup(64);
+    const len = 16 * PAGE;
+    const va = space.alloc(len);
+    filled(space, va, len);
+    const order: string[] = [];
+    const prefetched = gpu.prefetch(va, len, 'gpu').then(() => order.push('prefetch'));
+    const written = space.writeAsync(va + 8, new Uint32Array([77])).then(() => order.push('write'));
+    await Promise.all([prefetched, written]);
+    expect(order).toEqual(['prefetch', 'write']);
+    expect((await statesOf(gpu, va, PAGE))[0]).toBe('cpu');
+    expect(new Uint32Array((await gpu.read(va, 16)).buffer)[2]).toBe(77);
+  });
+
+  it("to 'cpu' brings GPU-dirty pages back, so CPU reads do not fault", async () => {
+    const { space, gpu } = await setup(64);
+    const len = 8 * PAGE;
+    const va = space.alloc(len);
+    await gpu.write(va, new Uint32Array(len / 4).fill(9));
+    const other = space.alloc(PAGE);
+    expect(await gpu.prefetch(va, len, 'cpu')).toEqual({ pages: 8, bytes: len, ignored: 0 });
+    expect(await gpu.prefetch(other, PAGE, 'cpu')).toEqual({ pages: 0, bytes: 0, ignored: 0 });
+    expect(new Set(await statesOf(gpu, va, len))).toEqual(new Set(['shared']));
+    const faults = gpu.stats().cpuFaults;
+    expect(space.read(va, len).every((byte, i) => byte === (i % 4 === 0 ? 9 : 0))).toBe(true);
+    expect(gpu.stats()).toMatchObject({ cpuFaults: faults, bytesToCpu: len });
+    expect(gpu.stats().bytesByCause.prefetch).toBe(len);
+  });
+
+  it('prefetches what the budget can hold and reports the rest as an ignored hint', async () => {
+    const { space, gpu } = await setup(16);
+    const len = 40 * PAGE;
+    const va = space.alloc(len);
+    filled(space, va, len);
+    const events: TraceEvent[] = [];
+    gpu.trace((event) => events.push(event));
+    const result = await gpu.prefetch(va, len, 'gpu');
+    // A budget of 16 frames keeps no reserve: the first 16 pages, the other 24 ignored.
+    expect(result).toEqual({ pages: 16, bytes: 16 * PAGE, ignored: 24 * PAGE });
+    expect(gpu.stats()).toMatchObject({ ignoredHints: 1, framesInUse: 16, evictions: 0 });
+    expect(new Set(await statesOf(gpu, va, 16 * PAGE))).toEqual(new Set(['shared']));
+    expect(new Set(await statesOf(gpu, va + 16 * PAGE, 24 * PAGE))).toEqual(new Set(['cpu']));
+    expect(events).toContainEqual(
+      expect.objectContaining({
+        kind: 'ignored-hint',
+        cause: 'prefetch',
+        va: va + 16 * PAGE,
+        len: 24 * PAGE,
+      }),
+    );
+  });
+
+  it('evicts others to make room, and what it brought goes last', async () => {
+    const { space, gpu } = await setup(16);
+    const [dirty, ahead, next] = [
+      space.alloc(16 * PAGE),
+      space.alloc(8 * PAGE),
+      space.alloc(8 * PAGE),
+    ];
+    await gpu.write(dirty, new Uint32Array(16 * 1024).fill(5)); // 16 frames, all dirty
+    filled(space, ahead, 8 * PAGE);
+    // Room for 8 frames: the dirty pages are written back, none of the prefetch's own.
+    expect((await gpu.prefetch(ahead, 8 * PAGE, 'gpu')).ignored).toBe(0);
+    expect(gpu.stats()).toMatchObject({ evictions: 8, writebacks: 8 });
+    // A migration needing 8 frames takes the dirty pages, not the clean unused prefetch.
+    await gpu.migrate(next, 8 * PAGE, 'gpu');
+    expect(new Set(await statesOf(gpu, ahead, 8 * PAGE))).toEqual(new Set(['shared']));
+    expect(gpu.stats()).toMatchObject({ evictions: 16, writebacks: 16 });
+    expect((await space.readAsync(dirty + 8 * PAGE, 4))[0]).toBe(5);
+  });
+
+  it('refuses bad input, unmapped, freed and protected ranges, changing nothing', async () => {
+    const { space, gpu } = await setup(16);
+    const va = space.alloc(4 * PAGE);
+    const hidden = space.alloc(PAGE);
+    space.protect(hidden, PAGE, 'none');
+    const freed = space.alloc(PAGE);
+    space.free(freed);
+    const refusal = (call: () => Promise<unknown>) =>
+      call().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    const bad = await refusal(() => gpu.prefetch(va, PAGE, 'device' as 'gpu'));
+    expect(bad).toBeInstanceOf(InvalidArgumentError);
+    expect(await refusal(() => gpu.prefetch(va, 0, 'gpu'))).toBeInstanceOf(InvalidArgumentError);
+    for (const [at, len, reason] of [
+      [va + 3 * PAGE, 2 * PAGE, 'protection'],
+      [freed, PAGE, 'freed'],
+      [va + 64 * PAGE, PAGE, 'unmapped'],
+    ] as const) {
+      const error = await refusal(() => gpu.prefetch(at, len, 'gpu'));
+      expect(error).toBeInstanceOf(AccessError);
+      expect(error).toMatchObject({ reason });
+    }
+    expect(await refusal(() => gpu.prefetch(hidden, PAGE, 'cpu'))).toBeInstanceOf(AccessError);
+    // The mapped page before the protected one was left as it was.
+    expect(new Set(await statesOf(gpu, va, 4 * PAGE))).toEqual(new Set(['zero']));
+    expect(gpu.stats()).toMatchObject({ bytesToGpu: 0, framesInUse: 0 });
+    const scoped = await new Promise((resolve) =>
+      space.access(
+        va,
+        PAGE,
+        'read',
+        () => void refusal(() => gpu.prefetch(va, PAGE, 'gpu')).then(resolve),
+      ),
+    );
+    expect(scoped).toMatchObject({ code: 'WOULD_BLOCK', reason: 'reentrant' });
+    await gpu.detach();
+    expect(await refusal(() => gpu.prefetch(va, PAGE, 'gpu'))).toBeInstanceOf(DeviceLostError);
+  });
+
+  it('rejects with DeviceLostError when the device is lost during it', async () => {
+    const test = await testDevice();
+    const space = AddressSpace.create({ size: 8 << 20, pageSize: PAGE });
+    const gpu = await GpuMirror.attach(space, { device: test.device, budget: 256 * PAGE });
+    const len = 128 * PAGE;
+    const va = space.alloc(len);
+    filled(space, va, len);
+    const prefetched = gpu.prefetch(va, len, 'gpu').then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    test.device.destroy();
+    expect(await prefetched).toBeInstanceOf(DeviceLostError);
+    expect((await gpu.lost).unsaved).toEqual([]);
+    await gpu.detach();
+    expect(space.getU32(va + 4)).toBe(1);
+    expect(test.liveBuffers()).toBe(0);
+  });
+});
+
+describe('the prefetch option', () => {
+  /** A 64-node list over 64 pages, one node per page, walked in fault mode. */
+  async function walk(prefetch: 'density' | 'off') {
+    const { space, gpu } = await setup(128, prefetch);
+    const len = 64 * PAGE;
+    const list = space.alloc(len);
+    const out = space.alloc(PAGE);
+    space.access(list, len, 'write', (lease) => {
+      for (let node = 0; node < 64; node++) {
+        lease.u32[(node * PAGE) / 4] = node + 1 < 64 ? list + (node + 1) * PAGE : 0;
+        lease.u32[(node * PAGE) / 4 + 1] = node;
+      }
+    });
+    // Resident, then stale: density prefetch sees the whole list resident.
+    await gpu.migrate(list, len, 'gpu');
+    await gpu.migrate(list, len, 'cpu');
+    space.access(list, len, 'write', (lease) => {
+      for (let node = 0; node < 64; node++) lease.u32[(node * PAGE) / 4 + 1] = node * 2;
+    });
+    const kernel = gpu.kernel({ code: LIST_WALK, params: { head: 'u32', out: 'u32' } });
+    const result = await kernel.run({ workgroups: 1, params: { head: list, out } });
+    const found = new Uint32Array((await space.readAsync(out, 8)).buffer);
+    expect([found[0], found[1]]).toEqual([64 * 63, 64]);
+    kernel.destroy();
+    return result.replays;
+  }
+
+  it("'density' fetches the stale list around each fault; 'off' only the faulting pages", async () => {
+    const dense = await walk('density');
+    const plain = await walk('off');
+    expect(dense).toBeLessThan(8);
+    expect(plain).toBeGreaterThanOrEqual(64);
+  });
+
+  it('refuses an unknown prefetch option', async () => {
+    const space = AddressSpace.create({ size: 1 << 20, pageSize: PAGE });
+    const error = await GpuMirror.attach(space, { prefetch: 'always' as 'off' }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(InvalidArgumentError);
+    expect(error).toMatchObject({ argument: 'prefetch', reason: 'bad-value' });
+  });
+});
