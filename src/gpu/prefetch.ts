@@ -117,7 +117,10 @@ async function prefetchBatch(ctx: PrefetchContext, batch: readonly PageRun[], ke
   const { space, migrator } = ctx;
   const { table } = space;
   const holds: Hold[] = batch.map((run) => ({ ...run, kind: 'device-read' }));
-  await table.holdAsync(holds, table.address(batch[0]?.first ?? 0));
+  // Held at once where it can be: then what it must evict is submitted
+  // within the call, ahead of a run called after it, and the eviction's
+  // readback does not wait for that run.
+  if (table.tryHoldAll(holds)) await table.holdAsync(holds, table.address(batch[0]?.first ?? 0));
   try {
     ctx.assertLive();
     for (const run of batch) checkRange(space, run); // freed or protected while it waited

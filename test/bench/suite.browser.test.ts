@@ -22,6 +22,7 @@ describe('the benchmark suite on real WebGPU', () => {
       'fault.cpu.throughput',
       'oversub.stream',
       'oversub.random',
+      'prefetch.stream',
     ])
       expect(names).toContain(name);
   });
@@ -46,6 +47,19 @@ describe('the benchmark suite on real WebGPU', () => {
     const random = byName.get('oversub.random');
     expect(random).toMatchObject({ unit: 'ms', better: 'lower' });
     expect(Number(random?.notes?.['evictions'])).toBeGreaterThan(0);
+  });
+
+  it('runs prefetch.stream: each chunk prefetched while the run before it works, its pages then hits', async () => {
+    const report = await runSuite({ quick: true, filter: 'prefetch.stream' });
+    expect(report.failures).toEqual([]);
+    const result = report.results.find((row) => row.name === 'prefetch.stream');
+    expect(result).toMatchObject({ unit: 'ms', better: 'lower' });
+    expect(result?.notes).toMatchObject({ budgetMiB: 16, dataMiB: 32, ignoredHints: 0 });
+    const { overlap, prefetchHits, evictions } = result!.notes as Record<string, number>;
+    expect(overlap).toBeGreaterThanOrEqual(0);
+    expect(overlap).toBeLessThanOrEqual(1);
+    expect(prefetchHits).toBeGreaterThan(0);
+    expect(evictions).toBeGreaterThan(0);
   });
 
   it('runs the run-overhead rows: a run and a chain of 20, each against plain dispatches', async () => {

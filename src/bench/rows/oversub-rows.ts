@@ -1,7 +1,8 @@
 /**
  * Oversubscription rows (docs/benchmarks.md): working sets larger than the
- * budget, streamed in chunks with `uses` and touched at random in fault
- * mode, against the same work with a budget that holds it all.
+ * budget, streamed in chunks with `uses` (with and without prefetching the
+ * next chunk) and touched at random in fault mode, against the same work
+ * with a budget that holds it all (or, for prefetch, without prefetch).
  */
 import type { GpuMirror } from '../../mirror/gpu-mirror.ts';
 import type { BenchContext, BenchRow, RowTrials, Trial } from '../bench-types.ts';
@@ -30,17 +31,46 @@ function moved(gpu: GpuMirror): { evictions: number; toCpu: number; toGpu: numbe
   return { evictions: stats.evictions, toCpu: stats.bytesToCpu, toGpu: stats.bytesToGpu };
 }
 
-/** A space of `bytes` of data mirrored with `budget`, and a pass of the stream kernel over it in chunks. */
-async function streamSide(context: BenchContext, bytes: number, budget: number, chunk: number) {
+/** Time a prefetched pass spent on its prefetches, ms: in flight in all, and waited for. */
+interface AheadTimes {
+  inFlightMs: number;
+  stalledMs: number;
+}
+
+/**
+ * A space of `bytes` of data mirrored with `budget`, and a pass of the
+ * stream kernel over it in chunks; with `ahead`, each chunk is prefetched
+ * while the run before it works (one ahead), and `ahead` gets the times.
+ */
+async function streamSide(
+  context: BenchContext,
+  bytes: number,
+  budget: number,
+  chunk: number,
+  ahead?: AheadTimes,
+) {
   const { space, gpu } = await mirroredSpace(context, bytes + PAGE, PAGE, 'auto', budget);
   const va = space.alloc(bytes);
   space.access(va, bytes, 'write', (lease) => lease.u32.forEach((_, i, a) => (a[i] = i)));
   const kernel = gpu.kernel({ code: STREAM, ranges: { x: 'readwrite' } });
   const workgroups = Math.ceil(chunk / 4 / WORDS_PER_INVOCATION / 64);
+  const prefetch = async (at: number, times: AheadTimes): Promise<void> => {
+    const started = performance.now();
+    await gpu.prefetch(va + at, chunk, 'gpu');
+    times.inFlightMs += performance.now() - started;
+  };
   const pass = async (): Promise<void> => {
+    let next = ahead ? prefetch(0, ahead) : undefined;
     for (let at = 0; at < bytes; at += chunk) {
+      if (ahead) {
+        const stalled = performance.now();
+        await next;
+        ahead.stalledMs += performance.now() - stalled;
+        next = at + chunk < bytes ? prefetch(at + chunk, ahead) : undefined;
+      }
       await kernel.run({ workgroups, uses: [{ name: 'x', va: va + at, len: chunk }] });
     }
+    await next;
   };
   return { gpu, pass };
 }
@@ -100,6 +130,53 @@ function oversubStream(name: string, factor: number): BenchRow {
     },
   };
 }
+
+/**
+ * `prefetch.stream`: the `oversub.stream` loop (2x the budget, chunks of
+ * budget / 4) with each chunk prefetched while the run before it works,
+ * against the same loop without prefetch calls (the runs' `uses` migrate).
+ */
+const prefetchStream: BenchRow = {
+  name: 'prefetch.stream',
+  unit: 'ms',
+  better: 'lower',
+  baselineName: 'the same loop without prefetch calls',
+  async setup(context): Promise<RowTrials> {
+    const budget = context.quick ? 16 * MiB : 64 * MiB;
+    const bytes = 2 * budget;
+    const chunk = budget / 4;
+    const times: AheadTimes = { inFlightMs: 0, stalledMs: 0 };
+    const ahead = await streamSide(context, bytes, budget, chunk, times);
+    const plain = await streamSide(context, bytes, budget, chunk);
+    const timed = (pass: () => Promise<void>): Trial => {
+      return async () => {
+        const started = performance.now();
+        await pass();
+        return performance.now() - started;
+      };
+    };
+    return {
+      value: timed(ahead.pass),
+      baseline: timed(plain.pass),
+      notes: () => {
+        const stats = ahead.gpu.stats();
+        return {
+          budgetMiB: budget / MiB,
+          dataMiB: bytes / MiB,
+          // The share of the prefetches' time the runs did not wait for.
+          overlap: 1 - times.stalledMs / Math.max(1e-9, times.inFlightMs),
+          prefetchHits: stats.prefetchHits,
+          ignoredHints: stats.ignoredHints,
+          evictions: stats.evictions,
+        };
+      },
+      teardown: async () => {
+        await ahead.gpu.detach();
+        await plain.gpu.detach();
+      },
+    };
+  },
+};
 
 // ---- fault mode at random ----
 
@@ -181,5 +258,6 @@ export const oversubRows: readonly BenchRow[] = [
   oversubStream('oversub.stream', 2),
   oversubStream('oversub.stream.1.5x', 1.5),
   oversubStream('oversub.stream.4x', 4),
+  prefetchStream,
   oversubRandom,
 ];
