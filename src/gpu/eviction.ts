@@ -165,9 +165,12 @@ export class Evictor {
   private async evict(count: number, own: readonly PageRun[]): Promise<boolean> {
     const { victims, blocked } = this.victims(count, own);
     let frames = 0;
-    // Held in runs a thread's hold journal can take (hold-batches.ts).
-    for (let at = 0; at < victims.length; at += HOLD_BATCH_RUNS) {
-      frames += await this.evictHeld(victims.slice(at, at + HOLD_BATCH_RUNS));
+    // Held in runs a thread's hold journal can take (hold-batches.ts); a
+    // thread without a journal holds them at once, so one readback, submitted
+    // within the call, carries every dirty victim.
+    const batch = this.ctx.limits.record ? HOLD_BATCH_RUNS : Math.max(1, victims.length);
+    for (let at = 0; at < victims.length; at += batch) {
+      frames += await this.evictHeld(victims.slice(at, at + batch));
     }
     return blocked || frames < victims.length;
   }

@@ -153,6 +153,21 @@ describe('eviction', () => {
     expect(gpu.stats().readbacks).toBe(1);
   });
 
+  it("writes a round's dirty victims back in one readback, past a hold journal's batch", async () => {
+    const { space, gpu } = await setup(64);
+    const [a, b] = [space.alloc(64 * PAGE), space.alloc(32 * PAGE)];
+    await gpu.write(a, new Uint32Array(64 * 1024).fill(4));
+    const events: { cause: string; evicted?: number }[] = [];
+    gpu.trace((event) => events.push(event));
+    await gpu.migrate(b, 32 * PAGE, 'gpu');
+    // The need (32 frames) and the reserve (2 of 64 frames), from the main thread: one round, one readback.
+    expect(events.filter((event) => event.cause === 'eviction')).toEqual([
+      expect.objectContaining({ evicted: 34, pages: 34 }),
+    ]);
+    expect(gpu.stats()).toMatchObject({ readbacks: 1, writebacks: 34, evictions: 34 });
+    expect((await space.readAsync(a + 33 * PAGE, 4))[0]).toBe(4);
+  });
+
   it('never evicts a page a run in flight holds: a competing migration waits for the run', async () => {
     const { space, gpu } = await setup(8);
     const [p, q] = [space.alloc(6 * PAGE), space.alloc(4 * PAGE)];
