@@ -178,7 +178,8 @@ export class DeviceMirror {
       const { internals: space, migrator, counters } = this;
       const emit = (event: TraceEvent): void => this.emit(event);
       const assertLive = (): void => this.loss.assertLive();
-      return prefetch({ space, migrator, counters, emit, assertLive }, run, target);
+      const { device } = this;
+      return prefetch({ device, space, migrator, counters, emit, assertLive }, run, target);
     });
   }
 

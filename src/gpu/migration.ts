@@ -187,7 +187,9 @@ export class Migrator {
    * released). Pages must be held against writers and other device holders
    * (exclusively, or for 'shared' as a prefetch's device reads). Frames come
    * from eviction when the pool has too few (`makeRoom`), except for a
-   * 'prefetch', which made its room first (`makeRoomForPrefetch`).
+   * 'prefetch', which made its room first (`makeRoomForPrefetch`) and
+   * settles its pages once their bytes are submitted (plan-fetch.ts): the
+   * prefetch waits for the GPU after it lets go of them.
    * @throws OutOfMemoryError (budget), having moved nothing
    */
   async makeResident(
@@ -196,9 +198,11 @@ export class Migrator {
     events: InvalidateEvent[],
     purpose: 'use' | 'prefetch' = 'use',
   ): Promise<MigrationResult> {
-    const plans =
-      purpose === 'use' ? await this.frameBudget.planWithRoom(runs) : this.frameBudget.plan(runs);
-    const fetched = await this.fetch(plans);
+    const prefetch = purpose === 'prefetch';
+    const plans = prefetch
+      ? this.frameBudget.plan(runs)
+      : await this.frameBudget.planWithRoom(runs);
+    const fetched = await this.fetch(plans, prefetch);
     if (target === 'shared') {
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       return fetched;
@@ -394,9 +398,10 @@ export class Migrator {
   }
 
   /** Assigns frames, clears and uploads per `plans`; resolves once the GPU has them. */
-  private async fetch(plans: readonly PagePlan[]): Promise<MigrationResult> {
+  private async fetch(plans: readonly PagePlan[], submitted = false): Promise<MigrationResult> {
     const { table } = this.ctx.space;
-    const result = await fetchPlans({ ...this.ctx, frameMap: this.frameMap, table }, plans);
+    const context = { ...this.ctx, frameMap: this.frameMap, table };
+    const result = await fetchPlans(context, plans, submitted);
     this.ctx.counters.staleBytesUploaded += result.refreshed;
     return { pages: pagesUploaded(plans), bytes: result.bytes };
   }

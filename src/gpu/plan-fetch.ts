@@ -30,10 +30,16 @@ export interface FetchResult {
   readonly refreshed: number;
 }
 
-/** Does what `plans` say; resolves once the GPU has the bytes. */
+/**
+ * Does what `plans` say; resolves once the GPU has the bytes, or with
+ * `submitted`, once they are submitted: every later use of the frames (a
+ * kernel, a readback, another upload) is ordered after them on the queue,
+ * and the bytes were taken at the call.
+ */
 export async function fetchPlans(
   ctx: FetchContext,
   plans: readonly PagePlan[],
+  submitted = false,
 ): Promise<FetchResult> {
   const { frameMap } = ctx;
   const segments: Segment[] = [];
@@ -68,7 +74,7 @@ export async function fetchPlans(
   if (clears.length > 0) clearFrames(ctx, clears);
   if (segments.length > 0) ctx.engine.upload(segments);
   if (blocks.length > 0) ctx.engine.uploadBlocks(blocks);
-  if (clears.length > 0 || bytes > 0) await ctx.device.queue.onSubmittedWorkDone();
+  if (!submitted && (clears.length > 0 || bytes > 0)) await ctx.device.queue.onSubmittedWorkDone();
   ctx.assertLive();
   return { bytes, refreshed };
 }

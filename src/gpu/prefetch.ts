@@ -13,8 +13,10 @@
  * - Only accesses that would change a page's state wait for it: to 'gpu' it
  *   holds the pages it moves as device reads, so CPU readers go on, while
  *   CPU writers, migrations and runs of the same pages wait and then find
- *   them resident (they never repeat its transfer). It holds nothing once
- *   it resolves.
+ *   them resident (they never repeat its transfer). It lets go of them once
+ *   their bytes are submitted: every later use of the frames is ordered
+ *   after the upload on the queue, and the CPU copy stays valid, so a run
+ *   called meanwhile starts at once; it resolves when the GPU has them.
  * - It never takes more of the budget than the budget can hold beside its
  *   reserve: the pages past that (and past what eviction could free at once
  *   from pages no one holds) are an ignored hint, reported in `ignored`,
@@ -44,6 +46,7 @@ export interface PrefetchResult {
 }
 
 export interface PrefetchContext {
+  readonly device: GPUDevice;
   readonly space: SpaceInternals;
   readonly migrator: Migrator;
   readonly counters: MirrorCounters;
@@ -102,7 +105,12 @@ async function prefetchToGpu(ctx: PrefetchContext, run: RequestedRun): Promise<P
     pages += moved.pages;
     bytes += moved.bytes;
   }
-  if (work.length > 0) migrator.account('gpu', 'prefetch', [kept], { pages, bytes }, started);
+  if (work.length > 0) {
+    // The pages were let go of once their bytes were submitted; it resolves once the GPU has them.
+    await ctx.device.queue.onSubmittedWorkDone();
+    ctx.assertLive();
+    migrator.account('gpu', 'prefetch', [kept], { pages, bytes }, started);
+  }
   const ignored = (runEnd(run) - stop) * table.pageSize;
   if (ignored > 0) ignoreHint(ctx, table.address(stop), ignored, started);
   return { pages, bytes, ignored };

@@ -115,18 +115,21 @@ describe('gpu.prefetch', () => {
     kernel.destroy();
   });
 
-  it('makes a CPU write during it wait, then the write lands and the frame is stale', async () => {
+  it('makes a CPU write during it wait for the upload; the write leaves just its bytes stale', async () => {
     const { space, gpu } = await setup(64);
     const len = 16 * PAGE;
     const va = space.alloc(len);
     filled(space, va, len);
-    const order: string[] = [];
-    const prefetched = gpu.prefetch(va, len, 'gpu').then(() => order.push('prefetch'));
-    const written = space.writeAsync(va + 8, new Uint32Array([77])).then(() => order.push('write'));
-    await Promise.all([prefetched, written]);
-    expect(order).toEqual(['prefetch', 'write']);
-    expect((await statesOf(gpu, va, PAGE))[0]).toBe('cpu');
+    const prefetched = gpu.prefetch(va, len, 'gpu');
+    await space.writeAsync(va + 8, new Uint32Array([77]));
+    expect((await prefetched).bytes).toBe(len);
+    expect(await statesOf(gpu, va, 2 * PAGE)).toEqual(['cpu', 'shared']);
     expect(new Uint32Array((await gpu.read(va, 16)).buffer)[2]).toBe(77);
+    // The page kept the prefetch's frame: only the written block went up again.
+    const { bytesToGpu, staleBytesUploaded } = gpu.stats();
+    expect(staleBytesUploaded).toBeGreaterThan(0);
+    expect(staleBytesUploaded).toBeLessThan(PAGE);
+    expect(bytesToGpu).toBe(len + staleBytesUploaded);
   });
 
   it("to 'cpu' brings GPU-dirty pages back, so CPU reads do not fault", async () => {

@@ -6,7 +6,7 @@
  */
 import type { GpuMirror } from '../../mirror/gpu-mirror.ts';
 import type { BenchContext, BenchRow, RowTrials, Trial } from '../bench-types.ts';
-import { randomDistinct } from '../statistics.ts';
+import { median, randomDistinct } from '../statistics.ts';
 import { mirroredSpace } from './mirrored-space.ts';
 
 const MiB = 1 << 20;
@@ -31,46 +31,32 @@ function moved(gpu: GpuMirror): { evictions: number; toCpu: number; toGpu: numbe
   return { evictions: stats.evictions, toCpu: stats.bytesToCpu, toGpu: stats.bytesToGpu };
 }
 
-/** Time a prefetched pass spent on its prefetches, ms: in flight in all, and waited for. */
-interface AheadTimes {
-  inFlightMs: number;
-  stalledMs: number;
-}
-
 /**
  * A space of `bytes` of data mirrored with `budget`, and a pass of the
- * stream kernel over it in chunks; with `ahead`, each chunk is prefetched
- * while the run before it works (one ahead), and `ahead` gets the times.
+ * stream kernel over it in chunks; with `ahead`, the next chunk is
+ * prefetched as each run is called (one ahead), and the run after it finds
+ * its pages resident or waits for them (the prefetches are awaited at the
+ * end of the pass).
  */
 async function streamSide(
   context: BenchContext,
   bytes: number,
   budget: number,
   chunk: number,
-  ahead?: AheadTimes,
+  ahead = false,
 ) {
   const { space, gpu } = await mirroredSpace(context, bytes + PAGE, PAGE, 'auto', budget);
   const va = space.alloc(bytes);
   space.access(va, bytes, 'write', (lease) => lease.u32.forEach((_, i, a) => (a[i] = i)));
   const kernel = gpu.kernel({ code: STREAM, ranges: { x: 'readwrite' } });
   const workgroups = Math.ceil(chunk / 4 / WORDS_PER_INVOCATION / 64);
-  const prefetch = async (at: number, times: AheadTimes): Promise<void> => {
-    const started = performance.now();
-    await gpu.prefetch(va + at, chunk, 'gpu');
-    times.inFlightMs += performance.now() - started;
-  };
   const pass = async (): Promise<void> => {
-    let next = ahead ? prefetch(0, ahead) : undefined;
+    const prefetches = ahead ? [gpu.prefetch(va, chunk, 'gpu')] : [];
     for (let at = 0; at < bytes; at += chunk) {
-      if (ahead) {
-        const stalled = performance.now();
-        await next;
-        ahead.stalledMs += performance.now() - stalled;
-        next = at + chunk < bytes ? prefetch(at + chunk, ahead) : undefined;
-      }
+      if (ahead && at + chunk < bytes) prefetches.push(gpu.prefetch(va + at + chunk, chunk, 'gpu'));
       await kernel.run({ workgroups, uses: [{ name: 'x', va: va + at, len: chunk }] });
     }
-    await next;
+    await Promise.all(prefetches);
   };
   return { gpu, pass };
 }
@@ -145,26 +131,33 @@ const prefetchStream: BenchRow = {
     const budget = context.quick ? 16 * MiB : 64 * MiB;
     const bytes = 2 * budget;
     const chunk = budget / 4;
-    const times: AheadTimes = { inFlightMs: 0, stalledMs: 0 };
-    const ahead = await streamSide(context, bytes, budget, chunk, times);
+    const ahead = await streamSide(context, bytes, budget, chunk, true);
     const plain = await streamSide(context, bytes, budget, chunk);
-    const timed = (pass: () => Promise<void>): Trial => {
+    // The kernels alone, the data resident: what is left when no transfer shows.
+    const resident = await streamSide(context, bytes, bytes + 2 * MiB, chunk);
+    const residentMs = await timedMedian(resident.pass, 3);
+    await resident.gpu.detach();
+    const spent = { ahead: [] as number[], plain: [] as number[] };
+    const timed = (pass: () => Promise<void>, into: number[]): Trial => {
       return async () => {
         const started = performance.now();
         await pass();
-        return performance.now() - started;
+        into.push(performance.now() - started);
+        return into[into.length - 1] ?? 0;
       };
     };
     return {
-      value: timed(ahead.pass),
-      baseline: timed(plain.pass),
+      value: timed(ahead.pass, spent.ahead),
+      baseline: timed(plain.pass, spent.plain),
       notes: () => {
         const stats = ahead.gpu.stats();
+        const [aheadMs, plainMs] = [median(spent.ahead), median(spent.plain)];
         return {
           budgetMiB: budget / MiB,
           dataMiB: bytes / MiB,
-          // The share of the prefetches' time the runs did not wait for.
-          overlap: 1 - times.stalledMs / Math.max(1e-9, times.inFlightMs),
+          residentMs: Math.round(residentMs),
+          // The share of the transfers' time (plain less resident) the prefetches hid.
+          hidden: (plainMs - aheadMs) / Math.max(1e-9, plainMs - residentMs),
           prefetchHits: stats.prefetchHits,
           ignoredHints: stats.ignoredHints,
           evictions: stats.evictions,
@@ -177,6 +170,18 @@ const prefetchStream: BenchRow = {
     };
   },
 };
+
+/** The median ms of `count` runs of `pass`, after one untimed. */
+async function timedMedian(pass: () => Promise<void>, count: number): Promise<number> {
+  await pass();
+  const times: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const started = performance.now();
+    await pass();
+    times.push(performance.now() - started);
+  }
+  return median(times);
+}
 
 // ---- fault mode at random ----
 
