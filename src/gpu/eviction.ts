@@ -36,10 +36,10 @@
  *   take (the caller's own) leave too few frames however long it waits.
  */
 import { OutOfMemoryError } from '../errors.ts';
-import { runsOf, type PageRun } from '../space/page-run.ts';
+import type { PageRun } from '../space/page-run.ts';
 import type { Hold, PageTable } from '../space/page-table.ts';
 import { isGpuDirty, isGpuOwned, isMapped } from '../space/pte.ts';
-import type { WaitLimits } from '../space/waiting.ts';
+import { WaitBudget, type WaitLimits } from '../space/waiting.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import type { FrameMap } from './frame-map.ts';
 import type { FramePool } from './frame-pool.ts';
@@ -128,12 +128,18 @@ export class Evictor {
    * reserve beyond them where there are victims for it. `own` are the pages
    * the caller holds (never victims; their frames count as taken).
    * @param wait whether to wait for other holders to let go of frames (false: fail at once)
+   * @param budget the calling call's wait budget, which its other waits share
+   *   (a call waits at most faultTimeoutMs on others in all); default its own
    * @throws OutOfMemoryError 'budget' naming the need and the frames free,
-   *   having evicted what it could; DeviceLostError
+   *   having evicted what it could; DeviceLostError, also while it waits
    */
-  async makeRoom(needed: number, own: readonly PageRun[], wait = true): Promise<void> {
-    const { pool, frameMap, limits } = this.ctx;
-    let deadline = Number.NaN;
+  async makeRoom(
+    needed: number,
+    own: readonly PageRun[],
+    wait = true,
+    budget = new WaitBudget(this.ctx.limits, 0),
+  ): Promise<void> {
+    const { pool, frameMap } = this.ctx;
     for (let pause = 1; ; pause = Math.min(MAX_PAUSE_MS, pause * 2)) {
       frameMap.releaseQuarantined();
       if (pool.available >= needed) return;
@@ -141,9 +147,8 @@ export class Evictor {
       if (needed > pool.capacity - ownFrames) throw this.refusal(needed, ownFrames);
       const blocked = await this.evict(needed + this.reserve - pool.available, own);
       if (pool.available >= needed) return;
-      if (Number.isNaN(deadline)) deadline = performance.now() + limits.faultTimeoutMs;
-      if (!wait || !blocked || performance.now() >= deadline) throw this.refusal(needed, ownFrames);
-      await new Promise((resolve) => setTimeout(resolve, pause));
+      if (!wait || !blocked || !(await budget.pause(pause))) throw this.refusal(needed, ownFrames);
+      this.ctx.assertLive(); // a loss ends the wait, not the budget
     }
   }
 
@@ -233,7 +238,7 @@ export class Evictor {
         dropFrame(table, frameMap, page);
         this.fetchedAhead[page] = 0;
       }
-      this.account(held.length, dirty, started);
+      this.account(held, dirty, started);
       return held.length;
     } finally {
       table.releaseHolds(holds);
@@ -241,20 +246,20 @@ export class Evictor {
     }
   }
 
-  private account(evicted: number, dirty: readonly number[], started: number): void {
-    if (evicted === 0) return;
+  /** Counts a round: `evicted` lost their frames, `dirty` of them were written back first. */
+  private account(evicted: readonly number[], dirty: readonly number[], started: number): void {
+    if (evicted.length === 0) return;
     const { counters, table } = this.ctx;
     const bytes = dirty.length * table.pageSize;
-    counters.evictions += evicted;
+    counters.evictions += evicted.length;
     counters.writebacks += dirty.length;
     counters.pagesToCpu += dirty.length;
     counters.bytesToCpu += bytes;
     counters.bytesByCause.eviction += bytes;
     if (dirty.length > 0) counters.readbacks++;
-    const runs = runsOf(dirty);
-    const first = runs[0]?.first ?? 0;
-    const last = runs[runs.length - 1];
-    const end = last ? last.first + last.count : first;
+    // The range the round took frames from (written back or not).
+    const first = evicted.reduce((a, b) => Math.min(a, b));
+    const end = evicted.reduce((a, b) => Math.max(a, b)) + 1;
     this.ctx.emit({
       t: started,
       kind: 'migration',
@@ -265,7 +270,7 @@ export class Evictor {
       pages: dirty.length,
       bytes,
       ms: performance.now() - started,
-      evicted,
+      evicted: evicted.length,
     });
   }
 

@@ -13,6 +13,7 @@
  */
 import { OutOfMemoryError } from '../errors.ts';
 import type { PageRun } from '../space/page-run.ts';
+import type { WaitBudget } from '../space/waiting.ts';
 import type { Evictor } from './eviction.ts';
 import type { FrameMap } from './frame-map.ts';
 import type { FramePool } from './frame-pool.ts';
@@ -23,6 +24,9 @@ import {
   type PagePlan,
   type PlanView,
 } from './migration-plan.ts';
+
+/** Times `withRoom` makes room before it gives up to others that keep taking the frames. */
+const ROOM_TRIES = 8;
 
 export class FrameBudget {
   private readonly pageSize: number;
@@ -56,12 +60,13 @@ export class FrameBudget {
   /**
    * Frames for every page of held `runs` that lacks one, evicting pages no
    * one holds when the pool has too few; the pages count as used now.
-   * `wait`: wait for other holders to let go of frames (eviction.ts).
+   * `wait`: wait for other holders to let go of frames (eviction.ts), within
+   * `budget`, the call's wait budget.
    * @throws OutOfMemoryError 'budget' when they cannot be had; nothing moved
    */
-  async makeRoom(runs: readonly PageRun[], wait = true): Promise<void> {
+  async makeRoom(runs: readonly PageRun[], wait = true, budget?: WaitBudget): Promise<void> {
     this.evictor.touch(runs);
-    await this.roomFor(runs, runs, wait);
+    await this.roomFor(runs, runs, wait, budget);
   }
 
   /**
@@ -75,9 +80,14 @@ export class FrameBudget {
     await this.roomFor(runs, own, false);
   }
 
-  private async roomFor(runs: readonly PageRun[], own: readonly PageRun[], wait: boolean) {
+  private async roomFor(
+    runs: readonly PageRun[],
+    own: readonly PageRun[],
+    wait: boolean,
+    budget?: WaitBudget,
+  ) {
     const needed = framesNeeded(this.planFrom(runs));
-    if (needed > this.pool.available) await this.evictor.makeRoom(needed, own, wait);
+    if (needed > this.pool.available) await this.evictor.makeRoom(needed, own, wait, budget);
   }
 
   /** Records a use of `pages` (a kernel touched them) for eviction's order. */
@@ -85,10 +95,28 @@ export class FrameBudget {
     this.evictor.touchPages(pages);
   }
 
-  /** `plan`, once `makeRoom` made room for it. */
-  async planWithRoom(runs: readonly PageRun[], overwrite?: Overwrite): Promise<PagePlan[]> {
-    await this.makeRoom(runs);
-    return this.plan(runs, overwrite);
+  /**
+   * `plan`, once `makeRoom` made room for it, handed to `use` at once:
+   * `use` must take the plan's frames before it awaits anything (as
+   * plan-fetch.ts does), so no other call takes them between the plan and
+   * the fetch. Another call may take the frames eviction freed before this
+   * one is back to plan (each await lets others run): then it makes room
+   * again, a few times, within `budget`.
+   * @throws OutOfMemoryError 'budget' as `makeRoom` and `plan`; nothing moved
+   */
+  async withRoom<T>(
+    runs: readonly PageRun[],
+    overwrite: Overwrite | undefined,
+    budget: WaitBudget | undefined,
+    use: (plans: PagePlan[]) => Promise<T>,
+  ): Promise<T> {
+    for (let tries = 1; ; tries++) {
+      await this.makeRoom(runs, true, budget);
+      const plans = this.planFrom(runs, overwrite);
+      if (framesNeeded(plans) <= this.pool.available || tries >= ROOM_TRIES) {
+        return use(this.plan(runs, overwrite));
+      }
+    }
   }
 
   /**

@@ -23,7 +23,7 @@ import type { SpaceInternals } from '../space/internals.ts';
 import type { InvalidateEvent } from '../space/notifier.ts';
 import { runsOf, type PageRun } from '../space/page-run.ts';
 import type { Hold } from '../space/page-table.ts';
-import type { WaitBudget } from '../space/waiting.ts';
+import { WaitBudget } from '../space/waiting.ts';
 import {
   assertAccess,
   assertMapped,
@@ -51,6 +51,7 @@ import {
   pagesToReadBack,
   pagesUploaded,
   runsToHoldForGpu,
+  type Overwrite,
   type PagePlan,
   type PlanView,
 } from './migration-plan.ts';
@@ -165,11 +166,13 @@ export class Migrator {
     const needed = runsToHoldForGpu({ ...this.view, held: (page) => table.isHeld(page) }, runs);
     const work = this.journaled ? bridgeGaps(needed, HOLD_BATCH_RUNS) : needed;
     const precheck = (): void => this.precheck(work, checkProt);
+    // One wait budget for the whole call: its holds and its waits for frames.
+    const budget = new WaitBudget(this.ctx.space.limits, (runs[0]?.first ?? 0) * this.pageSize);
     const result = await inBatches(work, this.journaled, precheck, async (batch) => {
-      const holds = await this.holdChecked(batch, checkProt);
+      const holds = await this.holdChecked(batch, checkProt, 'read', budget);
       const events: InvalidateEvent[] = [];
       try {
-        return await this.makeResident(batch, 'gpu', events);
+        return await this.makeResident(batch, 'gpu', events, 'use', budget);
       } finally {
         this.ctx.space.table.releaseHolds(holds);
         this.ctx.space.announce(events);
@@ -197,12 +200,12 @@ export class Migrator {
     target: 'shared' | 'gpu',
     events: InvalidateEvent[],
     purpose: 'use' | 'prefetch' = 'use',
+    budget?: WaitBudget,
   ): Promise<MigrationResult> {
     const prefetch = purpose === 'prefetch';
-    const plans = prefetch
-      ? this.frameBudget.plan(runs)
-      : await this.frameBudget.planWithRoom(runs);
-    const fetched = await this.fetch(plans, prefetch);
+    const { plans, fetched } = prefetch
+      ? await this.fetchPlanned(this.frameBudget.plan(runs), true)
+      : await this.fetchWithRoom(runs, undefined, budget);
     if (target === 'shared') {
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       return fetched;
@@ -269,10 +272,11 @@ export class Migrator {
   async deviceRead(va: number, len: number): Promise<Uint8Array> {
     const started = performance.now();
     const run = { ...this.ctx.space.pageSpan(va, len), va };
-    const holds = await this.holdChecked([run], true);
+    const budget = new WaitBudget(this.ctx.space.limits, va);
+    const holds = await this.holdChecked([run], true, 'read', budget);
     try {
-      const plans = await this.frameBudget.planWithRoom([run]);
-      this.countFetch(plans.length, [run], await this.fetch(plans), started);
+      const { plans, fetched } = await this.fetchWithRoom([run], undefined, budget);
+      this.countFetch(plans.length, [run], fetched, started);
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       const pieces = this.pieces(va, len);
       this.frameMap.assertFramesKept(pieces);
@@ -294,14 +298,13 @@ export class Migrator {
   async deviceWrite(va: number, data: Uint8Array): Promise<void> {
     const started = performance.now();
     const run = { ...this.ctx.space.pageSpan(va, data.byteLength), va };
-    const holds = await this.holdChecked([run], true, 'write');
+    const budget = new WaitBudget(this.ctx.space.limits, va);
+    const holds = await this.holdChecked([run], true, 'write', budget);
     const events: InvalidateEvent[] = [];
     try {
-      const plans = await this.frameBudget.planWithRoom([run], {
-        lo: va,
-        hi: va + data.byteLength,
-      });
-      this.countFetch(plans.length, [run], await this.fetch(plans), started);
+      const overwrite = { lo: va, hi: va + data.byteLength };
+      const { plans, fetched } = await this.fetchWithRoom([run], overwrite, budget);
+      this.countFetch(plans.length, [run], fetched, started);
       const pieces = this.pieces(va, data.byteLength);
       this.frameMap.assertFramesKept(pieces);
       const { queue } = this.ctx.device;
@@ -395,6 +398,16 @@ export class Migrator {
       if (checkProt) assertAccess(table.pte(page), need, address, 'the device');
       else assertMapped(table.pte(page), address);
     }
+  }
+
+  /** The plan for held `runs`, room made for it, fetched at once (frame-budget.ts `withRoom`). */
+  private fetchWithRoom(runs: readonly PageRun[], overwrite?: Overwrite, budget?: WaitBudget) {
+    return this.frameBudget.withRoom(runs, overwrite, budget, (plans) => this.fetchPlanned(plans));
+  }
+
+  /** `fetch`, with the plan: it takes the plan's frames before it awaits anything. */
+  private async fetchPlanned(plans: PagePlan[], submitted = false) {
+    return { plans, fetched: await this.fetch(plans, submitted) };
   }
 
   /** Assigns frames, clears and uploads per `plans`; resolves once the GPU has them. */

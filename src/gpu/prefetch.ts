@@ -32,7 +32,7 @@ import type { Hold } from '../space/page-table.ts';
 import { assertAccess, isGpuOwned } from '../space/pte.ts';
 import { deviceResident } from './device-access-rules.ts';
 import { holdBatches } from './hold-batches.ts';
-import type { Migrator, RequestedRun } from './migration.ts';
+import type { MigrationResult, Migrator, RequestedRun } from './migration.ts';
 import type { MirrorCounters, TraceEvent } from './mirror-stats.ts';
 
 /** What a prefetch did. */
@@ -41,7 +41,10 @@ export interface PrefetchResult {
   readonly pages: number;
   /** Bytes that crossed. */
   readonly bytes: number;
-  /** Bytes of the range, from its end back, that were not prefetched: more than the budget could hold then. */
+  /**
+   * Bytes of the range it left off, more than the budget could hold then
+   * (from the end of the range back), that are not resident on the device.
+   */
   readonly ignored: number;
 }
 
@@ -67,7 +70,11 @@ export async function prefetch(
   checkRange(ctx.space, run);
   if (to === 'gpu') return prefetchToGpu(ctx, run);
   const { table } = ctx.space;
-  const owned = pagesOf([run]).filter((page) => isGpuOwned(table.pte(page)) || table.isHeld(page));
+  // GPU-owned pages, and those the device holds (they may be by the time it holds them);
+  // a CPU holder of a CPU page has nothing to wait for.
+  const owned = pagesOf([run]).filter(
+    (page) => isGpuOwned(table.pte(page)) || table.isHeldByDevice(page),
+  );
   if (owned.length === 0) return { pages: 0, bytes: 0, ignored: 0 };
   // Only these are held (exclusively, as any migration): CPU reads of the rest go on.
   const moved = await ctx.migrator.toCpu(runsOf(owned), 'prefetch', true);
@@ -83,6 +90,11 @@ function checkRange(space: SpaceInternals, run: RequestedRun): void {
   }
 }
 
+/** What part of a prefetch did: bytes moved, and where it stopped (the first page it left off), if it did. */
+interface Done extends MigrationResult {
+  readonly stop?: number;
+}
+
 async function prefetchToGpu(ctx: PrefetchContext, run: RequestedRun): Promise<PrefetchResult> {
   const started = performance.now();
   const { space, migrator } = ctx;
@@ -93,17 +105,15 @@ async function prefetchToGpu(ctx: PrefetchContext, run: RequestedRun): Promise<P
   const kept: PageRun = { first: run.first, count: Math.min(run.count, room) };
   const work = runsOf(pagesOf([kept]).filter((page) => mayChange(space, page)));
   const journaled = space.limits.record !== undefined;
-  let pages = 0;
-  let bytes = 0;
-  let stop = runEnd(kept);
+  let [pages, bytes, stop] = [0, 0, runEnd(kept)];
   for (const batch of holdBatches(work, journaled)) {
-    const moved = await prefetchBatch(ctx, batch, kept);
-    if (!moved) {
-      stop = batch[0]?.first ?? stop;
+    const done = await prefetchBatch(ctx, batch, kept);
+    pages += done.pages;
+    bytes += done.bytes;
+    if (done.stop !== undefined) {
+      stop = done.stop;
       break;
     }
-    pages += moved.pages;
-    bytes += moved.bytes;
   }
   if (work.length > 0) {
     // The pages were let go of once their bytes were submitted; it resolves once the GPU has them.
@@ -111,17 +121,25 @@ async function prefetchToGpu(ctx: PrefetchContext, run: RequestedRun): Promise<P
     ctx.assertLive();
     migrator.account('gpu', 'prefetch', [kept], { pages, bytes }, started);
   }
-  const ignored = (runEnd(run) - stop) * table.pageSize;
-  if (ignored > 0) ignoreHint(ctx, table.address(stop), ignored, started);
+  // What it left off and is not resident on the device (pages resident already were honoured).
+  const left = pagesOf([{ first: stop, count: runEnd(run) - stop }]);
+  const ignored = left.filter((page) => !deviceResident(table.pte(page))).length * table.pageSize;
+  const from = left.find((page) => !deviceResident(table.pte(page)));
+  if (from !== undefined) ignoreHint(ctx, from, runEnd(run), started);
   return { pages, bytes, ignored };
 }
 
 /**
  * Holds a batch's pages as device reads (waiting for their holders), and
- * makes those still needing it `shared`.
- * @returns what moved, or undefined when eviction could not free the frames at once (nothing moved)
+ * makes those still needing it `shared`: all of them, or when eviction can
+ * free only some frames now (others hold the rest, or take what it freed),
+ * the first ones that fit.
  */
-async function prefetchBatch(ctx: PrefetchContext, batch: readonly PageRun[], kept: PageRun) {
+async function prefetchBatch(
+  ctx: PrefetchContext,
+  batch: readonly PageRun[],
+  kept: PageRun,
+): Promise<Done> {
   const { space, migrator } = ctx;
   const { table } = space;
   const holds: Hold[] = batch.map((run) => ({ ...run, kind: 'device-read' }));
@@ -132,19 +150,42 @@ async function prefetchBatch(ctx: PrefetchContext, batch: readonly PageRun[], ke
   try {
     ctx.assertLive();
     for (const run of batch) checkRange(space, run); // freed or protected while it waited
-    const needed = runsOf(pagesOf(batch).filter((page) => !deviceResident(table.pte(page))));
-    try {
-      await migrator.frameBudget.makeRoomForPrefetch(needed, [kept]);
-    } catch (error) {
-      if (error instanceof OutOfMemoryError && error.reason === 'budget') return undefined;
-      throw error;
+    let needed = pagesOf(batch).filter((page) => !deviceResident(table.pte(page)));
+    let stop: number | undefined;
+    for (let tries = 1; ; tries++) {
+      const runs = runsOf(needed);
+      try {
+        await migrator.frameBudget.makeRoomForPrefetch(runs, [kept]);
+        const moved = await migrator.makeResident(runs, 'shared', [], 'prefetch');
+        migrator.frameBudget.evictor.fetchedByPrefetch(needed);
+        return stop === undefined ? moved : { ...moved, stop };
+      } catch (error) {
+        if (!(error instanceof OutOfMemoryError && error.reason === 'budget')) throw error;
+        // Tried again as it is once (another call may have taken the frames), then cut to what fits.
+        const fit = tries === 1 ? needed : fittingPrefix(needed, migrator);
+        if (fit.length === 0 || tries > ROOM_TRIES)
+          return { pages: 0, bytes: 0, stop: needed[0] ?? kept.first };
+        if (fit.length < needed.length) stop = needed[fit.length];
+        needed = fit;
+      }
     }
-    const moved = await migrator.makeResident(needed, 'shared', [], 'prefetch');
-    migrator.frameBudget.evictor.fetchedByPrefetch(pagesOf(needed));
-    return moved;
   } finally {
     table.releaseHolds(holds);
   }
+}
+
+/** Tries of a batch before it is left off: as it is, then cut to the free frames. */
+const ROOM_TRIES = 3;
+
+/** The first of `pages` whose new frames the pool has free now. */
+function fittingPrefix(pages: readonly number[], migrator: Migrator): number[] {
+  let free = migrator.frames.free;
+  const out: number[] = [];
+  for (const page of pages) {
+    if (!migrator.frameMap.has(page) && free-- <= 0) break;
+    out.push(page);
+  }
+  return out;
 }
 
 /** Whether the page may need a prefetch: not resident on the device, or held (its state may change). */
@@ -152,15 +193,17 @@ function mayChange(space: SpaceInternals, page: number): boolean {
   return !deviceResident(space.table.pte(page)) || space.table.isHeld(page);
 }
 
-function ignoreHint(ctx: PrefetchContext, va: number, len: number, started: number): void {
+/** Counts and traces the part of a prefetch it left off: pages [first, end). */
+function ignoreHint(ctx: PrefetchContext, first: number, end: number, started: number): void {
+  const { table } = ctx.space;
   ctx.counters.ignoredHints++;
   ctx.emit({
     t: started,
     kind: 'ignored-hint',
     cause: 'prefetch',
     to: 'gpu',
-    va,
-    len,
+    va: table.address(first),
+    len: (end - first) * table.pageSize,
     pages: 0,
     bytes: 0,
     ms: performance.now() - started,

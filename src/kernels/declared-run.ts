@@ -29,6 +29,7 @@ import { runEnd, runsOf, type PageRun } from '../space/page-run.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import type { HoldKind } from '../space/page-lock.ts';
 import type { Hold, PageTable } from '../space/page-table.ts';
+import { WaitBudget } from '../space/waiting.ts';
 import { assertAccess } from '../space/pte.ts';
 import { dirtyPages } from './bitmaps.ts';
 import { USE_WORDS, USE_WRITE } from './kernel-layout.ts';
@@ -213,18 +214,22 @@ export async function submitDeclared(
   }
   const uses = usesTable(declared.runs);
   const stageBytes = passStageBytes(dispatch.params, uses);
+  // One wait budget for the run: its holds and its waits for frames.
+  const { limits } = runtime.host.space;
+  const budget = new WaitBudget(limits, table.address(declared.runs[0]?.first ?? 0));
   for (let alone = false; ; alone = true) {
     const batch = runtime.openBatch(stageBytes);
     const taken = early
       ? { holds: early, access: declared.runs.map((run) => run.access) }
-      : await admit(table, batch, declared.runs, alone);
+      : await admit(table, batch, declared.runs, alone, budget);
     early = undefined;
     if (!taken) {
       await runtime.drain();
       continue;
     }
     try {
-      return await submitHeld(runtime, () => dispatch.submit(batch, uses), declared, batch, taken);
+      const submit = () => dispatch.submit(batch, uses);
+      return await submitHeld(runtime, submit, declared, { batch, taken, budget });
     } catch (error) {
       table.releaseHolds(taken.holds);
       if (!(error instanceof OutOfMemoryError && error.reason === 'budget') || batch.size === 0) {
@@ -251,6 +256,7 @@ async function admit(
   batch: RunBatch,
   runs: readonly UseRun[],
   alone: boolean,
+  budget: WaitBudget,
 ): Promise<Taken | undefined> {
   const holds: Hold[] = [];
   const access: number[] = [];
@@ -275,20 +281,19 @@ async function admit(
   if (batch.size === 0 || alone) {
     // Batches still completing may fill this thread's hold journal: wait for them first.
     if (!alone && !table.holdsFit(holds.length)) return undefined;
-    await table.holdAsync(holds, table.address(runs[0]?.first ?? 0));
+    await table.holdAsync(holds, table.address(runs[0]?.first ?? 0), budget);
     return { holds, access };
   }
   if (!table.holdsFit(holds.length) || table.tryHoldAll(holds)) return undefined;
   return { holds, access };
 }
 
-/** The rest of submitDeclared, its holds taken. */
+/** The rest of submitDeclared, its holds taken within its wait budget. */
 async function submitHeld(
   runtime: KernelRuntime,
   dispatch: () => void,
   declared: DeclaredUses,
-  batch: RunBatch,
-  taken: Taken,
+  { batch, taken, budget }: { batch: RunBatch; taken: Taken; budget: WaitBudget },
 ): Promise<Submitted<RunCounts>> {
   const { host } = runtime;
   const { table } = host.space;
@@ -298,7 +303,7 @@ async function submitHeld(
     host.space.pollNotices();
     checkProtections(table, runs);
     // Alone, a run waits for frames others hold; in a batch it fails, and waits for the batch instead.
-    const fetched = await fetchDeclared(host, runs, events, batch.size === 0);
+    const fetched = await fetchDeclared(host, runs, events, batch.size === 0, budget);
     // The kernel only reads these: CPU readers may join while it runs.
     const written = (i: number) => ((taken.access[i] ?? 0) & USE_WRITE) !== 0;
     taken.holds = [
@@ -344,13 +349,15 @@ async function fetchDeclared(
   runs: readonly UseRun[],
   events: InvalidateEvent[],
   waitForFrames: boolean,
+  budget: WaitBudget,
 ): Promise<MigrationResult> {
   const reads = runs.filter((run) => !(run.access & USE_WRITE));
   const writes = runs.filter((run) => run.access & USE_WRITE);
   const started = performance.now();
-  await host.migrator.frameBudget.makeRoom(runs, waitForFrames);
-  const read = await host.migrator.makeResident(reads, 'shared', events);
-  const written = await host.migrator.makeResident(writes, 'gpu', events);
+  const { migrator } = host;
+  await migrator.frameBudget.makeRoom(runs, waitForFrames, budget);
+  const read = await migrator.makeResident(reads, 'shared', events, 'use', budget);
+  const written = await migrator.makeResident(writes, 'gpu', events, 'use', budget);
   const fetched = { pages: read.pages + written.pages, bytes: read.bytes + written.bytes };
   host.migrator.countFetch(fetched.pages, runs, fetched, started);
   return fetched;

@@ -181,9 +181,10 @@ class FaultModeRun {
     const extra = this.prefetch(writes, reads, faulting, migrator.frames.free - frameCost);
     const gpuRuns = runsOf([...writes, ...extra.write]);
     const sharedRuns = runsOf([...reads, ...extra.read]);
-    await migrator.frameBudget.makeRoom([...sharedRuns, ...gpuRuns]);
-    const shared = await migrator.makeResident(sharedRuns, 'shared', this.events);
-    const owned = await migrator.makeResident(gpuRuns, 'gpu', this.events);
+    const { budget } = this;
+    await migrator.frameBudget.makeRoom([...sharedRuns, ...gpuRuns], true, budget);
+    const shared = await migrator.makeResident(sharedRuns, 'shared', this.events, 'use', budget);
+    const owned = await migrator.makeResident(gpuRuns, 'gpu', this.events, 'use', budget);
     const moved = { pages: shared.pages + owned.pages, bytes: shared.bytes + owned.bytes };
     const runs = [...sharedRuns, ...gpuRuns].sort((a, b) => a.first - b.first);
     migrator.countFetch(faulting.size, runs, moved, started);

@@ -38,7 +38,7 @@ import {
 } from '../arguments.ts';
 import { InvalidArgumentError, invariant } from '../errors.ts';
 import { PageAllocator } from './allocator.ts';
-import { CpuAccess } from './cpu-access.ts';
+import { CpuAccess, type Access } from './cpu-access.ts';
 import { FaultChannel } from './fault-channel.ts';
 import { registerInternals, type SpaceInternals } from './internals.ts';
 import type { AccessMode, Lease } from './lease.ts';
@@ -315,10 +315,16 @@ export class AddressSpace {
     this.cpu.assertNotInScope(span, va);
     this.mapping.assertWritable(span, va); // the whole range first: a refusal changes nothing
     if (lo > hi) return this.fill(va, len, 0); // inside one page
-    if (va < lo * this.pageSize) this.fill(va, lo * this.pageSize - va, 0);
-    this.mapping.discardPages({ first: lo, count: hi - lo }, va);
+    const ends: Access[] = [];
+    if (va < lo * this.pageSize) ends.push(this.cpu.plain(va, lo * this.pageSize - va, 'write'));
     if (va + len > hi * this.pageSize)
-      this.fill(hi * this.pageSize, va + len - hi * this.pageSize, 0);
+      ends.push(this.cpu.plain(hi * this.pageSize, va + len - hi * this.pageSize, 'write'));
+    // The partial ends held (GPU-dirty ones brought back first) while the
+    // whole pages go: a call that fails waiting for either changes nothing.
+    this.cpu.runSync(ends, () => {
+      this.mapping.discardPages({ first: lo, count: hi - lo }, va);
+      for (const end of ends) this.bytes.fill(0, end.va, end.va + end.len);
+    });
   }
 
   // ---------------------------------------------------------------- bulk access

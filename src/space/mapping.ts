@@ -169,7 +169,8 @@ export class Mapping {
 
   /**
    * The whole pages of a discard (see `AddressSpace.discard`): under a hold
-   * that excludes every holder, CPU and device, each becomes `zero`.
+   * that excludes every holder, CPU and device, each becomes `zero`. The
+   * caller announces the notice (after its own holds of the partial ends).
    */
   discardPages(span: PageRun, va: number): void {
     if (span.count === 0) return;
@@ -188,7 +189,6 @@ export class Mapping {
     });
     const start = span.first * this.pageSize;
     this.cpu.invalidated({ va: start, len: span.count * this.pageSize, cause: 'discard' });
-    this.cpu.announce();
   }
 
   /** @throws AccessError at the first byte from `va` of the pages of `span` a CPU write may not touch */

@@ -27,6 +27,7 @@ import type { InvalidateEvent } from './notifier.ts';
 import {
   announceWaiter,
   downgrade,
+  hasDeviceHolds,
   isHeldWord,
   release,
   tryHold,
@@ -140,6 +141,11 @@ export class PageTable {
   /** Whether any holder (a waiter alone does not count) is on `page` right now: a hint, not a hold. */
   isHeld(page: number): boolean {
     return isHeldWord(Atomics.load(this.shared.lock, page));
+  }
+
+  /** Whether the device (a migration, a run) holds the page now. */
+  isHeldByDevice(page: number): boolean {
+    return hasDeviceHolds(Atomics.load(this.shared.lock, page));
   }
 
   /**

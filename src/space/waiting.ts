@@ -115,6 +115,24 @@ export class WaitBudget {
     }
   }
 
+  /**
+   * Pauses up to `ms` (less if less is left), counted as waiting, for a
+   * caller that polls (eviction waiting for holders to let go of frames).
+   * @returns false, without pausing, once the budget is spent
+   */
+  async pause(ms: number): Promise<boolean> {
+    let left: number;
+    try {
+      left = this.remainingMs();
+    } catch {
+      return false;
+    }
+    const began = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, Math.min(ms, left)));
+    this.waitedMs += performance.now() - began;
+    return true;
+  }
+
   /** Waits on any thread until `words[index]` may have changed from `observed`. */
   async waitAsync(words: Int32Array, index: number, observed: number): Promise<void> {
     const ms = this.remainingMs();
