@@ -160,6 +160,12 @@ export function commandArbitrary(devices: DeviceSource): fc.Arbitrary<Command> {
   );
 }
 
+/** Whether the suite runs CI's fixed seeds (no VITE_WEBHMM_MODEL_SEED). */
+export function fixedModelSeeds(): boolean {
+  const seed = (import.meta.env as Record<string, string | undefined>)['VITE_WEBHMM_MODEL_SEED'];
+  return seed === undefined || seed === '';
+}
+
 /**
  * [seed, sequences] for CI: fixed, so a run is reproducible; VITE_WEBHMM_MODEL_SEED
  * and VITE_WEBHMM_MODEL_RUNS replace them (npm run soak draws fresh seeds).
@@ -167,8 +173,7 @@ export function commandArbitrary(devices: DeviceSource): fc.Arbitrary<Command> {
 export function modelSeeds(): [number, number][] {
   const env = import.meta.env as Record<string, string | undefined>;
   const seed = env['VITE_WEBHMM_MODEL_SEED'];
-  if (seed !== undefined && seed !== '')
-    return [[Number(seed), Number(env['VITE_WEBHMM_MODEL_RUNS'] ?? 50)]];
+  if (!fixedModelSeeds()) return [[Number(seed), Number(env['VITE_WEBHMM_MODEL_RUNS'] ?? 50)]];
   return [
     [0x5eed_0001, 50],
     [0x5eed_0002, 50],

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Threads } from '../../src/threads/threads.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
-import { commandArbitrary, modelSeeds } from './arbitraries.ts';
+import { commandArbitrary, fixedModelSeeds, modelSeeds } from './arbitraries.ts';
 import { checkInvariants } from './invariants.ts';
 import type { ModelThreadApi } from './model-thread.worker.ts';
 import type { Command } from './commands.ts';
@@ -42,9 +42,12 @@ afterAll(async () => {
   );
   await threads.terminate();
   devices.destroy();
-  expect(ran.evictions).toBeGreaterThan(0);
-  expect(ran.prefetchHits).toBeGreaterThan(0);
-  expect(ran.ignoredHints).toBeGreaterThan(0);
+  // What CI's fixed seeds are known to reach (a soak's few sequences per seed may not).
+  if (fixedModelSeeds()) {
+    expect(ran.evictions).toBeGreaterThan(0);
+    expect(ran.prefetchHits).toBeGreaterThan(0);
+    expect(ran.ignoredHints).toBeGreaterThan(0);
+  }
 });
 
 /**
