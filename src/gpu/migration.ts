@@ -43,6 +43,7 @@ import { FrameMap } from './frame-map.ts';
 import { releaseFrames } from './frame-release.ts';
 import { HOLD_BATCH_RUNS, inBatches } from './hold-batches.ts';
 import { fetchPlans } from './plan-fetch.ts';
+import { pagePieces } from './segments.ts';
 import type { FramePool } from './frame-pool.ts';
 import {
   bridgeGaps,
@@ -190,22 +191,26 @@ export class Migrator {
    * released). Pages must be held against writers and other device holders
    * (exclusively, or for 'shared' as a prefetch's device reads). Frames come
    * from eviction when the pool has too few (`makeRoom`), except for a
-   * 'prefetch', which made its room first (`makeRoomForPrefetch`) and
-   * settles its pages once their bytes are submitted (plan-fetch.ts): the
-   * prefetch waits for the GPU after it lets go of them.
+   * 'prefetch', which made its room first (`makeRoomForPrefetch`). A 'use'
+   * settles the pages once the GPU has their bytes; a 'run' (a kernel run,
+   * which submits its pass after this and holds the pages until the pass
+   * completes) and a 'prefetch' once their bytes are submitted
+   * (plan-fetch.ts): what uses the frames later is ordered after the upload
+   * on the queue.
    * @throws OutOfMemoryError (budget), having moved nothing
    */
   async makeResident(
     runs: readonly PageRun[],
     target: 'shared' | 'gpu',
     events: InvalidateEvent[],
-    purpose: 'use' | 'prefetch' = 'use',
+    purpose: 'use' | 'run' | 'prefetch' = 'use',
     budget?: WaitBudget,
   ): Promise<MigrationResult> {
-    const prefetch = purpose === 'prefetch';
-    const { plans, fetched } = prefetch
-      ? await this.fetchPlanned(this.frameBudget.plan(runs), true)
-      : await this.fetchWithRoom(runs, undefined, budget);
+    const submitted = purpose !== 'use';
+    const { plans, fetched } =
+      purpose === 'prefetch'
+        ? await this.fetchPlanned(this.frameBudget.plan(runs), true)
+        : await this.fetchWithRoom(runs, undefined, budget, submitted);
     if (target === 'shared') {
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       return fetched;
@@ -278,7 +283,7 @@ export class Migrator {
       const { plans, fetched } = await this.fetchWithRoom([run], undefined, budget);
       this.countFetch(plans.length, [run], fetched, started);
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
-      const pieces = this.pieces(va, len);
+      const pieces = pagePieces(va, len, this.pageSize);
       this.frameMap.assertFramesKept(pieces);
       const segments = pieces.map(({ page, lo, hi }) => this.frameMap.segment(page, lo, hi));
       const bytes = await this.ctx.engine.read(segments);
@@ -305,7 +310,7 @@ export class Migrator {
       const overwrite = { lo: va, hi: va + data.byteLength };
       const { plans, fetched } = await this.fetchWithRoom([run], overwrite, budget);
       this.countFetch(plans.length, [run], fetched, started);
-      const pieces = this.pieces(va, data.byteLength);
+      const pieces = pagePieces(va, data.byteLength, this.pageSize);
       this.frameMap.assertFramesKept(pieces);
       const { queue } = this.ctx.device;
       for (const { page, lo, hi } of pieces) {
@@ -401,8 +406,14 @@ export class Migrator {
   }
 
   /** The plan for held `runs`, room made for it, fetched at once (frame-budget.ts `withRoom`). */
-  private fetchWithRoom(runs: readonly PageRun[], overwrite?: Overwrite, budget?: WaitBudget) {
-    return this.frameBudget.withRoom(runs, overwrite, budget, (plans) => this.fetchPlanned(plans));
+  private fetchWithRoom(
+    runs: readonly PageRun[],
+    overwrite?: Overwrite,
+    budget?: WaitBudget,
+    submitted = false,
+  ) {
+    const fetch = (plans: PagePlan[]) => this.fetchPlanned(plans, submitted);
+    return this.frameBudget.withRoom(runs, overwrite, budget, fetch);
   }
 
   /** `fetch`, with the plan: it takes the plan's frames before it awaits anything. */
@@ -417,21 +428,6 @@ export class Migrator {
     const result = await fetchPlans(context, plans, submitted);
     this.ctx.counters.staleBytesUploaded += result.refreshed;
     return { pages: pagesUploaded(plans), bytes: result.bytes };
-  }
-
-  /** The pieces of [va, va + len) per page: absolute [lo, hi) within each page. */
-  private pieces(va: number, len: number): { page: number; lo: number; hi: number }[] {
-    const out: { page: number; lo: number; hi: number }[] = [];
-    const end = va + len;
-    for (let page = Math.floor(va / this.pageSize); page * this.pageSize < end; page++) {
-      const base = page * this.pageSize;
-      out.push({
-        page,
-        lo: Math.max(va, base) - base,
-        hi: Math.min(end, base + this.pageSize) - base,
-      });
-    }
-    return out;
   }
 
   private wholePage(page: number): Segment {

@@ -1,4 +1,4 @@
-/** Pure logic over transfer segments: coalescing and shape. */
+/** Pure logic over transfer segments: coalescing and shape, and a byte range's pieces per page. */
 import type { Segment } from './copy-engine.ts';
 
 /** Merges segments adjacent in both CPU address and frame offset (in the given order). */
@@ -70,4 +70,19 @@ export function splitSegments(segments: readonly Segment[], parts: number): Segm
   }
   if (batch.length > 0) batches.push(batch);
   return batches;
+}
+
+/** The pieces of [va, va + len) per page of `pageSize` bytes: absolute [lo, hi) within each page. */
+export function pagePieces(
+  va: number,
+  len: number,
+  pageSize: number,
+): { page: number; lo: number; hi: number }[] {
+  const out: { page: number; lo: number; hi: number }[] = [];
+  const end = va + len;
+  for (let page = Math.floor(va / pageSize); page * pageSize < end; page++) {
+    const base = page * pageSize;
+    out.push({ page, lo: Math.max(va, base) - base, hi: Math.min(end, base + pageSize) - base });
+  }
+  return out;
 }

@@ -356,8 +356,9 @@ async function fetchDeclared(
   const started = performance.now();
   const { migrator } = host;
   await migrator.frameBudget.makeRoom(runs, waitForFrames, budget);
-  const read = await migrator.makeResident(reads, 'shared', events, 'use', budget);
-  const written = await migrator.makeResident(writes, 'gpu', events, 'use', budget);
+  // The pass is submitted after the uploads, so it need not wait for them.
+  const read = await migrator.makeResident(reads, 'shared', events, 'run', budget);
+  const written = await migrator.makeResident(writes, 'gpu', events, 'run', budget);
   const fetched = { pages: read.pages + written.pages, bytes: read.bytes + written.bytes };
   host.migrator.countFetch(fetched.pages, runs, fetched, started);
   return fetched;

@@ -255,18 +255,19 @@ describe('pipelined runs', () => {
       code: '@compute @workgroup_size(1) fn main() { let x = hmm_load_u32(hmm_params.va); }',
       params: { va: 'u32' },
     });
-    // The second run's upload waits for the queue; z is protected meanwhile
-    // (protect waits for no device), so z's device entry loses write access
-    // before the first run's pass, encoded before, has run.
+    // z is protected while the second run uploads `slow` (protect waits for
+    // no device), so z's device entry loses write access before the first
+    // run's pass, encoded before, has run.
     const queue = gpu.device.queue;
-    const done = queue.onSubmittedWorkDone.bind(queue);
+    const writeBuffer = queue.writeBuffer.bind(queue);
     let protectedAt = false;
-    queue.onSubmittedWorkDone = () => {
-      if (!protectedAt) {
+    queue.writeBuffer = (...args: Parameters<GPUQueue['writeBuffer']>) => {
+      const size = args[4] ?? 0;
+      if (!protectedAt && size >= 64 * PAGE) {
         protectedAt = true;
         space.protect(z, PAGE, 'r');
       }
-      return done();
+      writeBuffer(...args);
     };
     let outcomes: PromiseSettledResult<unknown>[];
     try {
@@ -278,7 +279,7 @@ describe('pipelined runs', () => {
       });
       outcomes = await Promise.allSettled([a, b]);
     } finally {
-      queue.onSubmittedWorkDone = done;
+      queue.writeBuffer = writeBuffer;
     }
     expect(protectedAt).toBe(true);
     // The protect came after the first run was called: that run sees z as it was.
