@@ -216,7 +216,7 @@ export class Evictor {
   /** Holds what it can of `pages` (one hold each, no waiting), writes dirty ones back and drops their frames. @returns frames freed */
   private async evictHeld(pages: readonly number[]): Promise<number> {
     const { table, frameMap } = this.ctx;
-    const holds: Hold[] = [];
+    let holds: Hold[] = [];
     for (const page of pages) {
       const hold: Hold = { first: page, count: 1, kind: 'exclusive-long' };
       if (table.holdsFit(1) && table.tryHoldAll([hold]) === undefined) holds.push(hold);
@@ -224,19 +224,24 @@ export class Evictor {
     try {
       // Read again under the hold: a page may have been freed or changed since it was chosen.
       const held = holds.map((hold) => hold.first).filter((page) => frameMap.has(page));
-      const dirty = held.filter((page) => {
+      const isDirty = (page: number) => {
         const pte = table.pte(page);
         return isMapped(pte) && isGpuOwned(pte) && isGpuDirty(pte);
-      });
+      };
+      const dirty = held.filter(isDirty);
       const started = performance.now();
+      this.ctx.assertLive();
+      // Clean victims go at once: CPU readers of them need not wait for the others' readback.
+      const clean = held.filter((page) => !isDirty(page));
+      for (const page of clean) this.drop(page);
+      const dirtySet = new Set(dirty);
+      table.releaseHolds(holds.filter((hold) => !dirtySet.has(hold.first)));
+      holds = holds.filter((hold) => dirtySet.has(hold.first));
       if (dirty.length > 0) {
         const { pageSize } = table;
         await this.ctx.engine.download(dirty.map((page) => frameMap.segment(page, 0, pageSize)));
-      }
-      this.ctx.assertLive();
-      for (const page of held) {
-        dropFrame(table, frameMap, page);
-        this.fetchedAhead[page] = 0;
+        this.ctx.assertLive();
+        for (const page of dirty) this.drop(page);
       }
       this.account(held, dirty, started);
       return held.length;
@@ -244,6 +249,11 @@ export class Evictor {
       table.releaseHolds(holds);
       frameMap.releaseQuarantined();
     }
+  }
+
+  private drop(page: number): void {
+    dropFrame(this.ctx.table, this.ctx.frameMap, page);
+    this.fetchedAhead[page] = 0;
   }
 
   /** Counts a round: `evicted` lost their frames, `dirty` of them were written back first. */

@@ -38,7 +38,7 @@ import {
 } from '../arguments.ts';
 import { InvalidArgumentError, invariant } from '../errors.ts';
 import { PageAllocator } from './allocator.ts';
-import { CpuAccess, type Access } from './cpu-access.ts';
+import { CpuAccess } from './cpu-access.ts';
 import { FaultChannel } from './fault-channel.ts';
 import { registerInternals, type SpaceInternals } from './internals.ts';
 import type { AccessMode, Lease } from './lease.ts';
@@ -310,21 +310,7 @@ export class AddressSpace {
    *   WouldBlockError where waiting is not allowed ('reentrant' inside a scope on the range)
    */
   discard(va: number, len: number): void {
-    const span = this.cpu.span(va, len);
-    const [lo, hi] = [Math.ceil(va / this.pageSize), Math.floor((va + len) / this.pageSize)];
-    this.cpu.assertNotInScope(span, va);
-    this.mapping.assertWritable(span, va); // the whole range first: a refusal changes nothing
-    if (lo > hi) return this.fill(va, len, 0); // inside one page
-    const ends: Access[] = [];
-    if (va < lo * this.pageSize) ends.push(this.cpu.plain(va, lo * this.pageSize - va, 'write'));
-    if (va + len > hi * this.pageSize)
-      ends.push(this.cpu.plain(hi * this.pageSize, va + len - hi * this.pageSize, 'write'));
-    // The partial ends held (GPU-dirty ones brought back first) while the
-    // whole pages go: a call that fails waiting for either changes nothing.
-    this.cpu.runSync(ends, () => {
-      this.mapping.discardPages({ first: lo, count: hi - lo }, va);
-      for (const end of ends) this.bytes.fill(0, end.va, end.va + end.len);
-    });
+    this.mapping.discard(va, len);
   }
 
   // ---------------------------------------------------------------- bulk access

@@ -31,6 +31,12 @@ import { assertAccess, type Need } from './pte.ts';
 import { WaitBudget, type WaitLimits } from './waiting.ts';
 
 /** A held run of pages with what the CPU access needs of them: bytes [va, va + len). */
+/** Holds a plain access takes with its own (`runSync`), checked by `check` once held. */
+export interface AlsoHeld {
+  readonly holds: readonly Hold[];
+  readonly check: () => void;
+}
+
 export interface Access extends Hold {
   /** The first byte accessed. */
   readonly va: number;
@@ -133,19 +139,21 @@ export class CpuAccess {
    * Holds `accesses`, checks them (faulting GPU-dirty pages back), marks the
    * written ones stale on the GPU, runs `body` (webhmm's own copy), releases,
    * announces. All or nothing: on a throw no hold is kept and nothing changed.
+   * `also`: more holds taken with them, all or none (a discard's whole
+   * pages), which are never faulted back, checked by `also.check` once held.
    * @throws WouldBlockError 'reentrant', 'may-not-block', 'timeout', 'unserved';
    *   AccessError at the first refused byte
    */
-  runSync<T>(accesses: readonly Access[], body: () => T): T {
+  runSync<T>(accesses: readonly Access[], body: () => T, also?: AlsoHeld): T {
     for (const access of accesses) this.assertNotInScope(access, access.va);
     // `body` is webhmm's own copy: the whole access is one critical section.
     const result = this.table.critical(() => {
-      this.holdSync(accesses);
+      this.holdSync(accesses, also);
       try {
         this.markWritten(accesses);
         return body();
       } finally {
-        this.table.releaseHolds(accesses);
+        this.table.releaseHolds([...accesses, ...(also?.holds ?? [])]);
       }
     });
     this.announce();
@@ -268,13 +276,18 @@ export class CpuAccess {
    * thread may, within one budget for the whole call). On return the holds
    * are taken.
    */
-  private holdSync(accesses: readonly Access[]): void {
-    const va = accesses[0]?.va ?? 0;
+  private holdSync(accesses: readonly Access[], also?: AlsoHeld): void {
+    const va = accesses[0]?.va ?? also?.holds[0]?.first ?? 0;
     const budget = new WaitBudget(this.limits, va);
-    const precheck = this.precheck(accesses);
+    const checkAccesses = this.precheck(accesses);
+    const precheck = () => {
+      checkAccesses();
+      also?.check();
+    };
+    const holds = [...accesses, ...(also?.holds ?? [])];
     for (;;) {
-      this.holdPagesSync(accesses, va, budget, true, precheck);
-      const fault = this.checkOrRelease(accesses);
+      this.holdPagesSync(holds, va, budget, true, precheck);
+      const fault = this.checkOrRelease(accesses, also);
       if (!fault) return;
       const address = Math.max(fault.va, this.table.address(fault.first));
       if (!this.mayBlock()) {
@@ -308,19 +321,21 @@ export class CpuAccess {
    * GPU-dirty page to the end of its access), having released the holds, or
    * undefined with the holds kept. On an AccessError, releases and throws.
    */
-  private checkOrRelease(accesses: readonly Access[]): Fault | undefined {
+  private checkOrRelease(accesses: readonly Access[], also?: AlsoHeld): Fault | undefined {
+    const holds = [...accesses, ...(also?.holds ?? [])];
     return this.table.critical(() => {
       try {
         for (const access of accesses) {
           const faulted = this.table.checkHeld(access.first, access.count, access.va, access.need);
           if (faulted >= 0) {
-            this.table.releaseHolds(accesses);
+            this.table.releaseHolds(holds);
             return { first: faulted, count: access.first + access.count - faulted, va: access.va };
           }
         }
+        also?.check();
         return undefined;
       } catch (error) {
-        this.table.releaseHolds(accesses);
+        this.table.releaseHolds(holds);
         throw error;
       }
     });

@@ -23,7 +23,7 @@
  *   that excludes frees (so the range it checked is the range it changes);
  *   it applies to accesses that start after it: it waits for no access,
  *   scope or device hold. Every page must be mapped, or nothing changes.
- * - `discard` (its whole pages: `discardPages`) drops contents under a hold
+ * - `discard` (its whole pages: `zeroHeldPages`) drops contents under a hold
  *   that excludes every holder, the device's included: runs and migrations
  *   holding the pages finish first. Each page becomes `zero` with its
  *   protection and no frame; the mirror frees the frame on the notice, with
@@ -35,7 +35,7 @@
 import { nonNegativeInteger } from '../arguments.ts';
 import { AccessError, InvalidArgumentError, OutOfMemoryError } from '../errors.ts';
 import type { PageAllocator } from './allocator.ts';
-import type { CpuAccess } from './cpu-access.ts';
+import type { Access, CpuAccess } from './cpu-access.ts';
 import { lockMutex, unlockMutex } from './mutex.ts';
 import { freeMayFinish, hasDeviceHolds } from './page-lock.ts';
 import { runsOf, type PageRun } from './page-run.ts';
@@ -168,25 +168,39 @@ export class Mapping {
   }
 
   /**
-   * The whole pages of a discard (see `AddressSpace.discard`): under a hold
-   * that excludes every holder, CPU and device, each becomes `zero`. The
-   * caller announces the notice (after its own holds of the partial ends).
+   * `AddressSpace.discard`: the partial ends (GPU-dirty ones brought back
+   * first) and the whole pages (held against every holder, CPU and device,
+   * never brought back) are held together, all or none, within one wait
+   * budget, so a call that fails waiting changes nothing; then the whole
+   * pages become `zero` and the ends are zeroed in place.
    */
-  discardPages(span: PageRun, va: number): void {
+  discard(va: number, len: number): void {
+    const span = this.cpu.span(va, len);
+    const ps = this.pageSize;
+    const [lo, hi] = [Math.ceil(va / ps), Math.floor((va + len) / ps)];
+    this.cpu.assertNotInScope(span, va);
+    this.assertWritable(span, va); // the whole range first: a refusal changes nothing
+    const ends: Access[] = [];
+    if (lo > hi)
+      ends.push(this.cpu.plain(va, len, 'write')); // inside one page
+    else {
+      if (va < lo * ps) ends.push(this.cpu.plain(va, lo * ps - va, 'write'));
+      if (va + len > hi * ps) ends.push(this.cpu.plain(hi * ps, va + len - hi * ps, 'write'));
+    }
+    const whole = { first: lo, count: Math.max(0, hi - lo) };
+    const holds: Hold[] = whole.count > 0 ? [{ ...whole, kind: 'scope-write' }] : [];
+    const check = () => this.assertWritable(whole, va);
+    const zero = () => {
+      this.zeroHeldPages(whole);
+      for (const end of ends) this.bytes.fill(0, end.va, end.va + end.len);
+    };
+    this.cpu.runSync(ends, zero, { holds, check });
+  }
+
+  /** The whole pages of a discard, held: each becomes `zero`; the caller announces the notice. */
+  private zeroHeldPages(span: PageRun): void {
     if (span.count === 0) return;
-    const hold: Hold = { ...span, kind: 'scope-write' };
-    const writable = () => this.assertWritable(span, va);
-    this.table.critical(() => {
-      this.cpu.holdPagesSync([hold], va, new WaitBudget(this.limits, va), false, writable);
-      try {
-        writable();
-        for (let page = span.first; page < span.first + span.count; page++) {
-          this.table.zeroPage(page);
-        }
-      } finally {
-        this.table.releaseHolds([hold]);
-      }
-    });
+    for (let page = span.first; page < span.first + span.count; page++) this.table.zeroPage(page);
     const start = span.first * this.pageSize;
     this.cpu.invalidated({ va: start, len: span.count * this.pageSize, cause: 'discard' });
   }
