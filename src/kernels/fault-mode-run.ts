@@ -178,7 +178,9 @@ class FaultModeRun {
     assertOutsideScopes(this.host.space, [...writeRuns, ...readRuns]);
     this.fetched.add(await migrator.holdChecked(writeRuns, true, 'write', this.budget));
     this.fetched.add(await migrator.holdChecked(readRuns, true, 'read', this.budget));
-    const extra = this.prefetch(writes, reads, faulting, migrator.frames.free - frameCost);
+    // Frames free beyond what the faulting pages take (none when they need eviction).
+    const spare = Math.max(0, migrator.frames.free - frameCost);
+    const extra = this.prefetch(writes, reads, faulting, spare);
     const gpuRuns = runsOf([...writes, ...extra.write]);
     const sharedRuns = runsOf([...reads, ...extra.read]);
     const { budget } = this;

@@ -284,6 +284,36 @@ describe('the prefetch option', () => {
     expect(plain).toBeGreaterThanOrEqual(64);
   });
 
+  it('never evicts for density prefetch: under pressure it takes only what needs no new frame', async () => {
+    const { space, gpu } = await setup(16);
+    const list = space.alloc(8 * PAGE);
+    const link = (round: number) =>
+      space.access(list, 8 * PAGE, 'write', (lease) => {
+        for (let node = 0; node < 8; node++) {
+          lease.u32[(node * PAGE) / 4] = node + 1 < 8 ? list + (node + 1) * PAGE : 0;
+          lease.u32[(node * PAGE) / 4 + 1] = node * round;
+        }
+      });
+    link(1);
+    await gpu.migrate(list, 5 * PAGE, 'gpu');
+    await gpu.migrate(list, 5 * PAGE, 'cpu');
+    link(3); // pages 0-4 stale with frames (dense), 5-7 without
+    const other = space.alloc(11 * PAGE);
+    await gpu.write(other, new Uint32Array((11 * PAGE) / 4).fill(1)); // every frame in use, dirty
+    expect(gpu.stats()).toMatchObject({ framesInUse: 16, evictions: 0 });
+    const out = space.alloc(PAGE);
+    const kernel = gpu.kernel({ code: LIST_WALK, params: { head: 'u32', out: 'u32' } });
+    const result = await kernel.run({ workgroups: 1, params: { head: list, out } });
+    const found = new Uint32Array((await space.readAsync(out, 8)).buffer);
+    expect([found[0], found[1]]).toEqual([3 * 28, 8]);
+    // Only the pages that faulted for a new frame evicted (5-7, and out): the
+    // dense block's stale pages came along in the first round, with no frame
+    // taken from others (they once did not, and eviction took them instead).
+    expect(gpu.stats()).toMatchObject({ evictions: 4, writebacks: 4 });
+    expect(result.replays).toBe(4);
+    kernel.destroy();
+  });
+
   it('refuses an unknown prefetch option', async () => {
     const space = AddressSpace.create({ size: 1 << 20, pageSize: PAGE });
     const error = await GpuMirror.attach(space, { prefetch: 'always' as 'off' }).catch(
