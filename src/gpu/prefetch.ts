@@ -32,8 +32,7 @@ import type { Hold } from '../space/page-table.ts';
 import { assertAccess, isGpuOwned } from '../space/pte.ts';
 import { deviceResident } from './device-access-rules.ts';
 import { holdBatches } from './hold-batches.ts';
-import type { MigrationResult, Migrator, RequestedRun } from './migration.ts';
-import type { MirrorCounters, TraceEvent } from './mirror-stats.ts';
+import type { MigrationContext, MigrationResult, Migrator, RequestedRun } from './migration.ts';
 
 /** What a prefetch did. */
 export interface PrefetchResult {
@@ -48,14 +47,12 @@ export interface PrefetchResult {
   readonly ignored: number;
 }
 
-export interface PrefetchContext {
-  readonly device: GPUDevice;
-  readonly space: SpaceInternals;
+/** What a prefetch uses of the mirror: the migration context's parts, and the migrator. */
+export interface PrefetchContext extends Pick<
+  MigrationContext,
+  'device' | 'space' | 'counters' | 'emit' | 'assertLive'
+> {
   readonly migrator: Migrator;
-  readonly counters: MirrorCounters;
-  readonly emit: (event: TraceEvent) => void;
-  /** @throws DeviceLostError once the device is lost */
-  readonly assertLive: () => void;
 }
 
 /**

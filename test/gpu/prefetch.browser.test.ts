@@ -9,6 +9,7 @@ import type { TraceEvent } from '../../src/gpu/mirror-stats.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
 import { testDevice } from '../support/gpu.ts';
 import { testMirror } from '../support/mirror.ts';
+import { singleCallThread } from '../support/single-call-thread.ts';
 import { LIST_WALK } from '../../src/bench/workloads.ts';
 
 const KiB = 1024;
@@ -247,6 +248,49 @@ describe('gpu.prefetch', () => {
     await gpu.detach();
     expect(space.getU32(va + 4)).toBe(1);
     expect(test.liveBuffers()).toBe(0);
+  });
+});
+
+describe('gpu.prefetch at the limits (cases a review found)', () => {
+  it('ignores nothing of a range already resident that fills the budget', async () => {
+    const { space, gpu } = await setup(64);
+    const len = 64 * PAGE; // exactly the budget
+    const va = space.alloc(len);
+    space.fill(va, len, 3);
+    await gpu.migrate(va, len, 'gpu');
+    await gpu.migrate(va, len, 'cpu'); // every page `shared`, every frame kept
+    const events: TraceEvent[] = [];
+    gpu.trace((event) => events.push(event));
+    expect(await gpu.prefetch(va, len, 'gpu')).toEqual({ pages: 0, bytes: 0, ignored: 0 });
+    expect(gpu.stats().ignoredHints).toBe(0);
+    expect(events.filter((e) => e.kind === 'ignored-hint')).toEqual([]);
+  });
+
+  it('prefetches what the free frames hold and ignores only the rest', async () => {
+    const { space, gpu } = await setup(16); // no reserve
+    const held = space.alloc(12 * PAGE);
+    space.fill(held, 12 * PAGE, 1);
+    await gpu.migrate(held, 12 * PAGE, 'gpu');
+    await gpu.migrate(held, 12 * PAGE, 'cpu'); // 12 frames in use, 4 free
+    // Pages someone holds are never victims, and a prefetch waits for no holder of frames.
+    const lease = await space.acquire(held, 12 * PAGE, 'read');
+    cleanups.push(() => lease.release());
+    const va = space.alloc(8 * PAGE);
+    space.fill(va, 8 * PAGE, 2);
+    const result = await gpu.prefetch(va, 8 * PAGE, 'gpu');
+    expect(result).toEqual({ pages: 4, bytes: 4 * PAGE, ignored: 4 * PAGE });
+  });
+
+  it("to 'cpu' of CPU pages a worker reads in a scope resolves at once", async () => {
+    const { space, gpu } = await setup(16);
+    const va = space.alloc(4 * PAGE);
+    space.fill(va, 4 * PAGE, 3); // `cpu` pages: nothing is GPU-owned
+    const worker = await singleCallThread(space, cleanups);
+    await worker.acquireRead(va, PAGE);
+    cleanups.push(() => worker.release());
+    const started = performance.now();
+    expect(await gpu.prefetch(va, 4 * PAGE, 'cpu')).toEqual({ pages: 0, bytes: 0, ignored: 0 });
+    expect(performance.now() - started).toBeLessThan(1000);
   });
 });
 
