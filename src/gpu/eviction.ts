@@ -50,6 +50,9 @@ import type { MirrorCounters, TraceEvent } from './mirror-stats.ts';
 /** The reserve's upper bound in bytes: the reserve is min(this, budget / 32), whole frames. */
 export const RESERVE_MAX_BYTES = 2 << 20;
 
+/** Rounds a call evicts again, with no pause, when others took the frames it freed. */
+const STOLEN_ROUNDS = 8;
+
 /** Longest pause between looks for frames while holders keep them, ms. */
 const MAX_PAUSE_MS = 16;
 
@@ -140,16 +143,31 @@ export class Evictor {
     budget = new WaitBudget(this.ctx.limits, 0),
   ): Promise<void> {
     const { pool, frameMap } = this.ctx;
+    let rounds = 0;
     for (let pause = 1; ; pause = Math.min(MAX_PAUSE_MS, pause * 2)) {
       frameMap.releaseQuarantined();
       if (pool.available >= needed) return;
       const ownFrames = this.framesOf(own);
       if (needed > pool.capacity - ownFrames) throw this.refusal(needed, ownFrames);
-      const blocked = await this.evict(needed + this.reserve - pool.available, own);
+      const { blocked, freed } = await this.evict(needed + this.reserve - pool.available, own);
       if (pool.available >= needed) return;
+      // Frames it freed that another call took while it read dirty victims
+      // back: there may be more victims, so evict again (a few times) first.
+      if (freed > 0 && ++rounds < STOLEN_ROUNDS) continue;
       if (!wait || !blocked || !(await budget.pause(pause))) throw this.refusal(needed, ownFrames);
       this.ctx.assertLive(); // a loss ends the wait, not the budget
     }
+  }
+
+  /** Frames whose pages no one holds now: what eviction could free at most. */
+  unheldFrames(): number {
+    const { table, frameMap, pool } = this.ctx;
+    let frames = 0;
+    for (let frame = 0; frame < pool.capacity; frame++) {
+      const page = frameMap.pageOf(frame);
+      if (page >= 0 && !table.isHeld(page)) frames++;
+    }
+    return frames;
   }
 
   /** Frames the pages of `runs` have. */
@@ -165,9 +183,12 @@ export class Evictor {
 
   /**
    * Evicts up to `count` frames from pages no one holds, clean ones first.
-   * @returns whether a frame stayed out of reach because another holder had its page
+   * @returns the frames it freed, and whether a frame stayed out of reach because another holder had its page
    */
-  private async evict(count: number, own: readonly PageRun[]): Promise<boolean> {
+  private async evict(
+    count: number,
+    own: readonly PageRun[],
+  ): Promise<{ blocked: boolean; freed: number }> {
     const { victims, blocked } = this.victims(count, own);
     let frames = 0;
     // Held in runs a thread's hold journal can take (hold-batches.ts); a
@@ -177,7 +198,7 @@ export class Evictor {
     for (let at = 0; at < victims.length; at += batch) {
       frames += await this.evictHeld(victims.slice(at, at + batch));
     }
-    return blocked || frames < victims.length;
+    return { blocked: blocked || frames < victims.length, freed: frames };
   }
 
   /**

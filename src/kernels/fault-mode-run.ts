@@ -80,6 +80,12 @@ interface Touched {
   readonly readOnly: readonly number[];
 }
 
+/** What density prefetch may take: new frames from the free ones, and pages that have frames. */
+interface Allowance {
+  readonly free: number;
+  readonly framed: number;
+}
+
 /** Pages density prefetch chose around a pass's faults, by what they are fetched for. */
 interface Prefetched {
   readonly write: number[];
@@ -178,9 +184,7 @@ class FaultModeRun {
     assertOutsideScopes(this.host.space, [...writeRuns, ...readRuns]);
     this.fetched.add(await migrator.holdChecked(writeRuns, true, 'write', this.budget));
     this.fetched.add(await migrator.holdChecked(readRuns, true, 'read', this.budget));
-    // Frames free beyond what the faulting pages take (none when they need eviction).
-    const spare = Math.max(0, migrator.frames.free - frameCost);
-    const extra = this.prefetch(writes, reads, faulting, spare);
+    const extra = this.prefetch(writes, reads, faulting, this.allowance(frameCost));
     const gpuRuns = runsOf([...writes, ...extra.write]);
     const sharedRuns = runsOf([...reads, ...extra.read]);
     const { budget } = this;
@@ -192,6 +196,21 @@ class FaultModeRun {
     migrator.countFetch(faulting.size, runs, moved, started);
     this.gpuFaults += faulting.size;
     this.bytesToGpu += moved.bytes;
+  }
+
+  /**
+   * What density prefetch may take beside faulting pages that need
+   * `frameCost` new frames: `free`, frames free beyond them; `framed`, pages
+   * with frames no one holds (their frames stay out of eviction's reach once
+   * the run holds them), as many as leave eviction what the faulting pages
+   * need. So speculation never evicts, nor keeps eviction from a fit.
+   */
+  private allowance(frameCost: number): Allowance {
+    const { migrator } = this.host;
+    const { free } = migrator.frames;
+    if (frameCost <= free) return { free: free - frameCost, framed: Infinity };
+    const framed = migrator.frameBudget.evictor.unheldFrames() - (frameCost - free);
+    return { free: 0, framed: Math.max(0, framed) };
   }
 
   /** @throws AccessError 'unmapped', 'freed' or 'protection' at the lowest faulted page the kernel may not touch so */
@@ -230,15 +249,15 @@ class FaultModeRun {
    * Density prefetch around the faulting pages (density-prefetch.ts; none
    * with the `prefetch` option 'off'), of the pages the run may take now and that need a change of state: not held by
    * anyone (the hold word is clear), mapped, allowing the access, not
-   * resident as the access needs, and, for those without a frame, no more
-   * than `frames`, nearest first. Held (exclusively, for the rest of the
+   * resident as the access needs, within `allowance` (new frames, and
+   * pages with frames), nearest first. Held (exclusively, for the rest of the
    * run) without waiting; a run someone took meanwhile is left out.
    */
   private prefetch(
     writes: readonly number[],
     reads: readonly number[],
     faulting: ReadonlySet<number>,
-    frames: number,
+    allowance: Allowance,
   ): Prefetched {
     const { space, migrator, faultPrefetch } = this.host;
     if (faultPrefetch === 'off') return { write: [], read: [] };
@@ -262,10 +281,11 @@ class FaultModeRun {
     }
     candidates.sort((a, b) => a.cost - b.cost || a.distance - b.distance || a.page - b.page);
     const chosen: Prefetched = { write: [], read: [] };
-    let left = frames;
+    let { free, framed } = allowance;
     for (const { page, need, cost } of candidates) {
-      if (cost > left) continue;
-      left -= cost;
+      if (cost > 0 ? cost > free : framed <= 0) continue;
+      if (cost > 0) free -= cost;
+      else framed--;
       chosen[need].push(page);
     }
     return {

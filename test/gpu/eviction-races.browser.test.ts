@@ -77,6 +77,40 @@ describe('frames eviction freed go to the call that freed them', () => {
   });
 });
 
+describe('frames eviction freed go to the call that freed them, even when taken meanwhile', () => {
+  it('a migration whose clean victims another call took during its dirty readback still gets its frames', async () => {
+    const { space, gpu } = await testMirror(
+      { size: 8 << 20, pageSize: PAGE },
+      { budget: 16 * PAGE, copy: 'buffer' }, // no reserve
+      cleanups,
+    );
+    await cleanPages(space, gpu, 4);
+    const dirty = space.alloc(12 * PAGE);
+    await gpu.write(dirty, new Uint8Array(12 * PAGE).fill(2)); // the budget full
+    const [a, b] = [space.alloc(8 * PAGE), space.alloc(4 * PAGE)];
+    space.fill(a, 8 * PAGE, 3);
+    space.fill(b, 4 * PAGE, 4);
+    // b is called as a's round submits its dirty readback, its clean victims already freed.
+    const queue = gpu.device.queue;
+    const submit = queue.submit.bind(queue);
+    let second: Promise<unknown> | undefined;
+    queue.submit = (buffers: Iterable<GPUCommandBuffer>) => {
+      submit(buffers);
+      second ??= outcome(gpu.migrate(b, 4 * PAGE, 'gpu'));
+    };
+    let first: unknown;
+    try {
+      first = await outcome(gpu.migrate(a, 8 * PAGE, 'gpu'));
+    } finally {
+      queue.submit = submit;
+    }
+    expect(await second).toEqual({ ok: { pages: 4, bytes: 4 * PAGE } });
+    // 8 + 4 frames of 16: unheld dirty pages were left to evict.
+    expect(first).toEqual({ ok: { pages: 8, bytes: 8 * PAGE } });
+    expect((await space.readAsync(dirty, 12 * PAGE)).every((byte) => byte === 2)).toBe(true);
+  });
+});
+
 describe("eviction's waits", () => {
   it('a migration needing frames ends within faultTimeoutMs of waiting on others, in all', async () => {
     const timeout = 1000;

@@ -358,6 +358,34 @@ describe('the prefetch option', () => {
     kernel.destroy();
   });
 
+  it('never makes a fault-mode run that fits fail for the budget by what it keeps from eviction', async () => {
+    const run = async (prefetch: 'density' | 'off') => {
+      const { space, gpu } = await setup(16, prefetch);
+      // 16 pages fill the budget with frames a CPU write made stale (`cpu`, framed).
+      const x = space.alloc(16 * PAGE);
+      space.fill(x, 16 * PAGE, 1);
+      await gpu.migrate(x, 16 * PAGE, 'gpu');
+      space.fill(x, 16 * PAGE, 2);
+      const f = space.alloc(4 * PAGE); // no frames
+      space.fill(f, 4 * PAGE, 3);
+      const kernel = gpu.kernel({
+        code: /* wgsl */ `
+@compute @workgroup_size(1) fn main() {
+  let s = hmm_load_u32(hmm_params.x) + hmm_load_u32(hmm_params.f + ${PAGE}u)
+    + hmm_load_u32(hmm_params.f + ${2 * PAGE}u) + hmm_load_u32(hmm_params.f + ${3 * PAGE}u);
+  hmm_store_u32(hmm_params.f, s);
+}`,
+        params: { x: 'u32', f: 'u32' },
+      });
+      // The 5 faulting pages need 4 new frames; eviction must keep enough of x's to give them.
+      await kernel.run({ workgroups: 1, params: { x, f } });
+      kernel.destroy();
+      return (await space.readAsync(f, 4))[0];
+    };
+    expect(await run('off')).toBe(0x0b); // 0x02020202 + 3 * 0x03030303, low byte
+    expect(await run('density')).toBe(0x0b);
+  });
+
   it('refuses an unknown prefetch option', async () => {
     const space = AddressSpace.create({ size: 1 << 20, pageSize: PAGE });
     const error = await GpuMirror.attach(space, { prefetch: 'always' as 'off' }).catch(
