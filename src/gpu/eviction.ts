@@ -260,8 +260,13 @@ export class Evictor {
       holds = holds.filter((hold) => dirtySet.has(hold.first));
       if (dirty.length > 0) {
         const { pageSize } = table;
-        await this.ctx.engine.download(dirty.map((page) => frameMap.segment(page, 0, pageSize)));
-        this.ctx.assertLive();
+        try {
+          await this.ctx.engine.download(dirty.map((page) => frameMap.segment(page, 0, pageSize)));
+          this.ctx.assertLive();
+        } catch (error) {
+          this.account(clean, [], started); // they lost their frames all the same
+          throw error;
+        }
         for (const page of dirty) this.drop(page);
       }
       this.account(held, dirty, started);

@@ -25,6 +25,13 @@ import {
   type PlanView,
 } from './migration-plan.ts';
 
+/** What `withRoom` plans against (`overwrite`), waits within (`budget`) and whether it waits for holders. */
+export interface RoomHow {
+  readonly overwrite?: Overwrite | undefined;
+  readonly budget?: WaitBudget | undefined;
+  readonly wait?: boolean | undefined;
+}
+
 /** Times `withRoom` makes room before it gives up to others that keep taking the frames. */
 const ROOM_TRIES = 8;
 
@@ -106,12 +113,11 @@ export class FrameBudget {
    */
   async withRoom<T>(
     runs: readonly PageRun[],
-    overwrite: Overwrite | undefined,
-    budget: WaitBudget | undefined,
+    { overwrite, budget, wait = true }: RoomHow,
     use: (plans: PagePlan[]) => Promise<T>,
   ): Promise<T> {
     for (let tries = 1; ; tries++) {
-      await this.makeRoom(runs, true, budget);
+      await this.makeRoom(runs, wait, budget);
       const plans = this.planFrom(runs, overwrite);
       if (framesNeeded(plans) <= this.pool.available || tries >= ROOM_TRIES) {
         return use(this.plan(runs, overwrite));

@@ -38,7 +38,7 @@ import type { Segment } from './copy-engine.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import type { DevicePageTable } from './device-page-table.ts';
 import { Evictor } from './eviction.ts';
-import { FrameBudget } from './frame-budget.ts';
+import { FrameBudget, type RoomHow } from './frame-budget.ts';
 import { FrameMap } from './frame-map.ts';
 import { releaseFrames } from './frame-release.ts';
 import { HOLD_BATCH_RUNS, inBatches } from './hold-batches.ts';
@@ -52,7 +52,6 @@ import {
   pagesToReadBack,
   pagesUploaded,
   runsToHoldForGpu,
-  type Overwrite,
   type PagePlan,
   type PlanView,
 } from './migration-plan.ts';
@@ -69,6 +68,11 @@ export interface MigrationResult {
 /** A run of pages a call asked for, with the byte it asked from (errors name it; default the page start). */
 export interface RequestedRun extends PageRun {
   readonly va?: number;
+}
+
+/** How `makeResident` goes about it: its `purpose` (see there), and as `withRoom` (frame-budget.ts). */
+export interface ResidentHow extends Omit<RoomHow, 'overwrite'> {
+  readonly purpose?: 'use' | 'run' | 'prefetch';
 }
 
 export interface MigrationContext {
@@ -173,7 +177,7 @@ export class Migrator {
       const holds = await this.holdChecked(batch, checkProt, 'read', budget);
       const events: InvalidateEvent[] = [];
       try {
-        return await this.makeResident(batch, 'gpu', events, 'use', budget);
+        return await this.makeResident(batch, 'gpu', events, { budget });
       } finally {
         this.ctx.space.table.releaseHolds(holds);
         this.ctx.space.announce(events);
@@ -203,14 +207,13 @@ export class Migrator {
     runs: readonly PageRun[],
     target: 'shared' | 'gpu',
     events: InvalidateEvent[],
-    purpose: 'use' | 'run' | 'prefetch' = 'use',
-    budget?: WaitBudget,
+    { purpose = 'use', budget, wait = true }: ResidentHow = {},
   ): Promise<MigrationResult> {
     const submitted = purpose !== 'use';
     const { plans, fetched } =
       purpose === 'prefetch'
         ? await this.fetchPlanned(this.frameBudget.plan(runs), true)
-        : await this.fetchWithRoom(runs, undefined, budget, submitted);
+        : await this.fetchWithRoom(runs, { budget, wait, submitted });
     if (target === 'shared') {
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       return fetched;
@@ -280,7 +283,7 @@ export class Migrator {
     const budget = new WaitBudget(this.ctx.space.limits, va);
     const holds = await this.holdChecked([run], true, 'read', budget);
     try {
-      const { plans, fetched } = await this.fetchWithRoom([run], undefined, budget);
+      const { plans, fetched } = await this.fetchWithRoom([run], { budget });
       this.countFetch(plans.length, [run], fetched, started);
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       const pieces = pagePieces(va, len, this.pageSize);
@@ -308,7 +311,7 @@ export class Migrator {
     const events: InvalidateEvent[] = [];
     try {
       const overwrite = { lo: va, hi: va + data.byteLength };
-      const { plans, fetched } = await this.fetchWithRoom([run], overwrite, budget);
+      const { plans, fetched } = await this.fetchWithRoom([run], { overwrite, budget });
       this.countFetch(plans.length, [run], fetched, started);
       const pieces = pagePieces(va, data.byteLength, this.pageSize);
       this.frameMap.assertFramesKept(pieces);
@@ -406,14 +409,9 @@ export class Migrator {
   }
 
   /** The plan for held `runs`, room made for it, fetched at once (frame-budget.ts `withRoom`). */
-  private fetchWithRoom(
-    runs: readonly PageRun[],
-    overwrite?: Overwrite,
-    budget?: WaitBudget,
-    submitted = false,
-  ) {
-    const fetch = (plans: PagePlan[]) => this.fetchPlanned(plans, submitted);
-    return this.frameBudget.withRoom(runs, overwrite, budget, fetch);
+  private fetchWithRoom(runs: readonly PageRun[], how: RoomHow & { readonly submitted?: boolean }) {
+    const fetch = (plans: PagePlan[]) => this.fetchPlanned(plans, how.submitted);
+    return this.frameBudget.withRoom(runs, how, fetch);
   }
 
   /** `fetch`, with the plan: it takes the plan's frames before it awaits anything. */

@@ -153,7 +153,7 @@ async function prefetchBatch(
       const runs = runsOf(needed);
       try {
         await migrator.frameBudget.makeRoomForPrefetch(runs, [kept]);
-        const moved = await migrator.makeResident(runs, 'shared', [], 'prefetch');
+        const moved = await migrator.makeResident(runs, 'shared', [], { purpose: 'prefetch' });
         migrator.frameBudget.evictor.fetchedByPrefetch(needed);
         return stop === undefined ? moved : { ...moved, stop };
       } catch (error) {

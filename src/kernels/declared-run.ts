@@ -357,8 +357,9 @@ async function fetchDeclared(
   const { migrator } = host;
   await migrator.frameBudget.makeRoom(runs, waitForFrames, budget);
   // The pass is submitted after the uploads, so it need not wait for them.
-  const read = await migrator.makeResident(reads, 'shared', events, 'run', budget);
-  const written = await migrator.makeResident(writes, 'gpu', events, 'run', budget);
+  const how = { purpose: 'run', budget, wait: waitForFrames } as const;
+  const read = await migrator.makeResident(reads, 'shared', events, how);
+  const written = await migrator.makeResident(writes, 'gpu', events, how);
   const fetched = { pages: read.pages + written.pages, bytes: read.bytes + written.bytes };
   host.migrator.countFetch(fetched.pages, runs, fetched, started);
   return fetched;

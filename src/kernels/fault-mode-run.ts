@@ -189,8 +189,8 @@ class FaultModeRun {
     const sharedRuns = runsOf([...reads, ...extra.read]);
     const { budget } = this;
     await migrator.frameBudget.makeRoom([...sharedRuns, ...gpuRuns], true, budget);
-    const shared = await migrator.makeResident(sharedRuns, 'shared', this.events, 'use', budget);
-    const owned = await migrator.makeResident(gpuRuns, 'gpu', this.events, 'use', budget);
+    const shared = await migrator.makeResident(sharedRuns, 'shared', this.events, { budget });
+    const owned = await migrator.makeResident(gpuRuns, 'gpu', this.events, { budget });
     const moved = { pages: shared.pages + owned.pages, bytes: shared.bytes + owned.bytes };
     const runs = [...sharedRuns, ...gpuRuns].sort((a, b) => a.first - b.first);
     migrator.countFetch(faulting.size, runs, moved, started);

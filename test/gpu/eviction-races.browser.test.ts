@@ -180,6 +180,35 @@ describe("eviction's waits", () => {
   });
 });
 
+it('counts the clean victims it freed when the device is lost during the dirty ones readback', async () => {
+  const test = await testDevice();
+  const space = AddressSpace.create({ size: 4 << 20, pageSize: PAGE });
+  const gpu = await GpuMirror.attach(space, {
+    device: test.device,
+    budget: 16 * PAGE,
+    copy: 'buffer',
+  });
+  cleanups.push(async () => {
+    await gpu.detach();
+    test.destroy();
+  });
+  await cleanPages(space, gpu, 8);
+  await gpu.write(space.alloc(8 * PAGE), new Uint8Array(8 * PAGE).fill(2)); // the budget full
+  const next = space.alloc(16 * PAGE);
+  // The device goes as the round submits its dirty readback, its clean victims already freed.
+  const queue = gpu.device.queue;
+  const submit = queue.submit.bind(queue);
+  queue.submit = (buffers: Iterable<GPUCommandBuffer>) => {
+    submit(buffers);
+    queue.submit = submit;
+    test.device.destroy();
+  };
+  const error = await gpu.migrate(next, 16 * PAGE, 'gpu').catch((e: unknown) => e);
+  queue.submit = submit;
+  expect(error).toBeInstanceOf(DeviceLostError);
+  expect(gpu.stats().evictions).toBe(8);
+});
+
 it('traces an eviction of clean pages with the range it took frames from', async () => {
   const { space, gpu } = await setup(16);
   const clean = await cleanPages(space, gpu, 16);
