@@ -22,10 +22,13 @@
  *
  * Before every pass the device page table is reconciled with the page table
  * by sequence number (gpu/frame-map.ts), so no pass acts on a view a missed
- * notice left stale. Fetched pages stay held, exclusively, until the run
- * ends: CPU writers of the same pages cannot undo a round's work, so the
- * rounds converge, and every round that does not end the loop counts as a
- * replay, bounded by MAX_REPLAYS.
+ * notice left stale. Pages a pass faulted on stay held, exclusively, until
+ * the run ends: CPU writers of the same pages cannot undo a round's work, so
+ * the rounds converge, and every round that does not end the loop counts as
+ * a replay, bounded by MAX_REPLAYS. Pages density prefetch took are held
+ * too, but as speculation: when a pass's faulting pages need their frames
+ * they are let go of (eviction may take them), so prefetch never makes a
+ * run that fits fail for the budget.
  *
  * Fault mode cannot follow addresses that depend on the kernel's own stores
  * or atomics (the collecting passes see none of them): a real pass that
@@ -178,6 +181,7 @@ class FaultModeRun {
     const reads = faultBitPages(bits, FAULT_READ).filter((page) => !writeSet.has(page));
     this.checkFaulted(reads, writes);
     const faulting = new Set([...reads, ...writes]);
+    this.fetched.confirm(faulting);
     const frameCost = this.assertFaultingFit(faulting);
     const started = performance.now();
     const [writeRuns, readRuns] = [this.newRuns(writes), this.newRuns(reads)];
@@ -237,6 +241,13 @@ class FaultModeRun {
     for (const page of this.fetched.pages()) if (migrator.frameMap.has(page)) held++;
     const { capacity } = migrator.frames;
     if (needed <= capacity - held) return needed;
+    // What density prefetch holds is no part of the run's footprint: let eviction have it.
+    const speculative = this.fetched.speculativeFrames((page) => migrator.frameMap.has(page));
+    held -= speculative;
+    if (needed <= capacity - held) {
+      this.fetched.releaseSpeculative(this.host.space.table);
+      return needed;
+    }
     throw new OutOfMemoryError(
       'budget',
       (held + needed) * pageSize,
@@ -312,7 +323,7 @@ class FaultModeRun {
         table.releaseHolds([hold]);
         continue;
       }
-      this.fetched.add([hold]);
+      this.fetched.add([hold], true);
       held.push(...pagesOfRun);
     }
     return held;
@@ -418,6 +429,8 @@ function needsChange(pte: number, need: Need): boolean {
 class FetchedPages {
   holds: Hold[] = [];
   private readonly held = new Set<number>();
+  /** Holds density prefetch took, until a pass faults on one of their pages. */
+  private speculative: Hold[] = [];
 
   has(page: number): boolean {
     return this.held.has(page);
@@ -427,10 +440,45 @@ class FetchedPages {
     return this.held;
   }
 
-  add(holds: readonly Hold[]): void {
+  add(holds: readonly Hold[], speculative = false): void {
     for (const hold of holds) {
       this.holds.push(hold);
       for (let page = hold.first; page < runEnd(hold); page++) this.held.add(page);
     }
+    if (speculative) this.speculative.push(...holds);
+  }
+
+  /** Pages a pass faulted on: the speculative holds they are in become the run's own. */
+  confirm(pages: ReadonlySet<number>): void {
+    const touches = (hold: Hold) => {
+      for (let page = hold.first; page < runEnd(hold); page++) if (pages.has(page)) return true;
+      return false;
+    };
+    this.speculative = this.speculative.filter((hold) => !touches(hold));
+  }
+
+  /** Pages of speculative holds that `hasFrame`. */
+  speculativeFrames(hasFrame: (page: number) => boolean): number {
+    let frames = 0;
+    for (const hold of this.speculative) {
+      for (let page = hold.first; page < runEnd(hold); page++) if (hasFrame(page)) frames++;
+    }
+    return frames;
+  }
+
+  /**
+   * Lets go of every speculative hold, so eviction may take those pages: a
+   * later pass that touches one faults on it again (or holds it, once a pass
+   * faults no more).
+   */
+  releaseSpeculative(table: { releaseHolds(holds: readonly Hold[]): void }): void {
+    if (this.speculative.length === 0) return;
+    table.releaseHolds(this.speculative);
+    const released = new Set(this.speculative);
+    this.holds = this.holds.filter((hold) => !released.has(hold));
+    for (const hold of this.speculative) {
+      for (let page = hold.first; page < runEnd(hold); page++) this.held.delete(page);
+    }
+    this.speculative = [];
   }
 }

@@ -386,6 +386,33 @@ describe('the prefetch option', () => {
     expect(await run('density')).toBe(0x0b);
   });
 
+  it('lets go of what it holds by speculation when a later pass needs the frames', async () => {
+    const run = async (prefetch: 'density' | 'off') => {
+      const { space, gpu } = await setup(16, prefetch);
+      const x = space.alloc(16 * PAGE); // fills the budget with frames
+      const f = space.alloc(PAGE); // no frame
+      space.fill(x, 16 * PAGE, 1);
+      await gpu.migrate(x, 16 * PAGE, 'gpu');
+      space.fill(x, 16 * PAGE, 2); // stale on the GPU (`cpu`, framed): a dense block
+      space.setU32(x, f);
+      space.setU32(f, 41);
+      const kernel = gpu.kernel({
+        code: /* wgsl */ `
+@compute @workgroup_size(1) fn main() {
+  let p = hmm_load_u32(hmm_params.x);
+  if (!hmm_faulted()) { hmm_store_u32(p + 4u, hmm_load_u32(p) + 1u); }
+}`,
+        params: { x: 'u32' },
+      });
+      // Its footprint is 2 pages of 16: x's first page, then f in a later pass.
+      await kernel.run({ workgroups: 1, params: { x } });
+      kernel.destroy();
+      return new Uint32Array((await space.readAsync(f + 4, 4)).slice().buffer)[0];
+    };
+    expect(await run('off')).toBe(42);
+    expect(await run('density')).toBe(42);
+  });
+
   it('refuses an unknown prefetch option', async () => {
     const space = AddressSpace.create({ size: 1 << 20, pageSize: PAGE });
     const error = await GpuMirror.attach(space, { prefetch: 'always' as 'off' }).catch(
