@@ -23,6 +23,7 @@ describe('the benchmark suite on real WebGPU', () => {
       'oversub.stream',
       'oversub.random',
       'prefetch.stream',
+      'oversub.discard',
     ])
       expect(names).toContain(name);
   });
@@ -61,6 +62,15 @@ describe('the benchmark suite on real WebGPU', () => {
     expect(residentMs).toBeGreaterThan(0);
     expect(prefetchHits).toBeGreaterThan(0);
     expect(evictions).toBeGreaterThan(0);
+  });
+
+  it('runs oversub.discard: scratch chunks discarded after their runs are never written back', async () => {
+    const report = await runSuite({ quick: true, filter: 'oversub.discard' });
+    expect(report.failures).toEqual([]);
+    const result = report.results.find((row) => row.name === 'oversub.discard');
+    expect(result).toMatchObject({ unit: 'ms', better: 'lower' });
+    expect(result?.notes).toMatchObject({ budgetMiB: 16, dataMiB: 32, pagesWrittenBackPerPass: 0 });
+    expect(Number(result?.notes?.['baselinePagesWrittenBackPerPass'])).toBeGreaterThan(0);
   });
 
   it('runs the run-overhead rows: a run and a chain of 20, each against plain dispatches', async () => {

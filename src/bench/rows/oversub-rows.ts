@@ -33,18 +33,20 @@ function moved(gpu: GpuMirror): { evictions: number; toCpu: number; toGpu: numbe
 
 /**
  * A space of `bytes` of data mirrored with `budget`, and a pass of the
- * stream kernel over it in chunks; with `ahead`, the next chunk is
- * prefetched as each run is called (one ahead), and the run after it finds
- * its pages resident or waits for them (the prefetches are awaited at the
- * end of the pass).
+ * stream kernel over it in chunks. 'ahead': the next chunk is prefetched as
+ * each run is called (one ahead), and the run after it finds its pages
+ * resident or waits for them (the prefetches are awaited at the end of the
+ * pass). 'discard': each chunk is discarded once its run is done (scratch
+ * data), so eviction takes its frames with no write-back.
  */
 async function streamSide(
   context: BenchContext,
   bytes: number,
   budget: number,
   chunk: number,
-  ahead = false,
+  mode: 'plain' | 'ahead' | 'discard' = 'plain',
 ) {
+  const ahead = mode === 'ahead';
   const { space, gpu } = await mirroredSpace(context, bytes + PAGE, PAGE, 'auto', budget);
   const va = space.alloc(bytes);
   space.access(va, bytes, 'write', (lease) => lease.u32.forEach((_, i, a) => (a[i] = i)));
@@ -55,6 +57,7 @@ async function streamSide(
     for (let at = 0; at < bytes; at += chunk) {
       if (ahead && at + chunk < bytes) prefetches.push(gpu.prefetch(va + at + chunk, chunk, 'gpu'));
       await kernel.run({ workgroups, uses: [{ name: 'x', va: va + at, len: chunk }] });
+      if (mode === 'discard') space.discard(va + at, chunk);
     }
     await Promise.all(prefetches);
   };
@@ -131,7 +134,7 @@ const prefetchStream: BenchRow = {
     const budget = context.quick ? 16 * MiB : 64 * MiB;
     const bytes = 2 * budget;
     const chunk = budget / 4;
-    const ahead = await streamSide(context, bytes, budget, chunk, true);
+    const ahead = await streamSide(context, bytes, budget, chunk, 'ahead');
     const plain = await streamSide(context, bytes, budget, chunk);
     // The kernels alone, the data resident: what is left when no transfer shows.
     const resident = await streamSide(context, bytes, bytes + 2 * MiB, chunk);
@@ -139,11 +142,11 @@ const prefetchStream: BenchRow = {
     await resident.gpu.detach();
     const spent = { ahead: [] as number[], plain: [] as number[] };
     const timed = (pass: () => Promise<void>, into: number[]): Trial => {
+      const trial = timedPass(pass);
       return async () => {
-        const started = performance.now();
-        await pass();
-        into.push(performance.now() - started);
-        return into[into.length - 1] ?? 0;
+        const ms = await trial();
+        into.push(ms);
+        return ms;
       };
     };
     return {
@@ -182,6 +185,57 @@ async function timedMedian(pass: () => Promise<void>, count: number): Promise<nu
   }
   return median(times);
 }
+
+/** The ms of one `pass`. */
+function timedPass(pass: () => Promise<void>): Trial {
+  return async () => {
+    const started = performance.now();
+    await pass();
+    return performance.now() - started;
+  };
+}
+
+/**
+ * `oversub.discard`: the `oversub.stream` loop with each chunk discarded
+ * once its run is done (scratch data: no write-back when its frames go),
+ * against the same loop keeping the data (its dirty chunks written back).
+ */
+const oversubDiscard: BenchRow = {
+  name: 'oversub.discard',
+  unit: 'ms',
+  better: 'lower',
+  baselineName: 'the same loop keeping the data',
+  async setup(context): Promise<RowTrials> {
+    const budget = context.quick ? 16 * MiB : 64 * MiB;
+    const bytes = 2 * budget;
+    const scratch = await streamSide(context, bytes, budget, budget / 4, 'discard');
+    const kept = await streamSide(context, bytes, budget, budget / 4);
+    const writtenBack = { scratch: 0, kept: 0 };
+    const counted = (side: typeof kept, key: keyof typeof writtenBack): Trial => {
+      const trial = timedPass(side.pass);
+      return async () => {
+        const before = side.gpu.stats().writebacks;
+        const ms = await trial();
+        writtenBack[key] = side.gpu.stats().writebacks - before;
+        return ms;
+      };
+    };
+    return {
+      value: counted(scratch, 'scratch'),
+      baseline: counted(kept, 'kept'),
+      notes: () => ({
+        budgetMiB: budget / MiB,
+        dataMiB: bytes / MiB,
+        pagesWrittenBackPerPass: writtenBack.scratch,
+        baselinePagesWrittenBackPerPass: writtenBack.kept,
+      }),
+      teardown: async () => {
+        await scratch.gpu.detach();
+        await kept.gpu.detach();
+      },
+    };
+  },
+};
 
 // ---- fault mode at random ----
 
@@ -264,5 +318,6 @@ export const oversubRows: readonly BenchRow[] = [
   oversubStream('oversub.stream.1.5x', 1.5),
   oversubStream('oversub.stream.4x', 4),
   prefetchStream,
+  oversubDiscard,
   oversubRandom,
 ];
