@@ -3,7 +3,12 @@
 // part beyond the budget reported as an ignored hint, eviction keeping what
 // a prefetch brought, and the `prefetch` option of fault-mode runs.
 import { afterEach, describe, expect, it } from 'vitest';
-import { AccessError, DeviceLostError, InvalidArgumentError } from '../../src/errors.ts';
+import {
+  AccessError,
+  DeviceLostError,
+  InvalidArgumentError,
+  OutOfMemoryError,
+} from '../../src/errors.ts';
 import { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
 import type { TraceEvent } from '../../src/gpu/mirror-stats.ts';
 import { AddressSpace } from '../../src/space/address-space.ts';
@@ -412,6 +417,43 @@ describe('the prefetch option', () => {
     expect(await run('off')).toBe(42);
     expect(await run('density')).toBe(42);
   });
+
+  for (const more of [13, 15]) {
+    it(`after letting speculation go, reads right what eviction took meanwhile (${more} more pages)`, async () => {
+      const { space, gpu } = await setup(16, 'density');
+      const [x, f, out] = [space.alloc(16 * PAGE), space.alloc(PAGE), space.alloc(PAGE)];
+      space.fill(x, 16 * PAGE, 1);
+      await gpu.migrate(x, 16 * PAGE, 'gpu');
+      space.fill(x, 16 * PAGE, 0); // stale frames: density prefetch takes x's other 15 pages
+      let expected = 41;
+      for (let i = 0; i < 16; i++) {
+        space.setU32(x + i * PAGE + 8, i + 100);
+        if (i >= 1 && i <= more) expected += i + 100;
+      }
+      space.setU32(x, f);
+      space.setU32(f, 41);
+      const kernel = gpu.kernel({
+        code: /* wgsl */ `
+@compute @workgroup_size(1) fn main() {
+  let p = hmm_load_u32(hmm_params.x);
+  if (hmm_faulted()) { return; }
+  var sum = hmm_load_u32(p);
+  for (var i = 1u; i <= hmm_params.more; i++) { sum += hmm_load_u32(hmm_params.x + i * ${PAGE}u + 8u); }
+  hmm_store_u32(hmm_params.out, sum);
+}`,
+        params: { x: 'u32', more: 'u32', out: 'u32' },
+      });
+      const run = kernel.run({ workgroups: 1, params: { x, more, out } });
+      if (more === 15) {
+        // x's 16 pages, f and out: 18 pages of 16 frames, a footprint that does not fit.
+        await expect(run).rejects.toBeInstanceOf(OutOfMemoryError);
+      } else {
+        await run; // f needs the frames prefetch held: they go, and come back as later passes fault
+        expect(new Uint32Array((await space.readAsync(out, 4)).slice().buffer)[0]).toBe(expected);
+      }
+      kernel.destroy();
+    });
+  }
 
   it('refuses an unknown prefetch option', async () => {
     const space = AddressSpace.create({ size: 1 << 20, pageSize: PAGE });
