@@ -75,6 +75,8 @@ export class Evictor {
   private readonly lastUse: Float64Array;
   /** 1 for a page a prefetch brought that no device-side access has used since (prefetchHits). */
   private readonly fetchedAhead: Uint8Array;
+  /** Pages marked in `fetchedAhead`: with none, a use has no hit to look for. */
+  private aheadCount = 0;
   /** Frames kept free beyond a need (see the module doc). */
   readonly reserve: number;
 
@@ -88,14 +90,15 @@ export class Evictor {
   }
 
   /**
-   * Records a device-side use of every page of `runs` (one tick for the
-   * call); a page a prefetch brought that still has its frame counts a
-   * prefetch hit.
+   * Records a use of every page of `runs` (one tick for the call): a
+   * device-side use counts a prefetch hit for a page a prefetch brought that
+   * still has its frame; a prefetch's own (`used` false) does not.
    */
-  touch(runs: readonly PageRun[]): void {
+  touch(runs: readonly PageRun[], used = true): void {
     const now = ++this.clock;
     for (const run of runs) {
       this.lastUse.fill(now, run.first, run.first + run.count);
+      if (!used || this.aheadCount === 0) continue;
       for (let page = run.first; page < run.first + run.count; page++) this.used(page);
     }
   }
@@ -105,25 +108,24 @@ export class Evictor {
     const now = ++this.clock;
     for (const page of pages) {
       this.lastUse[page] = now;
-      this.used(page);
+      if (this.aheadCount > 0) this.used(page);
     }
-  }
-
-  /** Records that a prefetch is bringing `runs` (a tick, not a use: no hits). */
-  touchForPrefetch(runs: readonly PageRun[]): void {
-    const now = ++this.clock;
-    for (const run of runs) this.lastUse.fill(now, run.first, run.first + run.count);
   }
 
   /** Marks pages a prefetch brought: evicted last until used, and their first use is a hit. */
   fetchedByPrefetch(pages: Iterable<number>): void {
-    for (const page of pages) this.fetchedAhead[page] = 1;
+    for (const page of pages) this.mark(page, 1);
   }
 
   private used(page: number): void {
     if (!this.fetchedAhead[page]) return;
-    this.fetchedAhead[page] = 0;
+    this.mark(page, 0);
     if (this.ctx.frameMap.has(page)) this.ctx.counters.prefetchHits++;
+  }
+
+  private mark(page: number, ahead: 0 | 1): void {
+    this.aheadCount += ahead - (this.fetchedAhead[page] ?? 0);
+    this.fetchedAhead[page] = ahead;
   }
 
   /**
@@ -245,19 +247,18 @@ export class Evictor {
     try {
       // Read again under the hold: a page may have been freed or changed since it was chosen.
       const held = holds.map((hold) => hold.first).filter((page) => frameMap.has(page));
-      const isDirty = (page: number) => {
+      const [dirty, clean] = partition(held, (page) => {
         const pte = table.pte(page);
         return isMapped(pte) && isGpuOwned(pte) && isGpuDirty(pte);
-      };
-      const dirty = held.filter(isDirty);
+      });
       const started = performance.now();
       this.ctx.assertLive();
       // Clean victims go at once: CPU readers of them need not wait for the others' readback.
-      const clean = held.filter((page) => !isDirty(page));
       for (const page of clean) this.drop(page);
       const dirtySet = new Set(dirty);
-      table.releaseHolds(holds.filter((hold) => !dirtySet.has(hold.first)));
-      holds = holds.filter((hold) => dirtySet.has(hold.first));
+      const [keep, done] = partition(holds, (hold) => dirtySet.has(hold.first));
+      table.releaseHolds(done);
+      holds = keep;
       if (dirty.length > 0) {
         const { pageSize } = table;
         try {
@@ -279,7 +280,7 @@ export class Evictor {
 
   private drop(page: number): void {
     dropFrame(this.ctx.table, this.ctx.frameMap, page);
-    this.fetchedAhead[page] = 0;
+    this.mark(page, 0);
   }
 
   /** Counts a round: `evicted` lost their frames, `dirty` of them were written back first. */
@@ -324,4 +325,12 @@ export class Evictor {
       `${needed} new frames of ${pageSize} bytes are needed and ${pool.available} are free: the budget is ${pool.capacity} frames (${pool.capacity * pageSize} bytes) and ${why}; use smaller ranges per call`,
     );
   }
+}
+
+/** `items` split by `test`: those it holds for, then the rest. */
+function partition<T>(items: readonly T[], test: (item: T) => boolean): [T[], T[]] {
+  const yes: T[] = [];
+  const no: T[] = [];
+  for (const item of items) (test(item) ? yes : no).push(item);
+  return [yes, no];
 }

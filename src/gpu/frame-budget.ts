@@ -25,11 +25,19 @@ import {
   type PlanView,
 } from './migration-plan.ts';
 
-/** What `withRoom` plans against (`overwrite`), waits within (`budget`) and whether it waits for holders. */
+/**
+ * How `makeRoom` and `withRoom` go about it: what the plan overwrites
+ * (`overwrite`), the call's wait budget (`budget`), whether to wait for
+ * holders of frames (`wait`, default true), pages eviction must leave
+ * (`own`, default the runs), and whether it is a prefetch's (`prefetch`:
+ * the pages are brought, not used).
+ */
 export interface RoomHow {
   readonly overwrite?: Overwrite | undefined;
   readonly budget?: WaitBudget | undefined;
   readonly wait?: boolean | undefined;
+  readonly own?: readonly PageRun[] | undefined;
+  readonly prefetch?: boolean | undefined;
 }
 
 /** Times `withRoom` makes room before it gives up to others that keep taking the frames. */
@@ -66,33 +74,15 @@ export class FrameBudget {
 
   /**
    * Frames for every page of held `runs` that lacks one, evicting pages no
-   * one holds when the pool has too few; the pages count as used now.
-   * `wait`: wait for other holders to let go of frames (eviction.ts), within
-   * `budget`, the call's wait budget.
+   * one holds when the pool has too few; the pages count as used now (for
+   * a `prefetch`, as brought: no prefetch hits). `how.wait`: wait for other
+   * holders to let go of frames (eviction.ts), within `how.budget`, the
+   * call's wait budget. `how.own`: pages eviction must leave (default `runs`).
    * @throws OutOfMemoryError 'budget' when they cannot be had; nothing moved
    */
-  async makeRoom(runs: readonly PageRun[], wait = true, budget?: WaitBudget): Promise<void> {
-    this.evictor.touch(runs);
-    await this.roomFor(runs, runs, wait, budget);
-  }
-
-  /**
-   * `makeRoom` for a prefetch's held `runs`: never evicting `own` (the
-   * pages it brought so far, `runs` included), never waiting for other
-   * holders; the pages are not used by this (no prefetch hits).
-   * @throws OutOfMemoryError 'budget' when the frames cannot be had now; nothing moved
-   */
-  async makeRoomForPrefetch(runs: readonly PageRun[], own: readonly PageRun[]): Promise<void> {
-    this.evictor.touchForPrefetch(runs);
-    await this.roomFor(runs, own, false);
-  }
-
-  private async roomFor(
-    runs: readonly PageRun[],
-    own: readonly PageRun[],
-    wait: boolean,
-    budget?: WaitBudget,
-  ) {
+  async makeRoom(runs: readonly PageRun[], how: RoomHow = {}): Promise<void> {
+    const { wait = true, budget, own = runs, prefetch = false } = how;
+    this.evictor.touch(runs, !prefetch);
     const needed = framesNeeded(this.planFrom(runs));
     if (needed > this.pool.available) await this.evictor.makeRoom(needed, own, wait, budget);
   }
@@ -108,20 +98,19 @@ export class FrameBudget {
    * plan-fetch.ts does), so no other call takes them between the plan and
    * the fetch. Another call may take the frames eviction freed before this
    * one is back to plan (each await lets others run): then it makes room
-   * again, a few times, within `budget`.
+   * again, a few times, within `how.budget`.
    * @throws OutOfMemoryError 'budget' as `makeRoom` and `plan`; nothing moved
    */
   async withRoom<T>(
     runs: readonly PageRun[],
-    { overwrite, budget, wait = true }: RoomHow,
+    how: RoomHow,
     use: (plans: PagePlan[]) => Promise<T>,
   ): Promise<T> {
     for (let tries = 1; ; tries++) {
-      await this.makeRoom(runs, wait, budget);
-      const plans = this.planFrom(runs, overwrite);
-      if (framesNeeded(plans) <= this.pool.available || tries >= ROOM_TRIES) {
-        return use(this.plan(runs, overwrite));
-      }
+      await this.makeRoom(runs, how);
+      const plans = this.planFrom(runs, how.overwrite);
+      if (framesNeeded(plans) <= this.pool.available) return use(plans);
+      if (tries >= ROOM_TRIES) throw this.refusal(framesNeeded(plans));
     }
   }
 
@@ -133,16 +122,18 @@ export class FrameBudget {
   plan(runs: readonly PageRun[], overwrite?: Overwrite): PagePlan[] {
     const plans = this.planFrom(runs, overwrite);
     const needed = framesNeeded(plans);
-    const { pool } = this;
-    if (needed > pool.available) {
-      throw new OutOfMemoryError(
-        'budget',
-        needed * this.pageSize,
-        pool.available * this.pageSize,
-        `the migration needs ${needed} new frames of ${this.pageSize} bytes; the budget is ${pool.capacity * this.pageSize} bytes with ${pool.inUse} frames in use`,
-      );
-    }
+    if (needed > this.pool.available) throw this.refusal(needed);
     return plans;
+  }
+
+  private refusal(needed: number): OutOfMemoryError {
+    const { pool } = this;
+    return new OutOfMemoryError(
+      'budget',
+      needed * this.pageSize,
+      pool.available * this.pageSize,
+      `the migration needs ${needed} new frames of ${this.pageSize} bytes; the budget is ${pool.capacity * this.pageSize} bytes with ${pool.inUse} frames in use`,
+    );
   }
 
   /** The plan of held pages (migration-plan.ts), after reclaiming frames their pages lost to a free. */

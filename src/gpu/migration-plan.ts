@@ -212,7 +212,8 @@ export function pagesGpuOwned(view: Pick<PlanView, 'pte'>, runs: readonly PageRu
   return pagesOfRuns(runs).filter((page) => isGpuOwned(view.pte(page)));
 }
 
-function pagesOfRuns(runs: readonly PageRun[]): number[] {
+/** Every page of `runs`, in order. */
+export function pagesOfRuns(runs: readonly PageRun[]): number[] {
   const pages: number[] = [];
   for (const run of runs)
     for (let page = run.first; page < run.first + run.count; page++) pages.push(page);

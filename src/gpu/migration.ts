@@ -71,7 +71,7 @@ export interface RequestedRun extends PageRun {
 }
 
 /** How `makeResident` goes about it: its `purpose` (see there), and as `withRoom` (frame-budget.ts). */
-export interface ResidentHow extends Omit<RoomHow, 'overwrite'> {
+export interface ResidentHow extends Omit<RoomHow, 'overwrite' | 'prefetch'> {
   readonly purpose?: 'use' | 'run' | 'prefetch';
 }
 
@@ -194,8 +194,8 @@ export class Migrator {
    * pages taken from the CPU in `events` (to announce once the holds are
    * released). Pages must be held against writers and other device holders
    * (exclusively, or for 'shared' as a prefetch's device reads). Frames come
-   * from eviction when the pool has too few (`makeRoom`), except for a
-   * 'prefetch', which made its room first (`makeRoomForPrefetch`). A 'use'
+   * from eviction when the pool has too few (`withRoom`; a 'prefetch' waits
+   * for no holder, and eviction leaves `how.own`). A 'use'
    * settles the pages once the GPU has their bytes; a 'run' (a kernel run,
    * which submits its pass after this and holds the pages until the pass
    * completes) and a 'prefetch' once their bytes are submitted
@@ -207,13 +207,13 @@ export class Migrator {
     runs: readonly PageRun[],
     target: 'shared' | 'gpu',
     events: InvalidateEvent[],
-    { purpose = 'use', budget, wait = true }: ResidentHow = {},
+    { purpose = 'use', ...how }: ResidentHow = {},
   ): Promise<MigrationResult> {
+    const prefetch = purpose === 'prefetch';
     const submitted = purpose !== 'use';
-    const { plans, fetched } =
-      purpose === 'prefetch'
-        ? await this.fetchPlanned(this.frameBudget.plan(runs), true)
-        : await this.fetchWithRoom(runs, { budget, wait, submitted });
+    // A prefetch waits for no holder of frames: what finds none is an ignored hint.
+    const room = prefetch ? { ...how, wait: false, prefetch } : how;
+    const { plans, fetched } = await this.fetchWithRoom(runs, { ...room, submitted });
     if (target === 'shared') {
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       return fetched;
@@ -393,8 +393,8 @@ export class Migrator {
     return holds;
   }
 
-  /** As `holdChecked` checks, holding nothing; throws AccessError at the first refused byte. */
-  private precheck(runs: readonly RequestedRun[], checkProt: boolean): void {
+  /** As `holdChecked` checks (for reads), holding nothing; throws AccessError at the first refused byte. */
+  precheck(runs: readonly RequestedRun[], checkProt: boolean): void {
     this.ctx.space.pollNotices();
     for (const run of runs) this.check(run, checkProt, 'read');
   }

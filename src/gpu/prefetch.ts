@@ -29,9 +29,10 @@ import { OutOfMemoryError } from '../errors.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import { runEnd, runsOf, type PageRun } from '../space/page-run.ts';
 import type { Hold } from '../space/page-table.ts';
-import { assertAccess, isGpuOwned } from '../space/pte.ts';
+import { isGpuOwned } from '../space/pte.ts';
 import { deviceResident } from './device-access-rules.ts';
 import { holdBatches } from './hold-batches.ts';
+import { pagesOfRuns } from './migration-plan.ts';
 import type { MigrationContext, MigrationResult, Migrator, RequestedRun } from './migration.ts';
 
 /** What a prefetch did. */
@@ -64,27 +65,18 @@ export async function prefetch(
   run: RequestedRun,
   to: 'gpu' | 'cpu',
 ): Promise<PrefetchResult> {
-  checkRange(ctx.space, run);
+  ctx.migrator.precheck([run], true);
   if (to === 'gpu') return prefetchToGpu(ctx, run);
   const { table } = ctx.space;
   // GPU-owned pages, and those the device holds (they may be by the time it holds them);
   // a CPU holder of a CPU page has nothing to wait for.
-  const owned = pagesOf([run]).filter(
+  const owned = pagesOfRuns([run]).filter(
     (page) => isGpuOwned(table.pte(page)) || table.isHeldByDevice(page),
   );
   if (owned.length === 0) return { pages: 0, bytes: 0, ignored: 0 };
   // Only these are held (exclusively, as any migration): CPU reads of the rest go on.
   const moved = await ctx.migrator.toCpu(runsOf(owned), 'prefetch', true);
   return { ...moved, ignored: 0 };
-}
-
-/** @throws AccessError at the first byte of `run` the device may not read */
-function checkRange(space: SpaceInternals, run: RequestedRun): void {
-  space.pollNotices();
-  const { table } = space;
-  for (let page = run.first; page < runEnd(run); page++) {
-    assertAccess(table.pte(page), 'read', Math.max(run.va ?? 0, table.address(page)), 'the device');
-  }
 }
 
 /** What part of a prefetch did: bytes moved, and where it stopped (the first page it left off), if it did. */
@@ -100,7 +92,7 @@ async function prefetchToGpu(ctx: PrefetchContext, run: RequestedRun): Promise<P
   // The budget beside the reserve eviction keeps free: more would evict the range's own pages.
   const room = Math.max(1, capacity - migrator.frameBudget.evictor.reserve);
   const kept: PageRun = { first: run.first, count: Math.min(run.count, room) };
-  const work = runsOf(pagesOf([kept]).filter((page) => mayChange(space, page)));
+  const work = runsOf(pagesOfRuns([kept]).filter((page) => mayChange(space, page)));
   const journaled = space.limits.record !== undefined;
   let [pages, bytes, stop] = [0, 0, runEnd(kept)];
   for (const batch of holdBatches(work, journaled)) {
@@ -119,10 +111,10 @@ async function prefetchToGpu(ctx: PrefetchContext, run: RequestedRun): Promise<P
     migrator.account('gpu', 'prefetch', [kept], { pages, bytes }, started);
   }
   // What it left off and is not resident on the device (pages resident already were honoured).
-  const left = pagesOf([{ first: stop, count: runEnd(run) - stop }]);
-  const ignored = left.filter((page) => !deviceResident(table.pte(page))).length * table.pageSize;
-  const from = left.find((page) => !deviceResident(table.pte(page)));
-  if (from !== undefined) ignoreHint(ctx, from, runEnd(run), started);
+  const left = pagesOfRuns([{ first: stop, count: runEnd(run) - stop }]);
+  const missing = left.filter((page) => !deviceResident(table.pte(page)));
+  const ignored = missing.length * table.pageSize;
+  if (missing[0] !== undefined) ignoreHint(ctx, missing[0], runEnd(run), started);
   return { pages, bytes, ignored };
 }
 
@@ -146,23 +138,24 @@ async function prefetchBatch(
   if (table.tryHoldAll(holds)) await table.holdAsync(holds, table.address(batch[0]?.first ?? 0));
   try {
     ctx.assertLive();
-    for (const run of batch) checkRange(space, run); // freed or protected while it waited
-    let needed = pagesOf(batch).filter((page) => !deviceResident(table.pte(page)));
+    migrator.precheck(batch, true); // freed or protected while it waited
+    let needed = pagesOfRuns(batch).filter((page) => !deviceResident(table.pte(page)));
     let stop: number | undefined;
-    for (let tries = 1; ; tries++) {
-      const runs = runsOf(needed);
+    // Never evicting the range's own pages (`kept`); `withRoom` retries frames others took.
+    const how = { purpose: 'prefetch', own: [kept] } as const;
+    for (;;) {
       try {
-        await migrator.frameBudget.makeRoomForPrefetch(runs, [kept]);
-        const moved = await migrator.makeResident(runs, 'shared', [], { purpose: 'prefetch' });
+        const moved = await migrator.makeResident(runsOf(needed), 'shared', [], how);
         migrator.frameBudget.evictor.fetchedByPrefetch(needed);
         return stop === undefined ? moved : { ...moved, stop };
       } catch (error) {
         if (!(error instanceof OutOfMemoryError && error.reason === 'budget')) throw error;
-        // Tried again as it is once (another call may have taken the frames), then cut to what fits.
-        const fit = tries === 1 ? needed : fittingPrefix(needed, migrator);
-        if (fit.length === 0 || tries > ROOM_TRIES)
+        // Frames for only some of them now (others hold the rest): the first that fit, once.
+        const fit = stop === undefined ? fittingPrefix(needed, migrator) : [];
+        if (fit.length === 0 || fit.length === needed.length) {
           return { pages: 0, bytes: 0, stop: needed[0] ?? kept.first };
-        if (fit.length < needed.length) stop = needed[fit.length];
+        }
+        stop = needed[fit.length];
         needed = fit;
       }
     }
@@ -170,9 +163,6 @@ async function prefetchBatch(
     table.releaseHolds(holds);
   }
 }
-
-/** Tries of a batch before it is left off: as it is, then cut to the free frames. */
-const ROOM_TRIES = 3;
 
 /** The first of `pages` whose new frames the pool has free now. */
 function fittingPrefix(pages: readonly number[], migrator: Migrator): number[] {
@@ -205,10 +195,4 @@ function ignoreHint(ctx: PrefetchContext, first: number, end: number, started: n
     bytes: 0,
     ms: performance.now() - started,
   });
-}
-
-function pagesOf(runs: readonly PageRun[]): number[] {
-  const pages: number[] = [];
-  for (const run of runs) for (let page = run.first; page < runEnd(run); page++) pages.push(page);
-  return pages;
 }

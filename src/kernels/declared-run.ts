@@ -355,7 +355,7 @@ async function fetchDeclared(
   const writes = runs.filter((run) => run.access & USE_WRITE);
   const started = performance.now();
   const { migrator } = host;
-  await migrator.frameBudget.makeRoom(runs, waitForFrames, budget);
+  await migrator.frameBudget.makeRoom(runs, { wait: waitForFrames, budget });
   // The pass is submitted after the uploads, so it need not wait for them.
   const how = { purpose: 'run', budget, wait: waitForFrames } as const;
   const read = await migrator.makeResident(reads, 'shared', events, how);

@@ -192,7 +192,7 @@ class FaultModeRun {
     const gpuRuns = runsOf([...writes, ...extra.write]);
     const sharedRuns = runsOf([...reads, ...extra.read]);
     const { budget } = this;
-    await migrator.frameBudget.makeRoom([...sharedRuns, ...gpuRuns], true, budget);
+    await migrator.frameBudget.makeRoom([...sharedRuns, ...gpuRuns], { budget });
     const shared = await migrator.makeResident(sharedRuns, 'shared', this.events, { budget });
     const owned = await migrator.makeResident(gpuRuns, 'gpu', this.events, { budget });
     const moved = { pages: shared.pages + owned.pages, bytes: shared.bytes + owned.bytes };

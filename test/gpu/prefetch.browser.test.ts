@@ -42,6 +42,15 @@ fn main() {
   hmm_store_u32(hmm_params.out, sum);
 }`;
 
+/** `pages` new pages resident with frames a CPU write then made stale (`cpu`, framed: dense for density prefetch), of `byte`. */
+async function staleFramed(space: AddressSpace, gpu: GpuMirror, pages: number, byte: number) {
+  const va = space.alloc(pages * PAGE);
+  space.fill(va, pages * PAGE, byte === 1 ? 2 : 1);
+  await gpu.migrate(va, pages * PAGE, 'gpu');
+  space.fill(va, pages * PAGE, byte);
+  return va;
+}
+
 async function statesOf(gpu: GpuMirror, va: number, len: number): Promise<string[]> {
   return (await gpu.snapshot(va, len)).map((entry) => entry.state);
 }
@@ -367,10 +376,7 @@ describe('the prefetch option', () => {
     const run = async (prefetch: 'density' | 'off') => {
       const { space, gpu } = await setup(16, prefetch);
       // 16 pages fill the budget with frames a CPU write made stale (`cpu`, framed).
-      const x = space.alloc(16 * PAGE);
-      space.fill(x, 16 * PAGE, 1);
-      await gpu.migrate(x, 16 * PAGE, 'gpu');
-      space.fill(x, 16 * PAGE, 2);
+      const x = await staleFramed(space, gpu, 16, 2);
       const f = space.alloc(4 * PAGE); // no frames
       space.fill(f, 4 * PAGE, 3);
       const kernel = gpu.kernel({
@@ -394,11 +400,8 @@ describe('the prefetch option', () => {
   it('lets go of what it holds by speculation when a later pass needs the frames', async () => {
     const run = async (prefetch: 'density' | 'off') => {
       const { space, gpu } = await setup(16, prefetch);
-      const x = space.alloc(16 * PAGE); // fills the budget with frames
+      const x = await staleFramed(space, gpu, 16, 2); // fills the budget: a dense block
       const f = space.alloc(PAGE); // no frame
-      space.fill(x, 16 * PAGE, 1);
-      await gpu.migrate(x, 16 * PAGE, 'gpu');
-      space.fill(x, 16 * PAGE, 2); // stale on the GPU (`cpu`, framed): a dense block
       space.setU32(x, f);
       space.setU32(f, 41);
       const kernel = gpu.kernel({
@@ -421,10 +424,9 @@ describe('the prefetch option', () => {
   for (const more of [13, 15]) {
     it(`after letting speculation go, reads right what eviction took meanwhile (${more} more pages)`, async () => {
       const { space, gpu } = await setup(16, 'density');
-      const [x, f, out] = [space.alloc(16 * PAGE), space.alloc(PAGE), space.alloc(PAGE)];
-      space.fill(x, 16 * PAGE, 1);
-      await gpu.migrate(x, 16 * PAGE, 'gpu');
-      space.fill(x, 16 * PAGE, 0); // stale frames: density prefetch takes x's other 15 pages
+      // Density prefetch takes x's other 15 pages.
+      const x = await staleFramed(space, gpu, 16, 0);
+      const [f, out] = [space.alloc(PAGE), space.alloc(PAGE)];
       let expected = 41;
       for (let i = 0; i < 16; i++) {
         space.setU32(x + i * PAGE + 8, i + 100);
