@@ -33,6 +33,20 @@ export function viewBytes(name: string, data: unknown): Uint8Array {
 }
 
 /**
+ * The bytes of `data` to write at `va`, both 4-byte aligned (`what`: who requires it, for the message).
+ * @throws InvalidArgumentError as nonNegativeInteger and viewBytes, or 'misaligned'
+ */
+export function alignedWords(va: unknown, data: unknown, what: string): Uint8Array {
+  nonNegativeInteger('va', va);
+  const bytes = viewBytes('data', data);
+  if (va % 4 !== 0 || bytes.byteLength % 4 !== 0) {
+    const detail = `${what} are 4-byte aligned in start and length`;
+    throw new InvalidArgumentError('va', va, 'misaligned', detail, { address: va });
+  }
+  return bytes;
+}
+
+/**
  * `value`, if it is one of `allowed`.
  * @throws InvalidArgumentError 'bad-value' naming the allowed values
  */

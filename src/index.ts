@@ -18,14 +18,17 @@ export {
   type AccessMode,
   type AddressSpaceOptions,
   type AttachOptions,
+  type PageAdvice,
   type PageSnapshot,
   type PageState,
+  type PreferredLocation,
   type Protection,
 } from './space/address-space.ts';
 export { Lease } from './space/lease.ts';
 export type { InvalidateCause, InvalidateEvent, InvalidateListener } from './space/notifier.ts';
 export type { SpaceHandle } from './space/shared-layout.ts';
 export { GpuMirror, type GpuMirrorOptions } from './mirror/gpu-mirror.ts';
+export type { Advice } from './gpu/advice.ts';
 export type { CopyMode } from './gpu/copy-engines.ts';
 export type { CopyEngineKind } from './gpu/copy-engine.ts';
 export type { MigrationResult } from './gpu/migration.ts';

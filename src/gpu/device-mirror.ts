@@ -26,16 +26,18 @@
  * - With the `writeBack` option, acknowledged dirty pages are written back
  *   in the background past an age or a byte bound (write-back.ts).
  */
-import { DeviceLostError, InvalidArgumentError, WouldBlockError } from '../errors.ts';
-import { nonNegativeInteger, oneOf, viewBytes } from '../arguments.ts';
+import { DeviceLostError } from '../errors.ts';
+import { alignedWords, oneOf } from '../arguments.ts';
 import type { AddressSpace } from '../space/address-space.ts';
 import type { SpaceInternals } from '../space/internals.ts';
-import { runsOf } from '../space/page-run.ts';
 import { describePte, isGpuDirty, type PageSnapshot } from '../space/pte.ts';
+import { applyAdvice, checkAdvice, clearAdvice, type Advice } from './advice.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import { serveCpuFaults } from './cpu-fault-service.ts';
+import { readOnDevice, writeOnDevice } from './device-access.ts';
 import type { DevicePageTable } from './device-page-table.ts';
 import type { FramePool } from './frame-pool.ts';
+import { heldPastTimeout } from './frame-release.ts';
 import { LossWatch, type DeviceLoss } from './device-loss.ts';
 import { Migrator, type MigrationResult } from './migration.ts';
 import { prefetch, type PrefetchResult } from './prefetch.ts';
@@ -184,6 +186,22 @@ export class DeviceMirror {
   }
 
   /**
+   * Advice for the pages of [va, va + len) on this mirror (advice.ts): where
+   * they rest and what eviction and prefetch do, never what reads return.
+   * Omitted fields stay as they were; `snapshot` shows it (`advice`).
+   * @throws AccessError (an unmapped or freed page: nothing changes)
+   * @throws InvalidArgumentError 'bad-value' for advice other than `{ readMostly?, preferred? }`
+   */
+  advise(va: number, len: number, advice: Advice): void {
+    this.assertAttached();
+    const checked = checkAdvice(advice);
+    const run = { ...this.internals.pageSpan(va, len), va };
+    this.migrator.precheck([run], false);
+    applyAdvice(this.internals.table, run, checked);
+    if (checked.readMostly || checked.preferred === 'cpu') this.migrator.writeThroughAdvised = true;
+  }
+
+  /**
    * The state of each page of [va, va + len), changing nothing. It does no
    * asynchronous work today; it returns a promise because the answer may
    * have to come from another thread's mirror once a space has several.
@@ -209,7 +227,7 @@ export class DeviceMirror {
   read(va: number, len: number): Promise<Uint8Array> {
     return this.track(() => {
       this.assertOutsideScopes(va, len);
-      return this.migrator.deviceRead(va, len);
+      return readOnDevice(this.migrator, va, len);
     });
   }
 
@@ -222,19 +240,9 @@ export class DeviceMirror {
    */
   write(va: number, data: ArrayBufferView): Promise<void> {
     return this.track(() => {
-      nonNegativeInteger('va', va);
-      const bytes = viewBytes('data', data);
-      if (va % 4 !== 0 || bytes.byteLength % 4 !== 0) {
-        throw new InvalidArgumentError(
-          'va',
-          va,
-          'misaligned',
-          'device writes are 4-byte aligned in start and length',
-          { address: va },
-        );
-      }
+      const bytes = alignedWords(va, data, 'device writes');
       this.assertOutsideScopes(va, bytes.byteLength);
-      return this.migrator.deviceWrite(va, bytes);
+      return writeOnDevice(this.migrator, va, bytes);
     });
   }
 
@@ -406,7 +414,10 @@ export class DeviceMirror {
         `writing back GPU-dirty pages failed: ${failure instanceof Error ? failure.message : typeof failure}`,
       );
     }
-    if (forced.length > 0) throw this.heldPastTimeout(forced);
+    if (forced.length > 0) {
+      const { pageSize } = this.space;
+      throw heldPastTimeout(forced, pageSize, this.internals.limits.faultTimeoutMs);
+    }
   }
 
   /** Takes every frame back and stops the services, once; resolves with the pages released without their hold. */
@@ -420,19 +431,6 @@ export class DeviceMirror {
       }
     })();
     return this.finishing;
-  }
-
-  /** The error of a detach that found pages held past faultTimeoutMs (frame-release.ts). */
-  private heldPastTimeout(pages: readonly number[]): WouldBlockError {
-    const { pageSize } = this.space;
-    const ranges = runsOf(pages)
-      .map(({ first, count }) => `0x${(first * pageSize).toString(16)}+${count * pageSize}`)
-      .join(', ');
-    return new WouldBlockError(
-      (pages[0] ?? 0) * pageSize,
-      'timeout',
-      `detach waited ${this.internals.limits.faultTimeoutMs} ms (faultTimeoutMs) for pages another holder kept and could not release them in order: ${ranges}; they lost their frames without the hold and are \`cpu\` pages with their CPU bytes, readable; the mirror is detached`,
-    );
   }
 
   /** The GPU-dirty ranges now, as DeviceLostError reports them. */
@@ -477,6 +475,7 @@ export class DeviceMirror {
       faults.complete(request, lost ? 'device-lost' : 'ok', this.loss.unsavedIn(request));
     }
     faults.stopServing(this.internals.threadId);
+    clearAdvice(this.internals.table); // advice is the mirror's
     this.stopNotices();
     this.internals.ownDevice(false);
     this.engine.destroy();

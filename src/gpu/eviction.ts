@@ -10,8 +10,11 @@
  *    readback per round (the need plus the reserve, so a round under
  *    pressure writes back up to the reserve's 2 MiB at once), then they
  *    lose their frame;
- * 3. last, pages a prefetch brought that nothing has used yet, so that a
- *    prefetch ahead of a run is not undone by the run before it (prefetch.ts).
+ * 3. pages a prefetch brought that nothing has used yet, so that a
+ *    prefetch ahead of a run is not undone by the run before it (prefetch.ts);
+ * and advice comes before all of that (advice.ts): pages preferred on the
+ * CPU go first, pages preferred on the GPU last (taking one counts and
+ * traces an ignored hint).
  * Every victim ends `cpu` with no frame (other states stay as they are).
  * "Used" is a clock the mirror ticks per call that makes pages resident or
  * reads or writes them on the device: kernel runs (declared uses, the pages
@@ -38,7 +41,7 @@
 import { OutOfMemoryError } from '../errors.ts';
 import type { PageRun } from '../space/page-run.ts';
 import type { Hold, PageTable } from '../space/page-table.ts';
-import { isGpuDirty, isGpuOwned, isMapped } from '../space/pte.ts';
+import { isGpuDirty, isGpuOwned, isMapped, prefersCpu, prefersGpu } from '../space/pte.ts';
 import { WaitBudget, type WaitLimits } from '../space/waiting.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import type { FrameMap } from './frame-map.ts';
@@ -209,9 +212,11 @@ export class Evictor {
    */
   private victims(count: number, own: readonly PageRun[]): { victims: number[]; blocked: boolean } {
     const { table, frameMap, pool } = this.ctx;
+    const first: number[] = []; // preferred on the CPU
     const clean: number[] = [];
     const dirty: number[] = [];
     const ahead: number[] = [];
+    const last: number[] = []; // preferred on the GPU
     let blocked = false;
     const isOwn = (page: number) =>
       own.some((run) => page >= run.first && page < run.first + run.count);
@@ -223,12 +228,14 @@ export class Evictor {
         continue;
       }
       const pte = table.pte(page);
-      if (isGpuOwned(pte) && isGpuDirty(pte)) dirty.push(page);
+      if (prefersCpu(pte)) first.push(page);
+      else if (prefersGpu(pte)) last.push(page);
+      else if (isGpuOwned(pte) && isGpuDirty(pte)) dirty.push(page);
       else (this.fetchedAhead[page] ? ahead : clean).push(page);
     }
     const byUse = (a: number, b: number) => (this.lastUse[a] ?? 0) - (this.lastUse[b] ?? 0);
     const victims: number[] = [];
-    for (const kind of [clean, dirty, ahead]) {
+    for (const kind of [first, clean, dirty, ahead, last]) {
       if (victims.length >= count) break;
       kind.sort(byUse);
       victims.push(...kind.slice(0, count - victims.length));
@@ -287,6 +294,7 @@ export class Evictor {
   private account(evicted: readonly number[], dirty: readonly number[], started: number): void {
     if (evicted.length === 0) return;
     const { counters, table } = this.ctx;
+    this.preferenceOverruled(evicted, started);
     const bytes = dirty.length * table.pageSize;
     counters.evictions += evicted.length;
     counters.writebacks += dirty.length;
@@ -308,6 +316,32 @@ export class Evictor {
       bytes,
       ms: performance.now() - started,
       evicted: evicted.length,
+    });
+  }
+
+  /**
+   * Advice to keep pages on the GPU that this round could not honour: the
+   * pressure left no other victim. Counted as one ignored hint, traced with
+   * the pages (their frames are gone, so the event says `evicted`).
+   */
+  private preferenceOverruled(evicted: readonly number[], started: number): void {
+    const overruled = evicted.filter((page) => prefersGpu(this.ctx.table.pte(page)));
+    if (overruled.length === 0) return;
+    const { pageSize } = this.ctx.table;
+    const first = Math.min(...overruled);
+    const len = (Math.max(...overruled) + 1 - first) * pageSize;
+    this.ctx.counters.ignoredHints++;
+    this.ctx.emit({
+      t: started,
+      kind: 'ignored-hint',
+      cause: 'eviction',
+      to: 'cpu',
+      va: first * pageSize,
+      len,
+      pages: 0,
+      bytes: 0,
+      ms: performance.now() - started,
+      evicted: overruled.length,
     });
   }
 

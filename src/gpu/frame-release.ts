@@ -116,3 +116,19 @@ function forceDrop(ctx: FrameReleaseContext, page: number): void {
   table.updatePte(page, (pte) => (hasFrame(pte) ? withoutStale(withoutFrame(pte)) : pte));
   ctx.frameMap.drop(page);
 }
+
+/** The error of a detach that found `pages` held past faultTimeoutMs (see `releaseFrames`). */
+export function heldPastTimeout(
+  pages: readonly number[],
+  pageSize: number,
+  faultTimeoutMs: number,
+): WouldBlockError {
+  const ranges = runsOf(pages)
+    .map(({ first, count }) => `0x${(first * pageSize).toString(16)}+${count * pageSize}`)
+    .join(', ');
+  return new WouldBlockError(
+    (pages[0] ?? 0) * pageSize,
+    'timeout',
+    `detach waited ${faultTimeoutMs} ms (faultTimeoutMs) for pages another holder kept and could not release them in order: ${ranges}; they lost their frames without the hold and are \`cpu\` pages with their CPU bytes, readable; the mirror is detached`,
+  );
+}

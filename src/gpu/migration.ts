@@ -27,13 +27,17 @@ import { WaitBudget } from '../space/waiting.ts';
 import {
   assertAccess,
   assertMapped,
+  isGpuDirty,
   isGpuOwned,
   isMapped,
+  isReadMostly,
+  prefersGpu,
+  pteState,
   withState,
+  writesThrough,
   type Need,
 } from '../space/pte.ts';
 import { PTE_FRAME, PTE_GPU, PTE_GPU_DIRTY, PTE_SHARED } from '../space/shared-layout.ts';
-import { bufferSource } from './buffer-source.ts';
 import type { Segment } from './copy-engine.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import type { DevicePageTable } from './device-page-table.ts';
@@ -42,8 +46,8 @@ import { FrameBudget, type RoomHow } from './frame-budget.ts';
 import { FrameMap } from './frame-map.ts';
 import { releaseFrames } from './frame-release.ts';
 import { HOLD_BATCH_RUNS, inBatches } from './hold-batches.ts';
+import { accountMigration } from './migration-accounting.ts';
 import { fetchPlans } from './plan-fetch.ts';
-import { pagePieces } from './segments.ts';
 import type { FramePool } from './frame-pool.ts';
 import {
   bridgeGaps,
@@ -73,6 +77,8 @@ export interface RequestedRun extends PageRun {
 /** How `makeResident` goes about it: its `purpose` (see there), and as `withRoom` (frame-budget.ts). */
 export interface ResidentHow extends Omit<RoomHow, 'overwrite' | 'prefetch'> {
   readonly purpose?: 'use' | 'run' | 'prefetch';
+  /** To 'gpu', pages advised read-mostly become `shared` instead (a migration: nothing will store to them). */
+  readonly readMostlyShared?: boolean;
 }
 
 export interface MigrationContext {
@@ -100,10 +106,13 @@ export class Migrator {
   /** Frames for held pages, evicting others when the pool runs out (frame-budget.ts). */
   readonly frameBudget: FrameBudget;
   private readonly pageSize: number;
+  /** Set once advice asked some page for write-through: until then no call looks for such pages. */
+  writeThroughAdvised = false;
   /** The page table and frame map as planning reads them. */
   private readonly view: PlanView;
 
-  constructor(private readonly ctx: MigrationContext) {
+  /** @param ctx what it works with; device-side access (device-access.ts) uses it too */
+  constructor(readonly ctx: MigrationContext) {
     const { table } = ctx.space;
     this.pageSize = table.pageSize;
     this.frameMap = new FrameMap({ table, pool: ctx.pool, dpt: ctx.dpt, counters: ctx.counters });
@@ -177,7 +186,7 @@ export class Migrator {
       const holds = await this.holdChecked(batch, checkProt, 'read', budget);
       const events: InvalidateEvent[] = [];
       try {
-        return await this.makeResident(batch, 'gpu', events, { budget });
+        return await this.makeResident(batch, 'gpu', events, { budget, readMostlyShared: true });
       } finally {
         this.ctx.space.table.releaseHolds(holds);
         this.ctx.space.announce(events);
@@ -207,7 +216,7 @@ export class Migrator {
     runs: readonly PageRun[],
     target: 'shared' | 'gpu',
     events: InvalidateEvent[],
-    { purpose = 'use', ...how }: ResidentHow = {},
+    { purpose = 'use', readMostlyShared = false, ...how }: ResidentHow = {},
   ): Promise<MigrationResult> {
     const prefetch = purpose === 'prefetch';
     const submitted = purpose !== 'use';
@@ -218,9 +227,14 @@ export class Migrator {
       for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
       return fetched;
     }
+    const { table } = this.ctx.space;
     for (const page of pagesBecomingGpu(this.view, runs)) {
+      if (readMostlyShared && isReadMostly(table.pte(page))) {
+        if (pteState(table.pte(page)) !== PTE_SHARED) this.settle(page, PTE_SHARED, false);
+        continue;
+      }
       this.settle(page, PTE_GPU, false);
-      this.ctx.space.table.invalidate(page);
+      table.invalidate(page);
       events.push({ va: page * this.pageSize, len: this.pageSize, cause: 'migrate' });
     }
     return fetched;
@@ -255,13 +269,9 @@ export class Migrator {
     const result = await inBatches(runs, this.journaled, precheck, async (batch) => {
       const holds = await this.holdChecked(batch, checkProt);
       try {
-        const dirty = pagesToReadBack(this.view, batch);
-        if (dirty.length > 0) {
-          await this.ctx.engine.download(dirty.map((page) => this.wholePage(page)));
-          this.ctx.counters.readbacks++;
-        }
-        for (const page of pagesGpuOwned(this.view, batch)) this.settle(page, PTE_SHARED, false);
-        return { pages: dirty.length, bytes: dirty.length * this.pageSize };
+        // A CPU read of a page preferred on the GPU copies it back and leaves it GPU-owned.
+        const keepOwner = cause === 'fault-cpu';
+        return await this.readBackHeld(pagesGpuOwned(this.view, batch), keepOwner);
       } finally {
         this.ctx.space.table.releaseHolds(holds);
       }
@@ -271,72 +281,47 @@ export class Migrator {
     return result;
   }
 
-  // ---------------------------------------------------------------- device-side access
-
   /**
-   * The device's view of [va, va + len): non-resident pages are fetched
-   * (`zero` and `cpu` -> `shared`), then the frames are read.
+   * Writes back, before the caller lets go of them, the held pages of
+   * `pages` whose advice asks for it (advice.ts): GPU-dirty read-mostly or
+   * CPU-preferred pages are read back and become `shared` (frames kept), as
+   * do clean GPU-owned read-mostly pages.
    */
-  async deviceRead(va: number, len: number): Promise<Uint8Array> {
-    const started = performance.now();
-    const run = { ...this.ctx.space.pageSpan(va, len), va };
-    const budget = new WaitBudget(this.ctx.space.limits, va);
-    const holds = await this.holdChecked([run], true, 'read', budget);
-    try {
-      const { plans, fetched } = await this.fetchWithRoom([run], { budget });
-      this.countFetch(plans.length, [run], fetched, started);
-      for (const plan of plans) this.settle(plan.page, PTE_SHARED, false);
-      const pieces = pagePieces(va, len, this.pageSize);
-      this.frameMap.assertFramesKept(pieces);
-      const segments = pieces.map(({ page, lo, hi }) => this.frameMap.segment(page, lo, hi));
-      const bytes = await this.ctx.engine.read(segments);
-      const skew = va & 3;
-      return bytes.slice(skew, skew + len);
-    } finally {
-      this.ctx.space.table.releaseHolds(holds);
+  async writeThrough(pages: Iterable<number>): Promise<void> {
+    if (!this.writeThroughAdvised) return;
+    const { table } = this.ctx.space;
+    const through: number[] = [];
+    for (const page of pages) {
+      const pte = table.pte(page);
+      if (isGpuOwned(pte) && (isReadMostly(pte) || (writesThrough(pte) && isGpuDirty(pte))))
+        through.push(page);
     }
+    if (through.length === 0) return;
+    const started = performance.now();
+    const moved = await this.readBackHeld(through, false);
+    this.account('cpu', 'write-through', runsOf(through), moved, started);
   }
 
   /**
-   * Writes `data` at `va` on the device: the pages become `gpu` and dirty.
-   * Stale ranges the write does not cover are uploaded first; a zero page's
-   * frame is cleared unless the write covers it whole.
-   * @throws AccessError (protection), OutOfMemoryError (budget); nothing moved
+   * Reads back the GPU-dirty pages of held GPU-owned `pages` and makes them
+   * `shared` (frames kept); with `keepOwner`, those preferred on the GPU
+   * stay GPU-owned, clean.
    */
-  async deviceWrite(va: number, data: Uint8Array): Promise<void> {
-    const started = performance.now();
-    const run = { ...this.ctx.space.pageSpan(va, data.byteLength), va };
-    const budget = new WaitBudget(this.ctx.space.limits, va);
-    const holds = await this.holdChecked([run], true, 'write', budget);
-    const events: InvalidateEvent[] = [];
-    try {
-      const overwrite = { lo: va, hi: va + data.byteLength };
-      const { plans, fetched } = await this.fetchWithRoom([run], { overwrite, budget });
-      this.countFetch(plans.length, [run], fetched, started);
-      const pieces = pagePieces(va, data.byteLength, this.pageSize);
-      this.frameMap.assertFramesKept(pieces);
-      const { queue } = this.ctx.device;
-      for (const { page, lo, hi } of pieces) {
-        const frameOffset = this.frameMap.frameOf(page) * this.pageSize + lo;
-        const from = page * this.pageSize + lo - va;
-        queue.writeBuffer(this.ctx.frames, frameOffset, bufferSource(data), from, hi - lo);
-      }
-      await queue.onSubmittedWorkDone();
-      // The write is acknowledged here, with its pages made dirty, or not at all (device-loss.ts).
-      this.ctx.assertLive();
-      for (const { page } of pieces) {
-        if (!isMapped(this.ctx.space.table.pte(page))) continue; // freed meanwhile: nothing to keep
-        if (!isGpuOwned(this.ctx.space.table.pte(page))) {
-          this.ctx.space.table.invalidate(page);
-          events.push({ va: page * this.pageSize, len: this.pageSize, cause: 'migrate' });
-        }
-        this.settle(page, PTE_GPU, true);
-      }
-      this.ctx.dirtied?.(pieces.map(({ page }) => page));
-    } finally {
-      this.ctx.space.table.releaseHolds(holds);
+  private async readBackHeld(
+    pages: readonly number[],
+    keepOwner: boolean,
+  ): Promise<MigrationResult> {
+    const { table } = this.ctx.space;
+    const dirty = pages.filter((page) => isGpuDirty(table.pte(page)));
+    if (dirty.length > 0) {
+      await this.ctx.engine.download(dirty.map((page) => this.wholePage(page)));
+      this.ctx.counters.readbacks++;
     }
-    this.ctx.space.announce(events);
+    for (const page of pages) {
+      const stays = keepOwner && prefersGpu(table.pte(page));
+      this.settle(page, stays ? PTE_GPU : PTE_SHARED, false);
+    }
+    return { pages: dirty.length, bytes: dirty.length * this.pageSize };
   }
 
   // ---------------------------------------------------------------- detach
@@ -409,7 +394,7 @@ export class Migrator {
   }
 
   /** The plan for held `runs`, room made for it, fetched at once (frame-budget.ts `withRoom`). */
-  private fetchWithRoom(runs: readonly PageRun[], how: RoomHow & { readonly submitted?: boolean }) {
+  fetchWithRoom(runs: readonly PageRun[], how: RoomHow & { readonly submitted?: boolean }) {
     const fetch = (plans: PagePlan[]) => this.fetchPlanned(plans, how.submitted);
     return this.frameBudget.withRoom(runs, how, fetch);
   }
@@ -433,7 +418,7 @@ export class Migrator {
   }
 
   /** Sets a held page's state with its frame; its frame is up to date, so no stale ranges remain. */
-  private settle(page: number, state: number, dirty: boolean): void {
+  settle(page: number, state: number, dirty: boolean): void {
     const { table } = this.ctx.space;
     table.clearStaleness(page);
     const bits = PTE_FRAME | (dirty ? PTE_GPU_DIRTY : 0);
@@ -452,29 +437,8 @@ export class Migrator {
     result: MigrationResult,
     started: number,
   ): void {
-    const counters = this.ctx.counters;
-    if (to === 'gpu') {
-      counters.pagesToGpu += result.pages;
-      counters.bytesToGpu += result.bytes;
-    } else {
-      counters.pagesToCpu += result.pages;
-      counters.bytesToCpu += result.bytes;
-    }
-    counters.bytesByCause[cause] += result.bytes;
-    const first = runs[0]?.first ?? 0;
-    const last = runs[runs.length - 1];
-    const end = last ? last.first + last.count : first;
-    this.ctx.emit({
-      t: started,
-      kind: 'migration',
-      cause,
-      to,
-      va: first * this.pageSize,
-      len: (end - first) * this.pageSize,
-      pages: result.pages,
-      bytes: result.bytes,
-      ms: performance.now() - started,
-    });
+    const record = { to, cause, runs, moved: result, started };
+    accountMigration({ ...this.ctx, pageSize: this.pageSize }, record);
   }
 
   /**

@@ -11,10 +11,19 @@ import type { CopyEngineKind } from './copy-engine.ts';
  * (sync() and detach() writing back), 'writeback' (background write-back
  * under the `writeBack` option: write-back.ts), 'eviction' (dirty pages
  * written back so their frames could go to others: eviction.ts),
- * 'prefetch' (prefetch(): prefetch.ts), 'explicit' (migrate()).
+ * 'prefetch' (prefetch(): prefetch.ts), 'write-through' (stores to pages
+ * advised read-mostly or preferred on the CPU, written back before the call
+ * that made them resolves: advice.ts), 'explicit' (migrate()).
  */
 export type MigrationCause =
-  'fault-cpu' | 'fault-gpu' | 'sync' | 'writeback' | 'eviction' | 'prefetch' | 'explicit';
+  | 'fault-cpu'
+  | 'fault-gpu'
+  | 'sync'
+  | 'writeback'
+  | 'eviction'
+  | 'prefetch'
+  | 'write-through'
+  | 'explicit';
 
 export const MIGRATION_CAUSES: readonly MigrationCause[] = [
   'fault-cpu',
@@ -23,6 +32,7 @@ export const MIGRATION_CAUSES: readonly MigrationCause[] = [
   'writeback',
   'eviction',
   'prefetch',
+  'write-through',
   'explicit',
 ];
 

@@ -24,12 +24,14 @@
  *   holder of other pages' frames, and evicts none of the range's pages.
  * - Pages it brought are evicted last until something uses them, and the
  *   first device-side use of one still resident counts a prefetch hit.
+ * - To 'cpu' it leaves GPU-owned pages advised preferred on the GPU where
+ *   they are (advice.ts): an ignored hint per run of them, in `ignored`.
  */
 import { OutOfMemoryError } from '../errors.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import { runEnd, runsOf, type PageRun } from '../space/page-run.ts';
 import type { Hold } from '../space/page-table.ts';
-import { isGpuOwned } from '../space/pte.ts';
+import { isGpuOwned, prefersGpu } from '../space/pte.ts';
 import { deviceResident } from './device-access-rules.ts';
 import { holdBatches } from './hold-batches.ts';
 import { pagesOfRuns } from './migration-plan.ts';
@@ -42,8 +44,9 @@ export interface PrefetchResult {
   /** Bytes that crossed. */
   readonly bytes: number;
   /**
-   * Bytes of the range it left off, more than the budget could hold then
-   * (from the end of the range back), that are not resident on the device.
+   * Bytes of the range it left off: to 'gpu', more than the budget could
+   * hold then (from the end of the range back) that are not resident on the
+   * device; to 'cpu', GPU-owned pages advised to stay on the GPU.
    */
   readonly ignored: number;
 }
@@ -67,16 +70,23 @@ export async function prefetch(
 ): Promise<PrefetchResult> {
   ctx.migrator.precheck([run], true);
   if (to === 'gpu') return prefetchToGpu(ctx, run);
+  const started = performance.now();
   const { table } = ctx.space;
   // GPU-owned pages, and those the device holds (they may be by the time it holds them);
   // a CPU holder of a CPU page has nothing to wait for.
-  const owned = pagesOfRuns([run]).filter(
+  const candidates = pagesOfRuns([run]).filter(
     (page) => isGpuOwned(table.pte(page)) || table.isHeldByDevice(page),
   );
-  if (owned.length === 0) return { pages: 0, bytes: 0, ignored: 0 };
+  // Pages advised to stay on the GPU stay there: an ignored hint (advice.ts).
+  const stays = (page: number) => isGpuOwned(table.pte(page)) && prefersGpu(table.pte(page));
+  const owned = candidates.filter((page) => !stays(page));
+  const kept = candidates.filter(stays);
+  const ignored = kept.length * table.pageSize;
+  for (const part of runsOf(kept)) ignoreHint(ctx, part, 'cpu', started);
+  if (owned.length === 0) return { pages: 0, bytes: 0, ignored };
   // Only these are held (exclusively, as any migration): CPU reads of the rest go on.
   const moved = await ctx.migrator.toCpu(runsOf(owned), 'prefetch', true);
-  return { ...moved, ignored: 0 };
+  return { ...moved, ignored };
 }
 
 /** What part of a prefetch did: bytes moved, and where it stopped (the first page it left off), if it did. */
@@ -114,7 +124,10 @@ async function prefetchToGpu(ctx: PrefetchContext, run: RequestedRun): Promise<P
   const left = pagesOfRuns([{ first: stop, count: runEnd(run) - stop }]);
   const missing = left.filter((page) => !deviceResident(table.pte(page)));
   const ignored = missing.length * table.pageSize;
-  if (missing[0] !== undefined) ignoreHint(ctx, missing[0], runEnd(run), started);
+  if (missing[0] !== undefined) {
+    const part = { first: missing[0], count: runEnd(run) - missing[0] };
+    ignoreHint(ctx, part, 'gpu', started);
+  }
   return { pages, bytes, ignored };
 }
 
@@ -180,17 +193,17 @@ function mayChange(space: SpaceInternals, page: number): boolean {
   return !deviceResident(space.table.pte(page)) || space.table.isHeld(page);
 }
 
-/** Counts and traces the part of a prefetch it left off: pages [first, end). */
-function ignoreHint(ctx: PrefetchContext, first: number, end: number, started: number): void {
+/** Counts and traces a part of a prefetch to `to` it left off. */
+function ignoreHint(ctx: PrefetchContext, part: PageRun, to: 'gpu' | 'cpu', started: number): void {
   const { table } = ctx.space;
   ctx.counters.ignoredHints++;
   ctx.emit({
     t: started,
     kind: 'ignored-hint',
     cause: 'prefetch',
-    to: 'gpu',
-    va: table.address(first),
-    len: (end - first) * table.pageSize,
+    to,
+    va: table.address(part.first),
+    len: part.count * table.pageSize,
     pages: 0,
     bytes: 0,
     ms: performance.now() - started,

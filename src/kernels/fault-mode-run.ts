@@ -18,7 +18,8 @@
  *    again (so the next pass faults on it), the pass counts as a replay, and
  *    the round starts over;
  * 4. the real pass: fetched pages the kernel only reads become device reads
- *    (CPU readers may join), the pass runs, and what it stored to is dirty.
+ *    (CPU readers may join), the pass runs, and what it stored to is dirty
+ *    (or written through, where advice asks: gpu/advice.ts).
  *
  * Before every pass the device page table is reconciled with the page table
  * by sequence number (gpu/frame-map.ts), so no pass acts on a view a missed
@@ -405,6 +406,8 @@ class FaultModeRun {
       dirty = dirtyPages(real.bits);
       host.migrator.markDirty(dirty);
     }
+    // Advised pages it may have stored to go back before the run resolves (gpu/advice.ts).
+    await host.migrator.writeThrough(touched.written);
     if (real.errorKinds) throw runError(host, real, [], dirty);
     if (real.faulted) {
       this.assertTouchedUsable(touched);

@@ -20,7 +20,9 @@
  *   serves reads), and takes the rest itself (declared-run.ts).
  * - On completion the runs are settled in submission order, each from its
  *   own slot (its dirty pages marked, its error decoded), so an error in the
- *   middle of a chain fails only that run; then every hold is released and
+ *   middle of a chain fails only that run; then the pages they stored to
+ *   whose advice asks for it are written through (gpu/advice.ts: a failure
+ *   there fails every run of the batch); then every hold is released and
  *   the invalidations the fetches caused are announced; then the runs'
  *   promises settle.
  * - If the readback fails (the device was lost), every run of the batch
@@ -149,6 +151,11 @@ export class RunBatch {
     });
   }
 
+  /** The pages the batch holds for writing: those its passes may have stored to. */
+  private *writtenPages(): Iterable<number> {
+    for (const [page, kind] of this.held) if (kind === 'exclusive-long') yield page;
+  }
+
   /** Closes an empty batch without submitting: a run added after this is a bug, not a hang. */
   discard(): void {
     invariant(this.entries.length === 0, 'a batch with runs discarded');
@@ -195,7 +202,7 @@ export class RunBatch {
     } catch (error) {
       failure = error;
     }
-    const outcomes = this.entries.map((entry, slot) => {
+    let outcomes = this.entries.map((entry, slot) => {
       if (!words) return { failed: true, value: failure };
       try {
         const status = decodeStatus(
@@ -206,6 +213,12 @@ export class RunBatch {
         return { failed: true, value: error };
       }
     });
+    try {
+      // Advised pages the passes stored to go back before any run resolves (gpu/advice.ts).
+      if (words) await this.host.migrator.writeThrough(this.writtenPages());
+    } catch (error) {
+      outcomes = outcomes.map(() => ({ failed: true, value: error }));
+    }
     this.host.space.table.releaseHolds(this.holds);
     this.host.space.announce(this.events);
     this.done(this.buffers, words !== undefined);

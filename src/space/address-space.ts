@@ -61,7 +61,7 @@ import { ThreadRecord } from './thread-record.ts';
 import type { WaitLimits } from './waiting.ts';
 
 export type { AccessMode } from './lease.ts';
-export type { PageSnapshot, PageState, Protection } from './pte.ts';
+export type { PageAdvice, PageSnapshot, PageState, PreferredLocation, Protection } from './pte.ts';
 export type { AddressSpaceOptions, AttachOptions } from './space-options.ts';
 
 /** What an instance of the space on this thread is built from. */

@@ -46,6 +46,7 @@ import {
   hasStaleBlocks,
   isGpuDirty,
   isGpuOwned,
+  prefersGpu,
   isMapped,
   isStaleWhole,
   pteState,
@@ -279,7 +280,8 @@ export class PageTable {
   /**
    * Checks held pages for a CPU access of `need`, and brings clean GPU-owned
    * pages back to the CPU (no transfer: the CPU copy is valid; the device
-   * loses write access, so the page's sequence moves on, notice or not).
+   * loses write access, so the page's sequence moves on, notice or not),
+   * except that reads leave a page preferred on the GPU GPU-owned.
    * Returns the first GPU-dirty page, which needs a CPU fault, or -1.
    * @throws AccessError at the first page that refuses the access
    */
@@ -291,6 +293,8 @@ export class PageTable {
       const pte = this.pte(page);
       if (!isGpuOwned(pte)) continue;
       if (isGpuDirty(pte)) return page;
+      // A page advised to stay on the GPU is read in place, clean: it stays GPU-owned.
+      if (need === 'read' && prefersGpu(pte)) continue;
       this.updatePte(page, (word) => (isGpuOwned(word) ? withState(word, PTE_SHARED) : word));
     }
     return -1;

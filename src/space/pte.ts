@@ -14,6 +14,10 @@
  *   stale whole drops the ranges bit.
  * - Snapshot `dirty`: 'gpu' for a GPU-dirty `gpu` page; 'cpu' for a `cpu`
  *   page whose existing frame lacks some bytes; 'none' otherwise.
+ * - Advice (gpu.advise) is policy, never correctness: pages advised
+ *   read-mostly or preferred on the CPU have their stores written through at
+ *   the end of a run; a page preferred on the GPU stays GPU-owned when CPU
+ *   reads copy its bytes back. `preferred` is one of 'cpu', 'gpu', 'none'.
  */
 import { AccessError } from '../errors.ts';
 import {
@@ -23,11 +27,15 @@ import {
   PTE_CPU,
   PTE_FRAME,
   PTE_FREED,
+  PTE_ADVICE_MASK,
   PTE_FREE_PENDING,
   PTE_GPU,
   PTE_GPU_DIRTY,
   PTE_PROT_MASK,
+  PTE_PREFER_CPU,
+  PTE_PREFER_GPU,
   PTE_PROT_SHIFT,
+  PTE_READ_MOSTLY,
   PTE_STALE_BLOCKS,
   PTE_STALE_WHOLE,
   PTE_STATE_MASK,
@@ -41,12 +49,23 @@ export type Protection = 'none' | 'r' | 'rw';
 /** What an access needs of a page. */
 export type Need = 'read' | 'write';
 
+/** Where a page is preferred to rest (gpu.advise): 'none' for no preference. */
+export type PreferredLocation = 'cpu' | 'gpu' | 'none';
+
+/** A page's advice as `snapshot` reports it. */
+export interface PageAdvice {
+  readonly readMostly: boolean;
+  readonly preferred: PreferredLocation;
+}
+
 /** One page as `snapshot` reports it. */
 export interface PageSnapshot {
   readonly state: PageState;
   readonly prot: Protection;
   /** 'cpu': the CPU copy is newer than an existing GPU frame; 'gpu': the GPU copy is newer than the CPU copy. */
   readonly dirty: 'none' | 'cpu' | 'gpu';
+  /** Present for an advised page (gpu.advise). */
+  readonly advice?: PageAdvice;
 }
 
 /** State names, indexed by the PTE_* state code. */
@@ -154,6 +173,33 @@ export function withoutStale(pte: number): number {
   return pte & ~(PTE_STALE_WHOLE | PTE_STALE_BLOCKS);
 }
 
+/** Advised read-mostly: kept `shared` by migrations to the GPU, stores written through. */
+export function isReadMostly(pte: number): boolean {
+  return (pte & PTE_READ_MOSTLY) !== 0;
+}
+
+/** Advised preferred on the CPU: stores written back at the end of a run, evicted first. */
+export function prefersCpu(pte: number): boolean {
+  return (pte & PTE_PREFER_CPU) !== 0;
+}
+
+/** Advised preferred on the GPU: CPU reads leave it GPU-owned, evicted last. */
+export function prefersGpu(pte: number): boolean {
+  return (pte & PTE_PREFER_GPU) !== 0;
+}
+
+/** A run's stores to the page are written back before the run resolves (read-mostly or preferred on the CPU). */
+export function writesThrough(pte: number): boolean {
+  return (pte & (PTE_READ_MOSTLY | PTE_PREFER_CPU)) !== 0;
+}
+
+/** The page's advice, or undefined when it has none. */
+export function adviceOf(pte: number): PageAdvice | undefined {
+  if ((pte & PTE_ADVICE_MASK) === 0) return undefined;
+  const preferred = prefersCpu(pte) ? 'cpu' : prefersGpu(pte) ? 'gpu' : 'none';
+  return { readMostly: isReadMostly(pte), preferred };
+}
+
 /** Whether the page's protection allows an access of `need` (mapping aside). */
 export function protAllows(pte: number, need: Need): boolean {
   const prot = pteProt(pte);
@@ -204,5 +250,7 @@ export function describePte(pte: number): PageSnapshot {
   let dirty: PageSnapshot['dirty'] = 'none';
   if (isGpuDirty(pte)) dirty = 'gpu';
   else if (pteState(pte) === PTE_CPU && hasFrame(pte) && isStale(pte)) dirty = 'cpu';
-  return { state, prot: protName(pteProt(pte)), dirty };
+  const advice = adviceOf(pte);
+  const page = { state, prot: protName(pteProt(pte)), dirty };
+  return advice ? { ...page, advice } : page;
 }

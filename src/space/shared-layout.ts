@@ -87,6 +87,16 @@ export const PTE_FREED = 1 << 9;
  * their bytes are zeroed, when the device's last hold of them is released.
  */
 export const PTE_FREE_PENDING = 1 << 10;
+// bits 11-13: the mirror's advice (gpu.advise), which steers where the page
+// rests and what eviction and prefetch do, never what reads return. Kept by
+// every state change and protect; `free` clears it with the rest of the word.
+/** Read-mostly: kept duplicated (`shared`), stores written through at the end of a run. */
+export const PTE_READ_MOSTLY = 1 << 11;
+/** Preferred on the CPU: stores written back at the end of a run; evicted first. */
+export const PTE_PREFER_CPU = 1 << 12;
+/** Preferred on the GPU: CPU reads copy the bytes back and leave it GPU-owned; evicted last. */
+export const PTE_PREFER_GPU = 1 << 13;
+export const PTE_ADVICE_MASK = PTE_READ_MOSTLY | PTE_PREFER_CPU | PTE_PREFER_GPU;
 
 // ---- page hold word (lock) ----
 // CPU side: plain reads and plain writes never exclude each other; read scopes

@@ -1,4 +1,4 @@
-// Hostile input to GpuMirror: attach options, migrate, prefetch, read, write, snapshot,
+// Hostile input to GpuMirror: attach options, migrate, prefetch, advise, read, write, snapshot,
 // sync, calls after detach(), and detach() during a call. (Kernels are
 // docs/kernels.md's.)
 import { GpuMirror, type GpuMirrorOptions } from '../../src/mirror/gpu-mirror.ts';
@@ -45,6 +45,7 @@ const gpuOf = (x: HostileContext): GpuMirror => need(x.gpu, 'GpuMirror');
 const call = (name: string): Call => ({ call: name, needs: 'mirror' });
 const MIGRATE = call('gpu.migrate');
 const PREFETCH = call('gpu.prefetch');
+const ADVISE = call('gpu.advise');
 const READ = call('gpu.read');
 const WRITE = call('gpu.write');
 const SNAPSHOT = call('gpu.snapshot');
@@ -119,6 +120,34 @@ function prefetchCases(): Case[] {
     one(PREFETCH, "to 'cpu' of a 'none' page", fault('protection', NONE), (x) =>
       prefetch(x, NONE, 4, 'cpu'),
     ),
+  ];
+}
+
+const BAD_ADVICE: readonly Bad[] = [
+  { label: 'null', value: null, reason: 'bad-value' },
+  { label: "'readMostly' (a string)", value: 'readMostly', reason: 'bad-value' },
+];
+
+function adviseCases(): Case[] {
+  const advise = (x: HostileContext, va: number, len: number, advice: unknown) =>
+    gpuOf(x).advise(va, len, hostile<{ readMostly?: boolean }>(advice));
+  const field = (input: string, argument: string, advice: unknown): Case =>
+    one(ADVISE, input, invalid('bad-value', argument), (x) => advise(x, RW, PAGE, advice));
+  const mostly = { readMostly: true };
+  const at = (input: string, expect: Refusal, va: number, len = 4): Case =>
+    one(ADVISE, input, expect, (x) => advise(x, va, len, mostly));
+  // Advice is no access: a 'none' page takes it like any mapped page.
+  return [
+    ...rangeCases(ADVISE, (x, va, len) => advise(x, va, len, mostly), false),
+    at('va = 0 (page 0, null)', fault('unmapped', 0), 0),
+    at('va in never-allocated pages', fault('unmapped', UNMAPPED), UNMAPPED),
+    at('va in a freed page', fault('freed', FREED), FREED),
+    ...family(ADVISE, 'advice', BAD_ADVICE, (x, v) => advise(x, RW, PAGE, v)),
+    field('advice = { readMostly: 1 }', 'advice.readMostly', { readMostly: 1 }),
+    field("advice = { preferred: 'disk' }", 'advice.preferred', { preferred: 'disk' }),
+    field('advice = { readmostly: true } (no such field)', 'advice.readmostly', {
+      readmostly: true,
+    }),
   ];
 }
 
@@ -294,6 +323,7 @@ export const mirrorCases: readonly Case[] = [
   ...attachCases(),
   ...migrateCases(),
   ...prefetchCases(),
+  ...adviseCases(),
   ...readCases(),
   ...writeCases(),
   ...rangeCases(SNAPSHOT, (x, va, len) => gpuOf(x).snapshot(va, len), false),

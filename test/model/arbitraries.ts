@@ -20,6 +20,7 @@ import {
   type Thread,
 } from './commands.ts';
 import {
+  Advise,
   DestroyDevice,
   GpuRead,
   GpuWrite,
@@ -36,6 +37,8 @@ const fraction = fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true });
 const thread = fc.constantFrom<Thread>(0, 1, 'main');
 const worker = fc.constantFrom<0 | 1>(0, 1);
 const protection = fc.constantFrom('rw', 'rw', 'rw', 'r', 'none' as const);
+const readMostly = fc.constantFrom(undefined, true, true, false);
+const preferred = fc.constantFrom(undefined, 'cpu', 'gpu', 'gpu', 'none' as const);
 
 export function commandArbitrary(devices: DeviceSource): fc.Arbitrary<Command> {
   return fc.oneof(
@@ -153,6 +156,16 @@ export function commandArbitrary(devices: DeviceSource): fc.Arbitrary<Command> {
         )
         .map(([r, k, mode, atomic]) => new KernelAdd(r, k, mode, atomic)),
       weight: 30,
+    },
+    {
+      arbitrary: fc.tuple(pick, fraction, fraction, readMostly, preferred).map(
+        ([r, a, s, mostly, where]) =>
+          new Advise(r, a, s, {
+            ...(mostly === undefined ? {} : { readMostly: mostly }),
+            ...(where === undefined ? {} : { preferred: where }),
+          }),
+      ),
+      weight: 12,
     },
     { arbitrary: fc.constant(new Sync()), weight: 5 },
     { arbitrary: fc.constant(new Reattach()), weight: 5 },

@@ -1,9 +1,10 @@
 /**
  * Device-side commands of the model-based suite: migrations, prefetches (with
- * another command meanwhile), device reads and writes, kernel runs with `uses` and in fault mode (plain and atomic adds),
+ * another command meanwhile), advice, device reads and writes, kernel runs with `uses` and in fault mode (plain and atomic adds),
  * sync, detach and re-attach, and device loss with re-attach on a new device.
  */
 import { DeviceLostError } from '../../src/errors.ts';
+import type { Advice } from '../../src/gpu/advice.ts';
 import {
   budgetOutcome,
   expectBytes,
@@ -78,10 +79,17 @@ export class Prefetch extends RegionCommand {
     ]);
     if (!expectOutcome(String(this), outcome, refusal) || !outcome.ok) return;
     const beyond = this.to === 'gpu' ? Math.max(0, region.pages - BUDGET_PAGES) * PAGE : 0;
+    // To the CPU, pages advised to stay on the GPU are left there (an ignored hint).
+    const first = region.va / PAGE;
+    const staying = m.advice
+      .slice(first, first + region.pages)
+      .filter((advice) => advice?.preferred === 'gpu').length;
     const { ignored } = outcome.value;
-    if (ignored < beyond || ignored > len || (this.to === 'cpu' && ignored > 0))
+    if (ignored < beyond || ignored > len || (this.to === 'cpu' && ignored > staying * PAGE))
       throw new Error(`${String(this)}: ignored ${ignored} bytes of ${len}`);
-    if (this.to === 'cpu') m.cpuValid(region.va, len);
+    if (this.to !== 'cpu') return;
+    for (let page = first; page < first + region.pages; page++)
+      if (m.advice[page]?.preferred !== 'gpu') m.cpuValid(page * PAGE, PAGE);
   }
   toString(): string {
     return `prefetch(#${this.pick}, ${this.to}) with ${String(this.meanwhile ?? 'nothing')}`;
@@ -128,7 +136,9 @@ export class GpuWrite extends RegionCommand {
       outcomeOfAsync(() => r.gpu.write(va, data)),
     );
     const { expected, allowed } = budgetOutcome(va, len, m.refusal(va, len, 'write'));
-    if (expectOutcome(String(this), outcome, expected, allowed)) m.gpuWrite(va, data);
+    if (!expectOutcome(String(this), outcome, expected, allowed)) return;
+    m.gpuWrite(va, data);
+    await expectWrittenThrough(String(this), m, r, va, len);
   }
   toString(): string {
     return `gpu.write(#${this.pick}, ${this.at.toFixed(2)}, ${this.size.toFixed(2)})`;
@@ -171,11 +181,62 @@ export class KernelAdd extends RegionCommand {
     const outcome = await within(String(this), outcomeOfAsync(run));
     // Which page a refused run names first is the runtime's choice: compare code and reason.
     const { expected, allowed } = budgetOutcome(region.va, len, m.refusal(region.va, len, 'write'));
-    if (expectOutcome(String(this), outcome, expected, allowed, false))
-      m.gpuAddWords(region.va, len, this.k);
+    if (!expectOutcome(String(this), outcome, expected, allowed, false)) return;
+    m.gpuAddWords(region.va, len, this.k);
+    await expectWrittenThrough(String(this), m, r, region.va, len);
   }
   toString(): string {
     return `kernel ${this.atomic ? 'atomicAdd' : 'add'} ${this.k} (#${this.pick}, ${this.mode})`;
+  }
+}
+
+/**
+ * After a device-side write of [va, va + len) resolved: pages advised
+ * read-mostly are `shared` again, and those preferred on the CPU are not
+ * GPU-dirty (written through before the call resolved).
+ */
+async function expectWrittenThrough(
+  what: string,
+  m: SpaceModel,
+  r: RealSystem,
+  va: number,
+  len: number,
+): Promise<void> {
+  const first = Math.floor(va / PAGE);
+  const states = await r.gpu.snapshot(
+    first * PAGE,
+    Math.ceil((va + len) / PAGE) * PAGE - first * PAGE,
+  );
+  states.forEach((state, i) => {
+    const advice = m.advice[first + i];
+    const ok = advice?.readMostly
+      ? state.state === 'shared'
+      : advice?.preferred !== 'cpu' || state.dirty !== 'gpu';
+    if (!ok)
+      throw new Error(
+        `${what}: page ${first + i}, advised ${JSON.stringify(advice)}, is ${state.state} dirty '${state.dirty}' after the write resolved`,
+      );
+  });
+}
+
+/** Advises a span of a region; every later step checks the snapshot reports it. */
+export class Advise extends RegionCommand {
+  constructor(
+    pick: number,
+    readonly at: number,
+    readonly size: number,
+    readonly advice: Advice,
+  ) {
+    super(pick);
+  }
+  run(m: SpaceModel, r: RealSystem): Promise<void> {
+    const { va, len } = span(this.region(m), this.at, this.size);
+    r.gpu.advise(va, len, this.advice);
+    m.advise(va, len, this.advice);
+    return Promise.resolve();
+  }
+  toString(): string {
+    return `advise(#${this.pick}, ${this.at.toFixed(2)}, ${this.size.toFixed(2)}, ${JSON.stringify(this.advice)})`;
   }
 }
 
@@ -214,6 +275,7 @@ export class Reattach implements Command {
       undefined,
     );
     m.allCpuValid();
+    m.forgetAdvice();
     Object.assign(r, await within('attach', attachMirror(r.space, r.device)));
   }
   toString(): string {
@@ -257,6 +319,7 @@ export class DestroyDevice implements Command {
         `device loss reported unsaved pages [${unsaved.join()}], the GPU-dirty pages were [${dirty.join()}]`,
       );
     m.loseGpuPages(dirty);
+    m.forgetAdvice();
     r.device = await this.devices.device();
     Object.assign(r, await within('attach', attachMirror(r.space, r.device)));
   }

@@ -1,6 +1,6 @@
 /**
  * What must hold after every step of a model-based sequence: page states obey
- * the state table and agree with the model's mappings and protections, every
+ * the state table and agree with the model's mappings, protections and advice, every
  * mapped byte equals the model (GPU-dirty pages read through the device, the
  * rest from CPU memory), and frames in use never exceed the budget.
  */
@@ -22,6 +22,10 @@ export async function checkInvariants(m: SpaceModel, r: RealSystem, after: strin
       throw new Error(`${where} is unmapped, the model has it mapped`);
     if (state.prot !== m.prot[page])
       throw new Error(`${where} is protected '${state.prot}', the model says '${m.prot[page]}'`);
+    if (JSON.stringify(state.advice) !== JSON.stringify(m.advice[page]))
+      throw new Error(
+        `${where} has advice ${JSON.stringify(state.advice)}, the model says ${JSON.stringify(m.advice[page])}`,
+      );
     if (state.dirty === 'gpu' && state.state !== 'gpu')
       throw new Error(`${where}: dirty 'gpu' in state ${state.state}`);
     if (state.dirty === 'cpu' && state.state !== 'cpu')

@@ -20,10 +20,19 @@ const devices = new DeviceSource();
 /**
  * What ran, for the summary line `npm run soak` reads: sequences, steps run,
  * sequences with a device loss; and evictions, prefetch hits and ignored
- * hints (of mirrors that lived to the end of their sequence), which the
- * suite must see: its budget is a few frames.
+ * hints and bytes written through for advice (of mirrors that lived to
+ * the end of their sequence), which the suite must see: its budget is a
+ * few frames.
  */
-const ran = { sequences: 0, steps: 0, losses: 0, evictions: 0, prefetchHits: 0, ignoredHints: 0 };
+const ran = {
+  sequences: 0,
+  steps: 0,
+  losses: 0,
+  evictions: 0,
+  prefetchHits: 0,
+  ignoredHints: 0,
+  writtenThrough: 0,
+};
 let threads: Threads<ModelThreadApi>;
 
 beforeAll(async () => {
@@ -38,7 +47,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   console.log(
-    `[model] ${ran.sequences} sequences, ${ran.steps} steps, ${ran.losses} with device loss, ${ran.evictions} evictions, ${ran.prefetchHits} prefetch hits, ${ran.ignoredHints} ignored hints`,
+    `[model] ${ran.sequences} sequences, ${ran.steps} steps, ${ran.losses} with device loss, ${ran.evictions} evictions, ${ran.prefetchHits} prefetch hits, ${ran.ignoredHints} ignored hints, ${ran.writtenThrough} bytes written through`,
   );
   await threads.terminate();
   devices.destroy();
@@ -47,6 +56,7 @@ afterAll(async () => {
     expect(ran.evictions).toBeGreaterThan(0);
     expect(ran.prefetchHits).toBeGreaterThan(0);
     expect(ran.ignoredHints).toBeGreaterThan(0);
+    expect(ran.writtenThrough).toBeGreaterThan(0);
   }
 });
 
@@ -70,6 +80,7 @@ async function runSequence(commands: readonly Command[], executed = { steps: 0 }
     ran.evictions += stats.evictions;
     ran.prefetchHits += stats.prefetchHits;
     ran.ignoredHints += stats.ignoredHints;
+    ran.writtenThrough += stats.bytesByCause['write-through'];
     await within('detach', real.gpu.detach()).catch(() => undefined);
   }
 }

@@ -10,7 +10,8 @@
  * CPU. `cpuCopy` holds each page's bytes as of the last time its CPU copy was
  * valid: what a device loss leaves of a GPU-dirty page.
  */
-import type { Protection } from '../../src/space/pte.ts';
+import type { PageAdvice, Protection } from '../../src/space/pte.ts';
+import type { Advice } from '../../src/gpu/advice.ts';
 
 /** A run of mapped pages the commands may address: an allocation, or what is left of one. */
 export interface Region {
@@ -34,6 +35,8 @@ export class SpaceModel {
   readonly mapped: boolean[];
   readonly freed: boolean[];
   readonly gpuNewer: boolean[];
+  /** The mirror's advice per page (undefined: none), as `snapshot` must report it. */
+  readonly advice: (PageAdvice | undefined)[];
   regions: Region[] = [];
   /** A mirror is attached (GPU commands may run). */
   mirrored = true;
@@ -49,6 +52,7 @@ export class SpaceModel {
     this.mapped = new Array<boolean>(pages).fill(false);
     this.freed = new Array<boolean>(pages).fill(false);
     this.gpuNewer = new Array<boolean>(pages).fill(false);
+    this.advice = new Array<PageAdvice | undefined>(pages).fill(undefined);
   }
 
   get pageCount(): number {
@@ -71,6 +75,7 @@ export class SpaceModel {
       this.freed[page] = false;
       this.prot[page] = prot;
       this.gpuNewer[page] = false;
+      this.advice[page] = undefined;
     }
     this.bytes.fill(0, va, va + pages * this.pageSize);
     this.cpuCopy.fill(0, va, va + pages * this.pageSize);
@@ -84,6 +89,7 @@ export class SpaceModel {
       this.mapped[page] = false;
       this.freed[page] = true;
       this.gpuNewer[page] = false;
+      this.advice[page] = undefined;
     }
     this.bytes.fill(0, first * this.pageSize, (first + count) * this.pageSize);
     this.cpuCopy.fill(0, first * this.pageSize, (first + count) * this.pageSize);
@@ -98,6 +104,20 @@ export class SpaceModel {
   protect(region: Region, prot: Protection): void {
     const first = region.va / this.pageSize;
     for (let page = first; page < first + region.pages; page++) this.prot[page] = prot;
+  }
+
+  /** `advice` given for the pages of [va, va + len): omitted fields stay; no advice left reads as none. */
+  advise(va: number, len: number, advice: Advice): void {
+    for (let page = Math.floor(va / this.pageSize); page * this.pageSize < va + len; page++) {
+      const was = this.advice[page] ?? { readMostly: false, preferred: 'none' };
+      const now = { ...was, ...advice };
+      this.advice[page] = now.readMostly || now.preferred !== 'none' ? now : undefined;
+    }
+  }
+
+  /** The mirror ended (detach, device loss): its advice went with it. */
+  forgetAdvice(): void {
+    this.advice.fill(undefined);
   }
 
   /** The error an access of [va, va + len) needing `need` must fail with, or undefined. */

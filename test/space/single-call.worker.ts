@@ -37,6 +37,10 @@ const api = {
   readU32(va: number) {
     return outcome(() => attached().getU32(va));
   },
+  /** The u32 at `va` (the read blocks on a fault like any worker's). */
+  u32At(va: number): number {
+    return attached().getU32(va);
+  },
   writeScope(va: number, len: number) {
     return outcome(() => attached().access(va, len, 'write', (l) => l.bytes.fill(1)));
   },
