@@ -38,6 +38,7 @@ const TARGETS = {
   'fault.cpu.throughput': ['>=', 4],
   'oversub.stream': ['>=', 0.5],
   'prefetch.stream': ['<=', 0.9],
+  'thrash.pingpong': ['<=', 0.5],
 };
 
 /** Timing an operation against itself gives ratios in this band (docs/benchmarks.md). */

@@ -35,6 +35,7 @@ export type { MigrationResult } from './gpu/migration.ts';
 export type { PrefetchResult } from './gpu/prefetch.ts';
 export type { DeviceLoss } from './gpu/device-loss.ts';
 export type { WriteBackOptions } from './gpu/write-back.ts';
+export type { ThrashOptions } from './gpu/thrash.ts';
 export type {
   CopyEngineChoice,
   MigrationCause,

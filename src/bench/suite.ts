@@ -10,6 +10,7 @@ import { kernelRows } from './rows/kernel-rows.ts';
 import { migrationRows } from './rows/migration-rows.ts';
 import { oversubRows } from './rows/oversub-rows.ts';
 import { runRows as runOverheadRows } from './rows/run-rows.ts';
+import { thrashRows } from './rows/thrash-rows.ts';
 import { runRows } from './runner.ts';
 
 export const suiteRows: readonly BenchRow[] = [
@@ -19,6 +20,7 @@ export const suiteRows: readonly BenchRow[] = [
   ...appRows,
   ...faultRows,
   ...oversubRows,
+  ...thrashRows,
 ];
 
 /** The limits a report records: those that bound what the rows can move. */

@@ -24,7 +24,9 @@ import type { FaultRequest, FaultResult } from '../space/fault-channel.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import { alignedBlockAround, coalesceRuns, runEnd, type PageRun } from '../space/page-run.ts';
 import { isGpuOwned } from '../space/pte.ts';
+import { bufferSource } from './buffer-source.ts';
 import type { MigrationResult, Migrator } from './migration.ts';
+import { pagePieces } from './segments.ts';
 import type { MirrorCounters, TraceEvent } from './mirror-stats.ts';
 
 /** The aligned block a CPU fault brings idle GPU-owned neighbours back from, bytes. */
@@ -46,28 +48,120 @@ export interface CpuFaultServiceContext {
   readonly unsavedIn: (request: PageRun) => PageRun | undefined;
 }
 
-/** Serves CPU faults until `stopped()`; resolves then. Never rejects. */
+/**
+ * Serves CPU faults until `stopped()`; resolves then, with every request it
+ * took completed. Never rejects. Pushes are served as they are taken; fetches
+ * go in batches, one at a time, while the taking goes on (a push's requester
+ * holds its pages, which a fetch of them waits for).
+ */
 export async function serveCpuFaults(ctx: CpuFaultServiceContext): Promise<void> {
   const { faults } = ctx.space;
+  const fetches = new FetchBatches(ctx);
   while (!ctx.stopped()) {
-    let requests: FaultRequest[] = [];
     try {
       const seen = faults.doorbell();
-      requests = faults.take();
+      const requests = faults.take();
       if (requests.length === 0) {
         await faults.ring(seen, IDLE_WAIT_MS);
         continue;
       }
-      const result = await serveBatch(ctx, requests);
-      completeAll(ctx, requests, result);
+      servePushes(
+        ctx,
+        requests.filter((request) => request.kind === 'push'),
+      );
+      fetches.add(requests.filter((request) => request.kind === 'fetch'));
     } catch (error) {
-      // Whatever threw (a spin on a short critical section that ran out, a
-      // bug), this batch's requesters are told and the service goes on.
       reportFailure(error);
-      completeAll(ctx, requests, 'failed');
       await nextTask();
     }
   }
+  await fetches.drained();
+}
+
+/** Fetch requests served in batches, one batch at a time, each with the requests pending when it starts. */
+class FetchBatches {
+  private readonly pending: FaultRequest[] = [];
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly ctx: CpuFaultServiceContext) {}
+
+  add(requests: readonly FaultRequest[]): void {
+    if (requests.length === 0) return;
+    this.pending.push(...requests);
+    this.running ??= this.run();
+  }
+
+  /** Resolves once every request added so far is completed. */
+  async drained(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  private async run(): Promise<void> {
+    try {
+      while (this.pending.length > 0) {
+        const requests = this.pending.splice(0);
+        try {
+          completeAll(this.ctx, requests, await serveBatch(this.ctx, requests));
+        } catch (error) {
+          // Whatever threw (a spin on a short critical section that ran out, a
+          // bug), this batch's requesters are told and the service goes on.
+          reportFailure(error);
+          completeAll(this.ctx, requests, 'failed');
+          await nextTask();
+        }
+      }
+    } finally {
+      this.running = undefined;
+    }
+  }
+}
+
+/**
+ * Copies pushed bytes (plain CPU writes to pages pinned on the GPU, held by
+ * their writers) from CPU memory into the pages' frames; the writers go on
+ * once the copies are queued: every later GPU use of the frames comes after
+ * them on the queue. A page without a frame here has its bytes in CPU memory
+ * alone, which is all it needs.
+ */
+function servePushes(ctx: CpuFaultServiceContext, pushes: readonly FaultRequest[]): void {
+  if (pushes.length === 0) return;
+  const started = performance.now();
+  const { migrator } = ctx;
+  const { device, frames, space } = migrator.ctx;
+  const memory = new Uint8Array(space.memory);
+  let bytes = 0;
+  for (const push of pushes) {
+    try {
+      for (const { page, lo, hi } of pagePieces(push.first, push.count, space.table.pageSize)) {
+        if (!migrator.frameMap.has(page)) continue;
+        const at = migrator.frameMap.frameOf(page) * space.table.pageSize + lo;
+        const from = page * space.table.pageSize + lo;
+        device.queue.writeBuffer(frames, at, bufferSource(memory), from, hi - lo);
+        bytes += hi - lo;
+        migrator.thrash?.pushed([page]);
+      }
+      space.faults.complete(push, 'ok');
+    } catch (error) {
+      reportFailure(error);
+      space.faults.complete(push, 'failed');
+    }
+  }
+  ctx.counters.bytesToGpu += bytes;
+  ctx.counters.bytesByCause['fault-cpu'] += bytes;
+  const first = pushes[0]?.first ?? 0;
+  const len = Math.max(...pushes.map((push) => push.first + push.count)) - first;
+  const ms = performance.now() - started;
+  ctx.emit({
+    t: started,
+    kind: 'fault',
+    cause: 'fault-cpu',
+    to: 'gpu',
+    va: first,
+    len,
+    pages: 0,
+    bytes,
+    ms,
+  });
 }
 
 /**

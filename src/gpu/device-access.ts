@@ -66,14 +66,17 @@ export async function writeOnDevice(m: Migrator, va: number, data: Uint8Array): 
     await queue.onSubmittedWorkDone();
     // The write is acknowledged here, with its pages made dirty, or not at all (device-loss.ts).
     ctx.assertLive();
+    const taken: number[] = [];
     for (const { page } of pieces) {
       if (!isMapped(table.pte(page))) continue; // freed meanwhile: nothing to keep
       if (!isGpuOwned(table.pte(page))) {
         table.invalidate(page);
         events.push({ va: page * pageSize, len: pageSize, cause: 'migrate' });
+        taken.push(page);
       }
       m.settle(page, PTE_GPU, true);
     }
+    m.thrash?.moved(taken, 'fault-gpu');
     const written = pieces.map(({ page }) => page);
     ctx.dirtied?.(written);
     await m.writeThrough(written);

@@ -31,7 +31,7 @@ import { alignedWords, oneOf } from '../arguments.ts';
 import type { AddressSpace } from '../space/address-space.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import { describePte, isGpuDirty, type PageSnapshot } from '../space/pte.ts';
-import { applyAdvice, checkAdvice, clearAdvice, type Advice } from './advice.ts';
+import { applyAdvice, checkAdvice, type Advice } from './advice.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import { serveCpuFaults } from './cpu-fault-service.ts';
 import { readOnDevice, writeOnDevice } from './device-access.ts';
@@ -472,10 +472,12 @@ export class DeviceMirror {
     // Requests that arrived after the last service: their pages are on the CPU now.
     const lost = this.loss.current !== undefined;
     for (const request of faults.take()) {
-      faults.complete(request, lost ? 'device-lost' : 'ok', this.loss.unsavedIn(request));
+      // A push's bytes are in CPU memory already: it succeeded.
+      const failed = lost && request.kind === 'fetch';
+      faults.complete(request, failed ? 'device-lost' : 'ok', this.loss.unsavedIn(request));
     }
     faults.stopServing(this.internals.threadId);
-    clearAdvice(this.internals.table); // advice is the mirror's
+    this.migrator.forgetPolicy(); // advice and pins are the mirror's
     this.stopNotices();
     this.internals.ownDevice(false);
     this.engine.destroy();

@@ -41,7 +41,14 @@
 import { OutOfMemoryError } from '../errors.ts';
 import type { PageRun } from '../space/page-run.ts';
 import type { Hold, PageTable } from '../space/page-table.ts';
-import { isGpuDirty, isGpuOwned, isMapped, prefersCpu, prefersGpu } from '../space/pte.ts';
+import {
+  isGpuDirty,
+  isGpuOwned,
+  isMapped,
+  keepsGpuOwner,
+  prefersCpu,
+  prefersGpu,
+} from '../space/pte.ts';
 import { WaitBudget, type WaitLimits } from '../space/waiting.ts';
 import type { ChosenCopyEngine } from './copy-engines.ts';
 import type { FrameMap } from './frame-map.ts';
@@ -104,6 +111,16 @@ export class Evictor {
       if (!used || this.aheadCount === 0) continue;
       for (let page = run.first; page < run.first + run.count; page++) this.used(page);
     }
+  }
+
+  /** The use clock now (see `touch`). */
+  get now(): number {
+    return this.clock;
+  }
+
+  /** Whether a use of `page` came after `tick` of the use clock. */
+  usedSince(page: number, tick: number): boolean {
+    return (this.lastUse[page] ?? 0) > tick;
   }
 
   /** `touch` for single pages. */
@@ -216,7 +233,7 @@ export class Evictor {
     const clean: number[] = [];
     const dirty: number[] = [];
     const ahead: number[] = [];
-    const last: number[] = []; // preferred on the GPU
+    const last: number[] = []; // preferred or pinned on the GPU
     let blocked = false;
     const isOwn = (page: number) =>
       own.some((run) => page >= run.first && page < run.first + run.count);
@@ -229,7 +246,7 @@ export class Evictor {
       }
       const pte = table.pte(page);
       if (prefersCpu(pte)) first.push(page);
-      else if (prefersGpu(pte)) last.push(page);
+      else if (keepsGpuOwner(pte)) last.push(page);
       else if (isGpuOwned(pte) && isGpuDirty(pte)) dirty.push(page);
       else (this.fetchedAhead[page] ? ahead : clean).push(page);
     }

@@ -31,7 +31,7 @@ import {
   isGpuOwned,
   isMapped,
   isReadMostly,
-  prefersGpu,
+  keepsGpuOwner,
   pteState,
   withState,
   writesThrough,
@@ -46,7 +46,9 @@ import { FrameBudget, type RoomHow } from './frame-budget.ts';
 import { FrameMap } from './frame-map.ts';
 import { releaseFrames } from './frame-release.ts';
 import { HOLD_BATCH_RUNS, inBatches } from './hold-batches.ts';
+import { clearAdvice } from './advice.ts';
 import { accountMigration } from './migration-accounting.ts';
+import { ThrashDetector, type ThrashOptions } from './thrash.ts';
 import { fetchPlans } from './plan-fetch.ts';
 import type { FramePool } from './frame-pool.ts';
 import {
@@ -98,6 +100,8 @@ export interface MigrationContext {
   readonly assertLive: () => void;
   /** Told the pages a write made GPU-dirty, as it is acknowledged (background write-back: write-back.ts). */
   readonly dirtied?: (pages: readonly number[]) => void;
+  /** Thrash mitigation's bounds (the `thrash` option); none: off. */
+  readonly thrash?: Required<ThrashOptions> | undefined;
 }
 
 export class Migrator {
@@ -106,6 +110,8 @@ export class Migrator {
   /** Frames for held pages, evicting others when the pool runs out (frame-budget.ts). */
   readonly frameBudget: FrameBudget;
   private readonly pageSize: number;
+  /** Thrash mitigation (thrash.ts), unless the `thrash` option turned it off. */
+  readonly thrash: ThrashDetector | undefined;
   /** Set once advice asked some page for write-through: until then no call looks for such pages. */
   writeThroughAdvised = false;
   /** The page table and frame map as planning reads them. */
@@ -130,6 +136,8 @@ export class Migrator {
       limits: ctx.space.limits,
     });
     this.frameBudget = new FrameBudget(this.view, this.frameMap, ctx.pool, evictor);
+    const uses = { useClock: () => evictor.now, usedSince: evictor.usedSince.bind(evictor) };
+    this.thrash = ctx.thrash && new ThrashDetector({ ...ctx, table, ...uses }, ctx.thrash);
   }
 
   /** Frames free in the pool now, and the pool's capacity (the budget), in frames. */
@@ -228,15 +236,18 @@ export class Migrator {
       return fetched;
     }
     const { table } = this.ctx.space;
+    const taken: number[] = [];
     for (const page of pagesBecomingGpu(this.view, runs)) {
       if (readMostlyShared && isReadMostly(table.pte(page))) {
         if (pteState(table.pte(page)) !== PTE_SHARED) this.settle(page, PTE_SHARED, false);
         continue;
       }
+      taken.push(page);
       this.settle(page, PTE_GPU, false);
       table.invalidate(page);
       events.push({ va: page * this.pageSize, len: this.pageSize, cause: 'migrate' });
     }
+    this.thrash?.moved(taken, 'fault-gpu');
     return fetched;
   }
 
@@ -269,9 +280,11 @@ export class Migrator {
     const result = await inBatches(runs, this.journaled, precheck, async (batch) => {
       const holds = await this.holdChecked(batch, checkProt);
       try {
-        // A CPU read of a page preferred on the GPU copies it back and leaves it GPU-owned.
+        // A CPU read of a page preferred or pinned on the GPU copies it back and leaves it GPU-owned.
         const keepOwner = cause === 'fault-cpu';
-        return await this.readBackHeld(pagesGpuOwned(this.view, batch), keepOwner);
+        const owned = pagesGpuOwned(this.view, batch);
+        if (keepOwner) this.thrash?.moved(owned, cause);
+        return await this.readBackHeld(owned, keepOwner);
       } finally {
         this.ctx.space.table.releaseHolds(holds);
       }
@@ -318,7 +331,7 @@ export class Migrator {
       this.ctx.counters.readbacks++;
     }
     for (const page of pages) {
-      const stays = keepOwner && prefersGpu(table.pte(page));
+      const stays = keepOwner && keepsGpuOwner(table.pte(page));
       this.settle(page, stays ? PTE_GPU : PTE_SHARED, false);
     }
     return { pages: dirty.length, bytes: dirty.length * this.pageSize };
@@ -338,6 +351,12 @@ export class Migrator {
       frameMap: this.frameMap,
       journaled: this.journaled,
     });
+  }
+
+  /** The mirror ends: its advice and thrash pins go (advice.ts, thrash.ts). */
+  forgetPolicy(): void {
+    this.thrash?.stop();
+    clearAdvice(this.ctx.space.table);
   }
 
   /** The mirror's thread journals its holds (a `Threads` worker), so migrations hold in batches. */

@@ -13,6 +13,7 @@ import { createCopyEngine, type ChosenCopyEngine, type CopyMode } from './copy-e
 import { DPTE_MAX_FRAMES } from './device-layout.ts';
 import { DevicePageTable } from './device-page-table.ts';
 import { FramePool } from './frame-pool.ts';
+import { checkThrash, type ThrashOptions } from './thrash.ts';
 import { checkWriteBack, type WriteBackOptions } from './write-back.ts';
 
 export interface GpuMirrorOptions {
@@ -41,6 +42,12 @@ export interface GpuMirrorOptions {
    * faulting pages).
    */
   readonly prefetch?: FaultPrefetch;
+  /**
+   * Thrash mitigation (thrash.ts): pages that move between the CPU and the
+   * GPU more than `threshold` times (default 4) within `windowMs` (200) are
+   * pinned on the GPU for `pinMs` (500); `false` turns it off.
+   */
+  readonly thrash?: ThrashOptions | false;
 }
 
 /** The `prefetch` option: fault-mode runs' density prefetch, or none. */
@@ -64,6 +71,8 @@ export interface MirrorParts {
   readonly writeBack: WriteBackOptions | undefined;
   /** The `prefetch` option, checked. */
   readonly prefetch: FaultPrefetch;
+  /** The `thrash` option, checked: undefined when off. */
+  readonly thrash: Required<ThrashOptions> | undefined;
 }
 
 /** Frames past the budget: the zero frame faulted loads read, and the sink suppressed stores go to. */
@@ -72,7 +81,7 @@ const DEFAULT_BUDGET_CAP = 256 << 20;
 
 /**
  * Makes the parts of a mirror of `space`, claiming the space's fault service.
- * @throws InvalidArgumentError (a budget or `writeBack` bound out of bounds, or the space is mirrored already)
+ * @throws InvalidArgumentError (a budget, `writeBack` or `thrash` bound out of bounds, or the space is mirrored already)
  * @throws OutOfMemoryError when the device refuses the frames buffer
  * @throws DeviceLostError 'no-adapter' when no WebGPU adapter is available
  */
@@ -83,6 +92,7 @@ export async function prepareMirror(
   const internals = internalsOf(space);
   const writeBack = checkWriteBack(options.writeBack);
   const prefetch = oneOf('prefetch', options.prefetch ?? 'density', ['density', 'off']);
+  const thrash = checkThrash(options.thrash);
   const ownsDevice = options.device === undefined;
   if (!ownsDevice) assertDevice(options.device);
   const device = options.device ?? (await requestDevice());
@@ -101,7 +111,7 @@ export async function prepareMirror(
       );
     }
     try {
-      const base = { space, internals, device, ownsDevice, budget, writeBack, prefetch };
+      const base = { space, internals, device, ownsDevice, budget, writeBack, prefetch, thrash };
       return await createParts(base, options.copy);
     } catch (error) {
       internals.faults.stopServing(internals.threadId);

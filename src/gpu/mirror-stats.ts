@@ -88,8 +88,14 @@ export interface MirrorStats {
    * fetches it saved.
    */
   prefetchHits: number;
-  /** Hints the mirror could not honour in whole: prefetches of more than the budget can hold (each traced). */
+  /**
+   * Hints the mirror could not honour in whole (each traced): prefetches of
+   * more than the budget can hold, advice that eviction or a prefetch to the
+   * CPU had to overrule.
+   */
   ignoredHints: number;
+  /** Pages thrash mitigation pinned on the GPU (the `thrash` option: thrash.ts), each traced. */
+  thrashPins: number;
   /** Pages whose GPU copy another thread's notice invalidated. */
   invalidations: number;
   /** Device page table entries derived again because the page changed while they were (a race with another thread, retried). */
@@ -112,8 +118,12 @@ export interface MirrorStats {
 export interface TraceEvent {
   /** performance.now() at the start. */
   readonly t: number;
-  /** 'ignored-hint': the part of a prefetch (`va`, `len`) that was not honoured; nothing moved. */
-  readonly kind: 'migration' | 'fault' | 'ignored-hint';
+  /**
+   * 'ignored-hint': the part of a hint (`va`, `len`) that was not honoured;
+   * 'thrash-pin': pages pinned on the GPU (`pages` of them, from `va`), with
+   * the `reason`; nothing moved for either.
+   */
+  readonly kind: 'migration' | 'fault' | 'ignored-hint' | 'thrash-pin';
   readonly cause: MigrationCause;
   readonly va: number;
   readonly len: number;
@@ -125,6 +135,8 @@ export interface TraceEvent {
   readonly to: 'gpu' | 'cpu';
   /** For an 'eviction': pages that lost their frame (`pages` of them were written back). */
   readonly evicted?: number;
+  /** For a 'thrash-pin': why the pages were pinned. */
+  readonly reason?: string;
 }
 
 export type TraceListener = (event: TraceEvent) => void;
@@ -150,6 +162,7 @@ export function emptyCounters(): MirrorCounters {
     evictions: 0,
     prefetchHits: 0,
     ignoredHints: 0,
+    thrashPins: 0,
     invalidations: 0,
     entryRetries: 0,
     bytesByCause: Object.fromEntries(MIGRATION_CAUSES.map((cause) => [cause, 0])) as Record<

@@ -433,7 +433,7 @@ export class AddressSpace {
    */
   atomicAddU32(va: number, value: number): number {
     u32Value('value', value);
-    return this.cpu.runSync([this.cpu.word(va, 'write')], () =>
+    return this.cpu.runSync([this.cpu.word(va, 'write', true)], () =>
       Atomics.add(this.words, va >>> 2, value),
     );
   }
@@ -442,7 +442,7 @@ export class AddressSpace {
   atomicCasU32(va: number, expected: number, value: number): number {
     u32Value('expected', expected);
     u32Value('value', value);
-    return this.cpu.runSync([this.cpu.word(va, 'write')], () =>
+    return this.cpu.runSync([this.cpu.word(va, 'write', true)], () =>
       Atomics.compareExchange(this.words, va >>> 2, expected, value),
     );
   }

@@ -43,6 +43,14 @@ export interface Access extends Hold {
   /** Bytes accessed (>= 1). */
   readonly len: number;
   readonly need: Need;
+  /** A CPU atomic: it takes a page pinned on the GPU back, as a scope does. */
+  readonly atomic?: boolean;
+}
+
+/** Bytes [va, va + len) a plain write stored to pages pinned on the GPU: pushed to their frames. */
+interface Push {
+  readonly va: number;
+  readonly len: number;
 }
 
 /** The pages to fault back, from `first` (a GPU-dirty page) to the end of the access at `va`. */
@@ -113,14 +121,15 @@ export class CpuAccess {
    * A scalar access of the 4 bytes at `va`.
    * @throws InvalidArgumentError 'misaligned' unless `va` is 4-byte aligned; as `span`
    */
-  word(va: number, need: Need): Access {
+  word(va: number, need: Need, atomic = false): Access {
     nonNegativeInteger('va', va);
     if (va % 4 !== 0) {
       throw new InvalidArgumentError('va', va, 'misaligned', 'scalar accesses are 4-byte aligned', {
         address: va,
       });
     }
-    return this.plain(va, 4, need);
+    const access = this.plain(va, 4, need);
+    return atomic ? { ...access, atomic } : access;
   }
 
   /**
@@ -148,10 +157,13 @@ export class CpuAccess {
     for (const access of accesses) this.assertNotInScope(access, access.va);
     // `body` is webhmm's own copy: the whole access is one critical section.
     const result = this.table.critical(() => {
-      this.holdSync(accesses, also);
+      const pinned = this.holdSync(accesses, also);
       try {
-        this.markWritten(accesses);
-        return body();
+        const pushes = this.markWritten(accesses, pinned);
+        const value = body();
+        for (const push of pushes)
+          this.faults.pushSync(push.va, push.len, new WaitBudget(this.limits, push.va));
+        return value;
       } finally {
         this.table.releaseHolds([...accesses, ...(also?.holds ?? [])]);
       }
@@ -163,15 +175,19 @@ export class CpuAccess {
   /** `runSync` that waits asynchronously, on any thread. Rejects as `runSync`, 'reentrant' at once. */
   async runAsync<T>(accesses: readonly Access[], body: () => T): Promise<T> {
     for (const access of accesses) this.assertNotInScope(access, access.va);
-    await this.holdAsync(accesses);
-    const result = this.table.critical(() => {
-      try {
-        this.markWritten(accesses);
+    const pinned = await this.holdAsync(accesses);
+    let result: T;
+    try {
+      let pushes: Push[] = [];
+      result = this.table.critical(() => {
+        pushes = this.markWritten(accesses, pinned);
         return body();
-      } finally {
-        this.table.releaseHolds(accesses);
-      }
-    });
+      });
+      for (const push of pushes)
+        await this.faults.pushAsync(push.va, push.len, new WaitBudget(this.limits, push.va));
+    } finally {
+      this.table.releaseHolds(accesses);
+    }
     this.announce();
     return result;
   }
@@ -276,7 +292,7 @@ export class CpuAccess {
    * thread may, within one budget for the whole call). On return the holds
    * are taken.
    */
-  private holdSync(accesses: readonly Access[], also?: AlsoHeld): void {
+  private holdSync(accesses: readonly Access[], also?: AlsoHeld): number[][] {
     const va = accesses[0]?.va ?? also?.holds[0]?.first ?? 0;
     const budget = new WaitBudget(this.limits, va);
     const checkAccesses = this.precheck(accesses);
@@ -287,8 +303,8 @@ export class CpuAccess {
     const holds = [...accesses, ...(also?.holds ?? [])];
     for (;;) {
       this.holdPagesSync(holds, va, budget, true, precheck);
-      const fault = this.checkOrRelease(accesses, also);
-      if (!fault) return;
+      const fault = this.checkOrRelease(accesses, this.mayBlock(), also);
+      if (Array.isArray(fault)) return fault;
       const address = Math.max(fault.va, this.table.address(fault.first));
       if (!this.mayBlock()) {
         throw new WouldBlockError(
@@ -302,14 +318,14 @@ export class CpuAccess {
     }
   }
 
-  private async holdAsync(accesses: readonly Access[]): Promise<void> {
+  private async holdAsync(accesses: readonly Access[]): Promise<number[][]> {
     const va = accesses[0]?.va ?? 0;
     const budget = new WaitBudget(this.limits, va);
     const call = this.holdCall(va, budget, true, this.precheck(accesses));
     for (;;) {
       await holdAllAsync(accesses, call);
-      const fault = this.checkOrRelease(accesses);
-      if (!fault) return;
+      const fault = this.checkOrRelease(accesses, true);
+      if (Array.isArray(fault)) return fault;
       const address = Math.max(fault.va, this.table.address(fault.first));
       if (!this.faults.served) throw unservedFault(address);
       await this.faults.requestAsync(fault.first, fault.count, budget.at(address));
@@ -319,21 +335,36 @@ export class CpuAccess {
   /**
    * Checks held accesses. Returns the pages to fault back (from the first
    * GPU-dirty page to the end of its access), having released the holds, or
-   * undefined with the holds kept. On an AccessError, releases and throws.
+   * with the holds kept, per access the pages pinned on the GPU it writes in
+   * place and pushes (`mayPush`: this call can wait for the push; otherwise,
+   * and for writes of part of a word, the pin goes, as for scopes and
+   * atomics). On an AccessError, releases and throws.
    */
-  private checkOrRelease(accesses: readonly Access[], also?: AlsoHeld): Fault | undefined {
+  private checkOrRelease(
+    accesses: readonly Access[],
+    mayPush: boolean,
+    also?: AlsoHeld,
+  ): Fault | number[][] {
     const holds = [...accesses, ...(also?.holds ?? [])];
     return this.table.critical(() => {
       try {
+        const pinned: number[][] = [];
         for (const access of accesses) {
-          const faulted = this.table.checkHeld(access.first, access.count, access.va, access.need);
+          const pushes: number[] = [];
+          // A push copies whole words (writeBuffer's rule): a write of part of a word takes the page back.
+          const words = access.va % 4 === 0 && access.len % 4 === 0;
+          const plainWrite = access.kind === 'write' && !access.atomic && words;
+          const how = plainWrite && mayPush ? { pushes } : { unpin: access.kind !== 'read' };
+          const { first, count, va, need } = access;
+          const faulted = this.table.checkHeld(first, count, va, need, how);
           if (faulted >= 0) {
             this.table.releaseHolds(holds);
-            return { first: faulted, count: access.first + access.count - faulted, va: access.va };
+            return { first: faulted, count: first + count - faulted, va };
           }
+          pinned.push(pushes);
         }
         also?.check();
-        return undefined;
+        return pinned;
       } catch (error) {
         this.table.releaseHolds(holds);
         throw error;
@@ -341,12 +372,28 @@ export class CpuAccess {
     });
   }
 
-  private markWritten(accesses: readonly Access[]): void {
-    for (const access of accesses) {
-      if (access.need === 'write') {
+  /**
+   * Marks what `accesses` write stale on the GPU, except the pages pinned
+   * on the GPU (`pinned`, per access), whose bytes are returned to push.
+   */
+  private markWritten(accesses: readonly Access[], pinned: readonly number[][] = []): Push[] {
+    const pushes: Push[] = [];
+    accesses.forEach((access, i) => {
+      if (access.need !== 'write') return;
+      const inPlace = new Set(pinned[i] ?? []);
+      if (inPlace.size === 0) {
         this.table.markWritten(access.va, access.len, this.outbox);
+        return;
       }
-    }
+      const end = access.va + access.len;
+      for (let page = access.first; page < access.first + access.count; page++) {
+        const lo = Math.max(access.va, this.table.address(page));
+        const len = Math.min(end, this.table.address(page + 1)) - lo;
+        if (!inPlace.has(page)) this.table.markWritten(lo, len, this.outbox);
+        else pushes.push({ va: lo, len });
+      }
+    });
+    return pushes;
   }
 
   /** Registers a scope over held, checked pages; returns its lease. */

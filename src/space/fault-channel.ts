@@ -28,6 +28,9 @@ import {
   FAULT_DONE,
   FAULT_FIRST,
   FAULT_FREE,
+  FAULT_KIND,
+  FAULT_KIND_FETCH,
+  FAULT_KIND_PUSH,
   FAULT_OWNER,
   FAULT_POSTED,
   FAULT_RESULT,
@@ -63,9 +66,14 @@ const RESULT_CODES: Record<FaultResult, number> = {
   failed: FAULT_RESULT_FAILED,
 };
 
-/** A request as the server sees it. */
+/**
+ * A request as the server sees it: a fetch of pages [first, first + count),
+ * or a push of the bytes [first, first + count) from CPU memory into their
+ * pages' frames.
+ */
 export interface FaultRequest {
   readonly slot: number;
+  readonly kind: 'fetch' | 'push';
   readonly first: number;
   readonly count: number;
 }
@@ -99,10 +107,33 @@ export class FaultChannel {
    * @throws WouldBlockError 'timeout' (the slot is given back); DeviceLostError
    */
   requestSync(first: number, count: number, budget: WaitBudget): void {
-    let slot = this.claimAndPost(first, count);
+    this.waitSync(FAULT_KIND_FETCH, first, count, budget);
+  }
+
+  /** `requestSync` that waits asynchronously, on any thread. */
+  requestAsync(first: number, count: number, budget: WaitBudget): Promise<void> {
+    return this.waitAsync(FAULT_KIND_FETCH, first, count, budget);
+  }
+
+  /**
+   * Asks for the bytes [va, va + len) of CPU memory to be copied into their
+   * pages' frames (pages pinned on the GPU that the caller holds), and waits
+   * until the copy is submitted. Throws as `requestSync`.
+   */
+  pushSync(va: number, len: number, budget: WaitBudget): void {
+    this.waitSync(FAULT_KIND_PUSH, va, len, budget);
+  }
+
+  /** `pushSync` that waits asynchronously, on any thread. */
+  pushAsync(va: number, len: number, budget: WaitBudget): Promise<void> {
+    return this.waitAsync(FAULT_KIND_PUSH, va, len, budget);
+  }
+
+  private waitSync(kind: number, first: number, count: number, budget: WaitBudget): void {
+    let slot = this.claimAndPost(kind, first, count);
     while (slot < 0) {
       budget.waitSync(true, this.header, HEADER_FAULT_SLOTS_FREED, this.freedCount(), false);
-      slot = this.claimAndPost(first, count);
+      slot = this.claimAndPost(kind, first, count);
     }
     const state = FAULT_WORDS * slot + FAULT_STATE;
     try {
@@ -115,15 +146,19 @@ export class FaultChannel {
       this.abandon(slot);
       throw error;
     }
-    this.finish(slot, first);
+    this.finish(slot, kind === FAULT_KIND_PUSH ? first : first << this.pageShift);
   }
 
-  /** `requestSync` that waits asynchronously, on any thread. */
-  async requestAsync(first: number, count: number, budget: WaitBudget): Promise<void> {
-    let slot = this.claimAndPost(first, count);
+  private async waitAsync(
+    kind: number,
+    first: number,
+    count: number,
+    budget: WaitBudget,
+  ): Promise<void> {
+    let slot = this.claimAndPost(kind, first, count);
     while (slot < 0) {
       await budget.waitAsync(this.header, HEADER_FAULT_SLOTS_FREED, this.freedCount());
-      slot = this.claimAndPost(first, count);
+      slot = this.claimAndPost(kind, first, count);
     }
     const state = FAULT_WORDS * slot + FAULT_STATE;
     try {
@@ -136,7 +171,7 @@ export class FaultChannel {
       this.abandon(slot);
       throw error;
     }
-    this.finish(slot, first);
+    this.finish(slot, kind === FAULT_KIND_PUSH ? first : first << this.pageShift);
   }
 
   /**
@@ -149,10 +184,10 @@ export class FaultChannel {
   }
 
   /** A free slot, claimed and posted with the request, or -1 if none is free. */
-  private claimAndPost(first: number, count: number): number {
+  private claimAndPost(kind: number, first: number, count: number): number {
     return this.critical(() => {
       const slot = this.claim();
-      if (slot >= 0) this.post(slot, first, count);
+      if (slot >= 0) this.post(slot, kind, first, count);
       return slot;
     });
   }
@@ -167,9 +202,10 @@ export class FaultChannel {
     return -1;
   }
 
-  private post(slot: number, first: number, count: number): void {
+  private post(slot: number, kind: number, first: number, count: number): void {
     const at = FAULT_WORDS * slot;
-    Atomics.store(this.slots, at + FAULT_FIRST, first);
+    Atomics.store(this.slots, at + FAULT_KIND, kind);
+    Atomics.store(this.slots, at + FAULT_FIRST, first | 0);
     Atomics.store(this.slots, at + FAULT_COUNT, count);
     Atomics.store(this.slots, at + FAULT_RESULT, FAULT_RESULT_OK);
     Atomics.store(this.slots, at + FAULT_OWNER, this.owner);
@@ -184,7 +220,7 @@ export class FaultChannel {
    * @throws DeviceLostError listing the request's pages whose GPU copy was lost;
    *   WouldBlockError 'unserved' when the server's batch failed
    */
-  private finish(slot: number, first: number): void {
+  private finish(slot: number, address: number): void {
     const at = FAULT_WORDS * slot;
     if (this.stateOf(slot) === FAULT_POSTED) {
       this.abandon(slot);
@@ -194,7 +230,6 @@ export class FaultChannel {
     const lostFirst = Atomics.load(this.slots, at + FAULT_FIRST);
     const lostCount = Atomics.load(this.slots, at + FAULT_COUNT);
     this.free(slot);
-    const address = first << this.pageShift;
     if (result === FAULT_RESULT_DEVICE_LOST) {
       const unsaved =
         lostCount > 0
@@ -263,18 +298,15 @@ export class FaultChannel {
       Atomics.add(seq, page, 1);
       Atomics.notify(pte, page);
     }
-    for (const request of this.take())
-      this.complete(request, 'device-lost', lostSpan(request, lost));
+    // A push's bytes are in CPU memory, the copy that is left: it succeeded.
+    const end = (request: FaultRequest): void =>
+      request.kind === 'push'
+        ? this.complete(request, 'ok')
+        : this.complete(request, 'device-lost', lostSpan(request, lost));
+    for (const request of this.take()) end(request);
     // Requests in service by the ended server: taken, never completed.
     for (let slot = 0; slot < FAULT_SLOTS; slot++) {
-      if (this.stateOf(slot) !== FAULT_SERVICING) continue;
-      const at = FAULT_WORDS * slot;
-      const request = {
-        slot,
-        first: Atomics.load(this.slots, at + FAULT_FIRST),
-        count: Atomics.load(this.slots, at + FAULT_COUNT),
-      };
-      this.complete(request, 'device-lost', lostSpan(request, lost));
+      if (this.stateOf(slot) === FAULT_SERVICING) end(this.requestIn(slot));
     }
     this.stopServing(server);
   }
@@ -347,24 +379,34 @@ export class FaultChannel {
     Atomics.notify(this.header, HEADER_FAULT_DOORBELL);
   }
 
-  /** Takes every posted request. */
-  take(): FaultRequest[] {
+  /** Takes every posted request (of `kind` only, if given). */
+  take(kind?: FaultRequest['kind']): FaultRequest[] {
     const taken: FaultRequest[] = [];
+    const code = kind === undefined ? -1 : kind === 'push' ? FAULT_KIND_PUSH : FAULT_KIND_FETCH;
     for (let slot = 0; slot < FAULT_SLOTS; slot++) {
       const at = FAULT_WORDS * slot;
+      if (code >= 0 && Atomics.load(this.slots, at + FAULT_KIND) !== code) continue;
       if (
         Atomics.compareExchange(this.slots, at + FAULT_STATE, FAULT_POSTED, FAULT_SERVICING) !==
         FAULT_POSTED
       ) {
         continue;
       }
-      taken.push({
-        slot,
-        first: Atomics.load(this.slots, at + FAULT_FIRST),
-        count: Atomics.load(this.slots, at + FAULT_COUNT),
-      });
+      taken.push(this.requestIn(slot));
     }
     return taken;
+  }
+
+  /** The request posted in `slot`. */
+  private requestIn(slot: number): FaultRequest {
+    const at = FAULT_WORDS * slot;
+    const push = Atomics.load(this.slots, at + FAULT_KIND) === FAULT_KIND_PUSH;
+    return {
+      slot,
+      kind: push ? 'push' : 'fetch',
+      first: Atomics.load(this.slots, at + FAULT_FIRST) >>> 0,
+      count: Atomics.load(this.slots, at + FAULT_COUNT),
+    };
   }
 
   /**

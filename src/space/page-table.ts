@@ -46,7 +46,8 @@ import {
   hasStaleBlocks,
   isGpuDirty,
   isGpuOwned,
-  prefersGpu,
+  isPinnedGpu,
+  keepsGpuOwner,
   isMapped,
   isStaleWhole,
   pteState,
@@ -61,6 +62,7 @@ import {
   PTE_CPU,
   PTE_FRAME,
   PTE_GPU_DIRTY,
+  PTE_PINNED_GPU,
   PTE_SHARED,
   PTE_ZERO,
   HEADER_STALE_BYTES_WRITTEN,
@@ -77,6 +79,14 @@ export interface Hold extends PageRun {
 
 /** The stale bytes of a page's frame: none, the whole page, or its marked blocks. */
 export type Staleness = 'none' | 'whole' | StaleBlocks;
+
+/** What a CPU access does with pages pinned on the GPU (see `checkHeld`). */
+export interface PinnedAccess {
+  /** A plain write: pinned pages are written in place and listed here, to push. */
+  readonly pushes?: number[];
+  /** A scope or an atomic: the pin goes. */
+  readonly unpin?: boolean;
+}
 
 export class PageTable {
   readonly pageSize: number;
@@ -281,20 +291,35 @@ export class PageTable {
    * Checks held pages for a CPU access of `need`, and brings clean GPU-owned
    * pages back to the CPU (no transfer: the CPU copy is valid; the device
    * loses write access, so the page's sequence moves on, notice or not),
-   * except that reads leave a page preferred on the GPU GPU-owned.
+   * except that reads leave a page preferred or pinned on the GPU GPU-owned.
+   * `pinned`: with `pushes`, pages pinned on the GPU (gpu/thrash.ts) are
+   * left GPU-owned, dirty or not, and listed there: the caller writes them
+   * in place and pushes its bytes to their frames; with `unpin` (a scope, an
+   * atomic, a thread that may not wait for a push), the pin goes first.
    * Returns the first GPU-dirty page, which needs a CPU fault, or -1.
    * @throws AccessError at the first page that refuses the access
    */
-  checkHeld(first: number, count: number, va: number, need: Need): number {
+  checkHeld(
+    first: number,
+    count: number,
+    va: number,
+    need: Need,
+    pinned: PinnedAccess = {},
+  ): number {
     for (let page = first; page < first + count; page++) {
       assertAccess(this.pte(page), need, Math.max(va, this.address(page)));
     }
     for (let page = first; page < first + count; page++) {
+      if (pinned.unpin) this.updatePte(page, (word) => word & ~PTE_PINNED_GPU);
       const pte = this.pte(page);
       if (!isGpuOwned(pte)) continue;
+      if (pinned.pushes && isPinnedGpu(pte)) {
+        pinned.pushes.push(page);
+        continue;
+      }
       if (isGpuDirty(pte)) return page;
-      // A page advised to stay on the GPU is read in place, clean: it stays GPU-owned.
-      if (need === 'read' && prefersGpu(pte)) continue;
+      // Preferred or pinned on the GPU: a clean page is read in place and stays GPU-owned.
+      if (need === 'read' && keepsGpuOwner(pte)) continue;
       this.updatePte(page, (word) => (isGpuOwned(word) ? withState(word, PTE_SHARED) : word));
     }
     return -1;

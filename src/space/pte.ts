@@ -33,6 +33,7 @@ import {
   PTE_GPU_DIRTY,
   PTE_PROT_MASK,
   PTE_PREFER_CPU,
+  PTE_PINNED_GPU,
   PTE_PREFER_GPU,
   PTE_PROT_SHIFT,
   PTE_READ_MOSTLY,
@@ -66,6 +67,8 @@ export interface PageSnapshot {
   readonly dirty: 'none' | 'cpu' | 'gpu';
   /** Present for an advised page (gpu.advise). */
   readonly advice?: PageAdvice;
+  /** Present while thrash mitigation pins the page on the GPU. */
+  readonly pinned?: true;
 }
 
 /** State names, indexed by the PTE_* state code. */
@@ -188,6 +191,16 @@ export function prefersGpu(pte: number): boolean {
   return (pte & PTE_PREFER_GPU) !== 0;
 }
 
+/** Pinned on the GPU by thrash mitigation (gpu/thrash.ts). */
+export function isPinnedGpu(pte: number): boolean {
+  return (pte & PTE_PINNED_GPU) !== 0;
+}
+
+/** CPU reads leave the page GPU-owned (clean reads in place, dirty ones copy it back): preferred or pinned on the GPU. */
+export function keepsGpuOwner(pte: number): boolean {
+  return (pte & (PTE_PREFER_GPU | PTE_PINNED_GPU)) !== 0;
+}
+
 /** A run's stores to the page are written back before the run resolves (read-mostly or preferred on the CPU). */
 export function writesThrough(pte: number): boolean {
   return (pte & (PTE_READ_MOSTLY | PTE_PREFER_CPU)) !== 0;
@@ -252,5 +265,6 @@ export function describePte(pte: number): PageSnapshot {
   else if (pteState(pte) === PTE_CPU && hasFrame(pte) && isStale(pte)) dirty = 'cpu';
   const advice = adviceOf(pte);
   const page = { state, prot: protName(pteProt(pte)), dirty };
-  return advice ? { ...page, advice } : page;
+  const advised = advice ? { ...page, advice } : page;
+  return isPinnedGpu(pte) ? { ...advised, pinned: true } : advised;
 }

@@ -24,7 +24,7 @@
  */
 
 /** Version of this layout; `attach` refuses a handle of another version. */
-export const LAYOUT_VERSION = 4;
+export const LAYOUT_VERSION = 5;
 export const LAYOUT_MAGIC = 0x68_6d_6d_31; // "hmm1"
 
 // ---- header ----
@@ -97,6 +97,14 @@ export const PTE_PREFER_CPU = 1 << 12;
 /** Preferred on the GPU: CPU reads copy the bytes back and leave it GPU-owned; evicted last. */
 export const PTE_PREFER_GPU = 1 << 13;
 export const PTE_ADVICE_MASK = PTE_READ_MOSTLY | PTE_PREFER_CPU | PTE_PREFER_GPU;
+/**
+ * Pinned on the GPU by thrash mitigation (gpu/thrash.ts): it stays GPU-owned;
+ * CPU reads copy its bytes back without taking it, plain CPU writes land in
+ * the CPU copy and the frame (a push through the fault channel). Set and
+ * cleared by the mirror; a CPU scope or atomic clears it (and takes the
+ * page as always); `free` clears it.
+ */
+export const PTE_PINNED_GPU = 1 << 14;
 
 // ---- page hold word (lock) ----
 // CPU side: plain reads and plain writes never exclude each other; read scopes
@@ -182,16 +190,22 @@ export type LogCause = (typeof LOG_CAUSES)[number];
 // A thread that meets a GPU-dirty page claims a slot, posts the page range,
 // rings the doorbell and waits on the slot's state word; the GpuMirror's thread
 // takes every posted slot in one batch, brings the pages back and completes them.
+// A push (a plain write to a page pinned on the GPU) posts a byte range
+// instead, which the server copies from CPU memory into the frame.
 /** Slots; a requester that finds none free waits for one (back-pressure, nothing dropped). */
 export const FAULT_SLOTS = 256;
-/** state, first page, page count, result, owner. */
-export const FAULT_WORDS = 5;
+/** state, first page (a push: first byte), page count (a push: bytes), result, owner, kind. */
+export const FAULT_WORDS = 6;
 export const FAULT_STATE = 0;
 export const FAULT_FIRST = 1;
 export const FAULT_COUNT = 2;
 export const FAULT_RESULT = 3;
 /** The requester's thread id, so a terminated thread's slots can be taken back. */
 export const FAULT_OWNER = 4;
+/** FAULT_KIND_FETCH or FAULT_KIND_PUSH. */
+export const FAULT_KIND = 5;
+export const FAULT_KIND_FETCH = 0;
+export const FAULT_KIND_PUSH = 1;
 export const FAULT_FREE = 0;
 /** A requester is filling the slot. */
 export const FAULT_CLAIMED = 1;

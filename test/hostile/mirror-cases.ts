@@ -272,6 +272,13 @@ function attachCases(): Case[] {
     refused("copy = 'fast'", invalid('bad-value', 'copy'), { copy: 'fast' }),
     refused('copy = 1 (a number)', invalid('bad-value', 'copy'), { copy: 1 }),
     refused("prefetch = 'always'", invalid('bad-value', 'prefetch'), { prefetch: 'always' }),
+    refused("thrash = 'always'", invalid('bad-value', 'thrash'), { thrash: 'always' }),
+    refused('thrash = { threshold: 0 }', invalid('zero', 'thrash.threshold'), {
+      thrash: { threshold: 0 },
+    }),
+    refused('thrash = { pinMs: 1.5 }', invalid('not-integer', 'thrash.pinMs'), {
+      thrash: { pinMs: 1.5 },
+    }),
     refused(
       'device = {} (an object)',
       invalid('bad-value', 'device'),

@@ -20,7 +20,7 @@ const devices = new DeviceSource();
 /**
  * What ran, for the summary line `npm run soak` reads: sequences, steps run,
  * sequences with a device loss; and evictions, prefetch hits and ignored
- * hints and bytes written through for advice (of mirrors that lived to
+ * hints, bytes written through for advice and thrash pins (of mirrors that lived to
  * the end of their sequence), which the suite must see: its budget is a
  * few frames.
  */
@@ -32,6 +32,7 @@ const ran = {
   prefetchHits: 0,
   ignoredHints: 0,
   writtenThrough: 0,
+  thrashPins: 0,
 };
 let threads: Threads<ModelThreadApi>;
 
@@ -47,7 +48,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   console.log(
-    `[model] ${ran.sequences} sequences, ${ran.steps} steps, ${ran.losses} with device loss, ${ran.evictions} evictions, ${ran.prefetchHits} prefetch hits, ${ran.ignoredHints} ignored hints, ${ran.writtenThrough} bytes written through`,
+    `[model] ${ran.sequences} sequences, ${ran.steps} steps, ${ran.losses} with device loss, ${ran.evictions} evictions, ${ran.prefetchHits} prefetch hits, ${ran.ignoredHints} ignored hints, ${ran.writtenThrough} bytes written through, ${ran.thrashPins} thrash pins`,
   );
   await threads.terminate();
   devices.destroy();
@@ -57,6 +58,7 @@ afterAll(async () => {
     expect(ran.prefetchHits).toBeGreaterThan(0);
     expect(ran.ignoredHints).toBeGreaterThan(0);
     expect(ran.writtenThrough).toBeGreaterThan(0);
+    expect(ran.thrashPins).toBeGreaterThan(0);
   }
 });
 
@@ -81,6 +83,7 @@ async function runSequence(commands: readonly Command[], executed = { steps: 0 }
     ran.prefetchHits += stats.prefetchHits;
     ran.ignoredHints += stats.ignoredHints;
     ran.writtenThrough += stats.bytesByCause['write-through'];
+    ran.thrashPins += stats.thrashPins;
     await within('detach', real.gpu.detach()).catch(() => undefined);
   }
 }

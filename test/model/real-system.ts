@@ -84,7 +84,9 @@ export async function attachMirror(
   space: AddressSpace,
   device: GPUDevice,
 ): Promise<{ gpu: GpuMirror; kernels: Kernels }> {
-  const gpu = await GpuMirror.attach(space, { device, budget: BUDGET_PAGES * PAGE });
+  // Thrash mitigation quick to pin and to let go, so sequences meet pinned pages.
+  const thrash = { threshold: 2, windowMs: 60_000, pinMs: 100 };
+  const gpu = await GpuMirror.attach(space, { device, budget: BUDGET_PAGES * PAGE, thrash });
   const params = { va: 'u32', words: 'u32', k: 'u32' } as const;
   const ranges = { r: 'readwrite' } as const;
   const kernels = {

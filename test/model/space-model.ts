@@ -133,9 +133,13 @@ export class SpaceModel {
     return undefined;
   }
 
-  /** A CPU write: the pages come back to the CPU first, so both copies take the bytes. */
+  /**
+   * A CPU write: both copies take the bytes. The page may stay GPU-dirty
+   * (pinned on the GPU by thrash mitigation, the write pushed to its frame),
+   * so the bound on GPU-newer pages stays; the check after the step tightens
+   * it for pages that came back to the CPU.
+   */
   cpuWrite(va: number, data: Uint8Array): void {
-    this.cpuValid(va, data.length);
     this.bytes.set(data, va);
     this.cpuCopy.set(data, va);
   }

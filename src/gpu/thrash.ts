@@ -1,0 +1,204 @@
+/**
+ * Thrash mitigation (the `thrash` option): a page whose ownership moves
+ * between the CPU and the GPU more than `threshold` times within
+ * `windowMs` is pinned on the GPU for `pinMs` (UVM detects such pages,
+ * throttles them, then pins them and maps them remotely; a browser has no
+ * remote mapping, so the pin does the mapping's job):
+ *
+ * - the page stays GPU-owned: kernels use it with no transfer;
+ * - a CPU read of it when GPU-dirty copies the page back and leaves it
+ *   GPU-owned (clean); a clean one is read in place;
+ * - a plain CPU write lands in the CPU copy and, before the call returns, in
+ *   the frame (a push through the fault channel: cpu-fault-service.ts), so
+ *   it moves the bytes written and no page;
+ * - a CPU scope or atomic takes the pin away and the page as always, and so
+ *   does a sync write on a thread that may not wait for the push.
+ *
+ * A move is a page becoming GPU-owned from the CPU (a kernel write, a
+ * `gpu.write`, `migrate(..., 'gpu')`) or a GPU-owned page a CPU fault brings
+ * back. Pins are counted in `thrashPins` and traced (`kind: 'thrash-pin'`,
+ * with the reason). A pin ends after `pinMs`, unless the ping-pong went on
+ * under it (the CPU pushed to the page and the device used it since it was
+ * pinned): then it is renewed for `pinMs`, since unpinned the page would
+ * bounce again at once. It also ends when the page is freed and when the
+ * mirror ends.
+ */
+import { InvalidArgumentError } from '../errors.ts';
+import { positiveInteger } from '../arguments.ts';
+import { runsOf } from '../space/page-run.ts';
+import type { PageTable } from '../space/page-table.ts';
+import { isMapped, isPinnedGpu } from '../space/pte.ts';
+import { PTE_PINNED_GPU } from '../space/shared-layout.ts';
+import type { MigrationCause, MirrorCounters, TraceEvent } from './mirror-stats.ts';
+
+/** The `thrash` option: when a page counts as thrashing, and how long it stays pinned. */
+export interface ThrashOptions {
+  /** Moves within `windowMs` a page may make; one more pins it. Default 4. */
+  readonly threshold?: number;
+  /** The window moves are counted in, ms. Default 200. */
+  readonly windowMs?: number;
+  /** How long a pin lasts, ms. Default 500. */
+  readonly pinMs?: number;
+}
+
+/**
+ * The defaults: a page that changes hands every iteration of a CPU/GPU loop
+ * of up to ~40 ms an iteration (two moves each) is pinned by its third
+ * iteration; one migrated there and back once or twice a window is not.
+ * Measured on the `thrash.pingpong` row (docs/benchmarks.md), where an
+ * iteration takes a few ms.
+ */
+export const THRASH_DEFAULTS: Required<ThrashOptions> = {
+  threshold: 4,
+  windowMs: 200,
+  pinMs: 500,
+};
+
+/**
+ * The `thrash` option, checked: undefined when mitigation is off (`false`).
+ * @throws InvalidArgumentError 'thrash' 'bad-value' for anything but an object
+ *   or false; 'thrash.threshold' etc. for a bound that is not a positive integer
+ */
+export function checkThrash(option: unknown): Required<ThrashOptions> | undefined {
+  if (option === false) return undefined;
+  if (option === undefined) return THRASH_DEFAULTS;
+  if (typeof option !== 'object' || option === null)
+    throw new InvalidArgumentError(
+      'thrash',
+      option,
+      'bad-value',
+      '{ threshold?, windowMs?, pinMs? } or false',
+    );
+  const given = option as ThrashOptions;
+  const out = { ...THRASH_DEFAULTS };
+  for (const key of ['threshold', 'windowMs', 'pinMs'] as const) {
+    const value = given[key];
+    if (value === undefined) continue;
+    positiveInteger(`thrash.${key}`, value);
+    out[key] = value;
+  }
+  return out;
+}
+
+export interface ThrashContext {
+  readonly table: PageTable;
+  readonly counters: MirrorCounters;
+  readonly emit: (event: TraceEvent) => void;
+  /** The device-side use clock now (eviction.ts). */
+  readonly useClock: () => number;
+  /** Whether a device-side use of `page` came after `tick` of the use clock. */
+  readonly usedSince: (page: number, tick: number) => boolean;
+}
+
+/** A pin: when it ends, the use clock when it began, and whether the CPU pushed to the page since. */
+interface Pin {
+  until: number;
+  tick: number;
+  pushed: boolean;
+}
+
+export class ThrashDetector {
+  /** When each page's current window began (performance.now()). */
+  private readonly windowStart: Float64Array;
+  /** Moves of each page in its current window. */
+  private readonly moves: Uint16Array;
+  /** Pinned pages and their pins. */
+  private readonly pins = new Map<number, Pin>();
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    private readonly ctx: ThrashContext,
+    readonly options: Required<ThrashOptions>,
+  ) {
+    this.windowStart = new Float64Array(ctx.table.pageCount);
+    this.moves = new Uint16Array(ctx.table.pageCount);
+  }
+
+  /** Counts a move of each of `pages` between the CPU and the GPU; pins those past the threshold. */
+  moved(pages: Iterable<number>, cause: MigrationCause): void {
+    const now = performance.now();
+    const { threshold, windowMs } = this.options;
+    const pinned: number[] = [];
+    for (const page of pages) {
+      if (now - (this.windowStart[page] ?? 0) > windowMs) {
+        this.windowStart[page] = now;
+        this.moves[page] = 0;
+      }
+      const moves = (this.moves[page] ?? 0) + 1;
+      this.moves[page] = Math.min(moves, 0xffff);
+      if (moves > threshold && !isPinnedGpu(this.ctx.table.pte(page))) pinned.push(page);
+    }
+    if (pinned.length > 0) this.pin(pinned, now, cause);
+  }
+
+  /** Notes CPU writes pushed to pinned pages (the ping-pong goes on under the pin). */
+  pushed(pages: Iterable<number>): void {
+    for (const page of pages) {
+      const pin = this.pins.get(page);
+      if (pin) pin.pushed = true;
+    }
+  }
+
+  /** Ends every pin (the mirror ends). */
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const page of this.pins.keys()) this.unpin(page);
+    this.pins.clear();
+  }
+
+  private pin(pages: readonly number[], now: number, cause: MigrationCause): void {
+    const { table, counters } = this.ctx;
+    const { threshold, windowMs, pinMs } = this.options;
+    const tick = this.ctx.useClock();
+    for (const page of pages) {
+      table.updatePte(page, (pte) => (isMapped(pte) ? pte | PTE_PINNED_GPU : pte));
+      this.pins.set(page, { until: now + pinMs, tick, pushed: false });
+    }
+    counters.thrashPins += pages.length;
+    const reason = `more than ${threshold} moves between the CPU and the GPU within ${windowMs} ms (the last: ${cause}); pinned on the GPU for ${pinMs} ms`;
+    for (const run of runsOf([...pages].sort((a, b) => a - b))) {
+      this.ctx.emit({
+        t: now,
+        kind: 'thrash-pin',
+        cause,
+        to: 'gpu',
+        va: table.address(run.first),
+        len: run.count * table.pageSize,
+        pages: run.count,
+        bytes: 0,
+        ms: 0,
+        reason,
+      });
+    }
+    this.timer ??= setTimeout(() => this.expire(), pinMs);
+  }
+
+  /** Ends the pins that are due (or renews those the ping-pong went on under); looks again when the next one is due. */
+  private expire(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    const tick = this.ctx.useClock();
+    let next = Infinity;
+    for (const [page, pin] of this.pins) {
+      if (pin.until > now) {
+        next = Math.min(next, pin.until);
+      } else if (
+        pin.pushed &&
+        this.ctx.usedSince(page, pin.tick) &&
+        isPinnedGpu(this.ctx.table.pte(page))
+      ) {
+        Object.assign(pin, { until: now + this.options.pinMs, tick, pushed: false });
+        next = Math.min(next, pin.until);
+      } else {
+        this.unpin(page);
+        this.pins.delete(page);
+      }
+    }
+    if (next < Infinity) this.timer = setTimeout(() => this.expire(), next - now);
+  }
+
+  private unpin(page: number): void {
+    this.ctx.table.updatePte(page, (pte) => pte & ~PTE_PINNED_GPU);
+  }
+}
