@@ -25,6 +25,7 @@ import type { PageTable } from '../space/page-table.ts';
 import { isMapped, type PreferredLocation } from '../space/pte.ts';
 import {
   PTE_ADVICE_MASK,
+  PTE_PINNED_CPU,
   PTE_PINNED_GPU,
   PTE_PREFER_CPU,
   PTE_PREFER_GPU,
@@ -90,7 +91,7 @@ export function applyAdvice(table: PageTable, run: PageRun, advice: Advice): voi
 
 /** Takes the mirror's advice and thrash pins (thrash.ts) back from every page (the mirror ends). */
 export function clearAdvice(table: PageTable): void {
-  const bits = PTE_ADVICE_MASK | PTE_PINNED_GPU;
+  const bits = PTE_ADVICE_MASK | PTE_PINNED_GPU | PTE_PINNED_CPU;
   for (let page = 0; page < table.pageCount; page++) {
     if ((table.pte(page) & bits) !== 0) table.updatePte(page, (pte) => pte & ~bits);
   }

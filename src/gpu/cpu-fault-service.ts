@@ -26,6 +26,7 @@ import { alignedBlockAround, coalesceRuns, runEnd, type PageRun } from '../space
 import { isGpuOwned } from '../space/pte.ts';
 import { bufferSource } from './buffer-source.ts';
 import type { MigrationResult, Migrator } from './migration.ts';
+import { pagesOfRuns } from './migration-plan.ts';
 import { pagePieces } from './segments.ts';
 import type { MirrorCounters, TraceEvent } from './mirror-stats.ts';
 
@@ -138,7 +139,7 @@ function servePushes(ctx: CpuFaultServiceContext, pushes: readonly FaultRequest[
         const from = page * space.table.pageSize + lo;
         device.queue.writeBuffer(frames, at, bufferSource(memory), from, hi - lo);
         bytes += hi - lo;
-        migrator.thrash?.pushed([page]);
+        migrator.thrash?.active([page]);
       }
       space.faults.complete(push, 'ok');
     } catch (error) {
@@ -176,6 +177,9 @@ async function serveBatch(
 ): Promise<FaultResult> {
   const started = performance.now();
   const runs = requests.map((request) => faultAround(ctx.space, request));
+  runs.forEach((run, i) =>
+    ctx.migrator.thrash?.cpuFaulted(pagesOfRuns([run]), requests[i]?.writes ?? false),
+  );
   let moved: MigrationResult;
   try {
     moved = await ctx.migrator.toCpu(coalesceRuns(runs), 'fault-cpu', false);

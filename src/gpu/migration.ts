@@ -30,9 +30,9 @@ import {
   isGpuDirty,
   isGpuOwned,
   isMapped,
-  isReadMostly,
   keepsGpuOwner,
   pteState,
+  staysShared,
   withState,
   writesThrough,
   type Need,
@@ -238,7 +238,7 @@ export class Migrator {
     const { table } = this.ctx.space;
     const taken: number[] = [];
     for (const page of pagesBecomingGpu(this.view, runs)) {
-      if (readMostlyShared && isReadMostly(table.pte(page))) {
+      if (readMostlyShared && staysShared(table.pte(page))) {
         if (pteState(table.pte(page)) !== PTE_SHARED) this.settle(page, PTE_SHARED, false);
         continue;
       }
@@ -296,22 +296,23 @@ export class Migrator {
 
   /**
    * Writes back, before the caller lets go of them, the held pages of
-   * `pages` whose advice asks for it (advice.ts): GPU-dirty read-mostly or
-   * CPU-preferred pages are read back and become `shared` (frames kept), as
-   * do clean GPU-owned read-mostly pages.
+   * `pages` whose advice or pin asks for it (advice.ts, thrash.ts): GPU-dirty
+   * read-mostly, CPU-preferred or CPU-pinned pages are read back and become
+   * `shared` (frames kept), as do clean GPU-owned read-mostly or CPU-pinned pages.
    */
   async writeThrough(pages: Iterable<number>): Promise<void> {
-    if (!this.writeThroughAdvised) return;
+    if (!this.writeThroughAdvised && !this.thrash?.pinning) return;
     const { table } = this.ctx.space;
     const through: number[] = [];
     for (const page of pages) {
       const pte = table.pte(page);
-      if (isGpuOwned(pte) && (isReadMostly(pte) || (writesThrough(pte) && isGpuDirty(pte))))
+      if (isGpuOwned(pte) && (staysShared(pte) || (writesThrough(pte) && isGpuDirty(pte))))
         through.push(page);
     }
     if (through.length === 0) return;
     const started = performance.now();
     const moved = await this.readBackHeld(through, false);
+    this.thrash?.active(through);
     this.account('cpu', 'write-through', runsOf(through), moved, started);
   }
 

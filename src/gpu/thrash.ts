@@ -1,34 +1,42 @@
 /**
  * Thrash mitigation (the `thrash` option): a page whose ownership moves
  * between the CPU and the GPU more than `threshold` times within
- * `windowMs` is pinned on the GPU for `pinMs` (UVM detects such pages,
- * throttles them, then pins them and maps them remotely; a browser has no
- * remote mapping, so the pin does the mapping's job):
+ * `windowMs` is pinned for `pinMs` (UVM detects such pages, throttles them,
+ * then pins them and maps them remotely; a browser has no remote mapping,
+ * so the pin does the mapping's job). It is pinned on the side whose
+ * accesses the pin makes cheap: on the GPU when the CPU's last fault on it
+ * was a write, on the CPU when it was a read.
  *
+ * Pinned on the GPU:
  * - the page stays GPU-owned: kernels use it with no transfer;
  * - a CPU read of it when GPU-dirty copies the page back and leaves it
  *   GPU-owned (clean); a clean one is read in place;
- * - a plain CPU write lands in the CPU copy and, before the call returns, in
- *   the frame (a push through the fault channel: cpu-fault-service.ts), so
- *   it moves the bytes written and no page;
+ * - a plain CPU write of whole words lands in the CPU copy and, before the
+ *   call returns, in the frame (a push through the fault channel:
+ *   cpu-fault-service.ts), so it moves the bytes written and no page;
  * - a CPU scope or atomic takes the pin away and the page as always, and so
- *   does a sync write on a thread that may not wait for the push.
+ *   do a part-word write and a sync write on a thread that may not wait.
+ *
+ * Pinned on the CPU: the page stays CPU-owned. A run uploads its stale
+ * ranges before it (as always) and writes back the pages it stored to
+ * after it, before it resolves (-> `shared`, as for read-mostly pages), so
+ * CPU reads of it never fault.
  *
  * A move is a page becoming GPU-owned from the CPU (a kernel write, a
  * `gpu.write`, `migrate(..., 'gpu')`) or a GPU-owned page a CPU fault brings
  * back. Pins are counted in `thrashPins` and traced (`kind: 'thrash-pin'`,
- * with the reason). A pin ends after `pinMs`, unless the ping-pong went on
- * under it (the CPU pushed to the page and the device used it since it was
- * pinned): then it is renewed for `pinMs`, since unpinned the page would
- * bounce again at once. It also ends when the page is freed and when the
- * mirror ends.
+ * `to` the side, with the reason). A pin ends after `pinMs`, unless the
+ * ping-pong went on under it (the device used the page since, and the CPU
+ * pushed to it, or a run wrote it through): then it is renewed for
+ * `pinMs`, since unpinned the page would bounce again at once. It also ends
+ * when the page is freed and when the mirror ends.
  */
 import { InvalidArgumentError } from '../errors.ts';
 import { positiveInteger } from '../arguments.ts';
 import { runsOf } from '../space/page-run.ts';
 import type { PageTable } from '../space/page-table.ts';
-import { isMapped, isPinnedGpu } from '../space/pte.ts';
-import { PTE_PINNED_GPU } from '../space/shared-layout.ts';
+import { isMapped, isPinned } from '../space/pte.ts';
+import { PTE_PINNED_CPU, PTE_PINNED_GPU } from '../space/shared-layout.ts';
 import type { MigrationCause, MirrorCounters, TraceEvent } from './mirror-stats.ts';
 
 /** The `thrash` option: when a page counts as thrashing, and how long it stays pinned. */
@@ -90,11 +98,11 @@ export interface ThrashContext {
   readonly usedSince: (page: number, tick: number) => boolean;
 }
 
-/** A pin: when it ends, the use clock when it began, and whether the CPU pushed to the page since. */
+/** A pin: when it ends, the use clock when it began, and whether the ping-pong went on since (a push, a write-through). */
 interface Pin {
   until: number;
   tick: number;
-  pushed: boolean;
+  active: boolean;
 }
 
 export class ThrashDetector {
@@ -102,6 +110,8 @@ export class ThrashDetector {
   private readonly windowStart: Float64Array;
   /** Moves of each page in its current window. */
   private readonly moves: Uint16Array;
+  /** 1 where the CPU's last fault on the page was for a write. */
+  private readonly cpuWrote: Uint8Array;
   /** Pinned pages and their pins. */
   private readonly pins = new Map<number, Pin>();
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -112,6 +122,12 @@ export class ThrashDetector {
   ) {
     this.windowStart = new Float64Array(ctx.table.pageCount);
     this.moves = new Uint16Array(ctx.table.pageCount);
+    this.cpuWrote = new Uint8Array(ctx.table.pageCount);
+  }
+
+  /** Notes what the CPU faults on `pages` for: it chooses the side a pin of them takes. */
+  cpuFaulted(pages: Iterable<number>, writes: boolean): void {
+    for (const page of pages) this.cpuWrote[page] = writes ? 1 : 0;
   }
 
   /** Counts a move of each of `pages` between the CPU and the GPU; pins those past the threshold. */
@@ -120,23 +136,34 @@ export class ThrashDetector {
     const { threshold, windowMs } = this.options;
     const pinned: number[] = [];
     for (const page of pages) {
+      // Unpinned by a CPU scope or atomic: the count starts over, so the pin stays taken.
+      if (this.pins.has(page) && !isPinned(this.ctx.table.pte(page))) {
+        this.pins.delete(page);
+        this.windowStart[page] = now;
+        this.moves[page] = 0;
+      }
       if (now - (this.windowStart[page] ?? 0) > windowMs) {
         this.windowStart[page] = now;
         this.moves[page] = 0;
       }
       const moves = (this.moves[page] ?? 0) + 1;
       this.moves[page] = Math.min(moves, 0xffff);
-      if (moves > threshold && !isPinnedGpu(this.ctx.table.pte(page))) pinned.push(page);
+      if (moves > threshold && !isPinned(this.ctx.table.pte(page))) pinned.push(page);
     }
     if (pinned.length > 0) this.pin(pinned, now, cause);
   }
 
-  /** Notes CPU writes pushed to pinned pages (the ping-pong goes on under the pin). */
-  pushed(pages: Iterable<number>): void {
+  /** Notes CPU writes pushed to pages pinned on the GPU, or runs' stores written through pages pinned on the CPU: the ping-pong goes on under the pin. */
+  active(pages: Iterable<number>): void {
     for (const page of pages) {
       const pin = this.pins.get(page);
-      if (pin) pin.pushed = true;
+      if (pin) pin.active = true;
     }
+  }
+
+  /** Whether any page is pinned (a run's stores may have to be written through). */
+  get pinning(): boolean {
+    return this.pins.size > 0;
   }
 
   /** Ends every pin (the mirror ends). */
@@ -148,30 +175,38 @@ export class ThrashDetector {
   }
 
   private pin(pages: readonly number[], now: number, cause: MigrationCause): void {
-    const { table, counters } = this.ctx;
-    const { threshold, windowMs, pinMs } = this.options;
     const tick = this.ctx.useClock();
-    for (const page of pages) {
-      table.updatePte(page, (pte) => (isMapped(pte) ? pte | PTE_PINNED_GPU : pte));
-      this.pins.set(page, { until: now + pinMs, tick, pushed: false });
+    const onGpu = pages.filter((page) => this.cpuWrote[page]);
+    const onCpu = pages.filter((page) => !this.cpuWrote[page]);
+    for (const [side, bit] of [
+      [onGpu, PTE_PINNED_GPU],
+      [onCpu, PTE_PINNED_CPU],
+    ] as const) {
+      for (const page of side) {
+        this.ctx.table.updatePte(page, (pte) => (isMapped(pte) ? pte | bit : pte));
+        this.pins.set(page, { until: now + this.options.pinMs, tick, active: false });
+      }
+      this.trace(side, bit === PTE_PINNED_GPU ? 'gpu' : 'cpu', now, cause);
     }
-    counters.thrashPins += pages.length;
-    const reason = `more than ${threshold} moves between the CPU and the GPU within ${windowMs} ms (the last: ${cause}); pinned on the GPU for ${pinMs} ms`;
+    this.ctx.counters.thrashPins += pages.length;
+    this.timer ??= setTimeout(() => this.expire(), this.options.pinMs);
+  }
+
+  /** One 'thrash-pin' event per run of `pages` pinned on `side`. */
+  private trace(
+    pages: readonly number[],
+    side: 'gpu' | 'cpu',
+    now: number,
+    cause: MigrationCause,
+  ): void {
+    const { table } = this.ctx;
+    const { threshold, windowMs, pinMs } = this.options;
+    const reason = `more than ${threshold} moves between the CPU and the GPU within ${windowMs} ms (the last: ${cause}); pinned on the ${side === 'gpu' ? 'GPU' : 'CPU'} for ${pinMs} ms`;
     for (const run of runsOf([...pages].sort((a, b) => a - b))) {
-      this.ctx.emit({
-        t: now,
-        kind: 'thrash-pin',
-        cause,
-        to: 'gpu',
-        va: table.address(run.first),
-        len: run.count * table.pageSize,
-        pages: run.count,
-        bytes: 0,
-        ms: 0,
-        reason,
-      });
+      const [va, len] = [table.address(run.first), run.count * table.pageSize];
+      const event = { t: now, kind: 'thrash-pin', cause, to: side, va, len } as const;
+      this.ctx.emit({ ...event, pages: run.count, bytes: 0, ms: 0, reason });
     }
-    this.timer ??= setTimeout(() => this.expire(), pinMs);
   }
 
   /** Ends the pins that are due (or renews those the ping-pong went on under); looks again when the next one is due. */
@@ -184,11 +219,11 @@ export class ThrashDetector {
       if (pin.until > now) {
         next = Math.min(next, pin.until);
       } else if (
-        pin.pushed &&
+        pin.active &&
         this.ctx.usedSince(page, pin.tick) &&
-        isPinnedGpu(this.ctx.table.pte(page))
+        isPinned(this.ctx.table.pte(page))
       ) {
-        Object.assign(pin, { until: now + this.options.pinMs, tick, pushed: false });
+        Object.assign(pin, { until: now + this.options.pinMs, tick, active: false });
         next = Math.min(next, pin.until);
       } else {
         this.unpin(page);
@@ -199,6 +234,6 @@ export class ThrashDetector {
   }
 
   private unpin(page: number): void {
-    this.ctx.table.updatePte(page, (pte) => pte & ~PTE_PINNED_GPU);
+    this.ctx.table.updatePte(page, (pte) => pte & ~(PTE_PINNED_GPU | PTE_PINNED_CPU));
   }
 }

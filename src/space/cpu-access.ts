@@ -56,6 +56,8 @@ interface Push {
 /** The pages to fault back, from `first` (a GPU-dirty page) to the end of the access at `va`. */
 interface Fault extends PageRun {
   readonly va: number;
+  /** The faulting access writes. */
+  readonly writes: boolean;
 }
 
 export interface CpuAccessParts {
@@ -314,7 +316,7 @@ export class CpuAccess {
         );
       }
       if (!this.faults.served) throw unservedFault(address);
-      this.faults.requestSync(fault.first, fault.count, budget.at(address));
+      this.faults.requestSync(fault.first, fault.count, budget.at(address), fault.writes);
     }
   }
 
@@ -328,7 +330,7 @@ export class CpuAccess {
       if (Array.isArray(fault)) return fault;
       const address = Math.max(fault.va, this.table.address(fault.first));
       if (!this.faults.served) throw unservedFault(address);
-      await this.faults.requestAsync(fault.first, fault.count, budget.at(address));
+      await this.faults.requestAsync(fault.first, fault.count, budget.at(address), fault.writes);
     }
   }
 
@@ -359,7 +361,7 @@ export class CpuAccess {
           const faulted = this.table.checkHeld(first, count, va, need, how);
           if (faulted >= 0) {
             this.table.releaseHolds(holds);
-            return { first: faulted, count: first + count - faulted, va };
+            return { first: faulted, count: first + count - faulted, va, writes: need === 'write' };
           }
           pinned.push(pushes);
         }

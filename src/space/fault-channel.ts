@@ -31,6 +31,7 @@ import {
   FAULT_KIND,
   FAULT_KIND_FETCH,
   FAULT_KIND_PUSH,
+  FAULT_KIND_WRITES,
   FAULT_OWNER,
   FAULT_POSTED,
   FAULT_RESULT,
@@ -74,6 +75,8 @@ const RESULT_CODES: Record<FaultResult, number> = {
 export interface FaultRequest {
   readonly slot: number;
   readonly kind: 'fetch' | 'push';
+  /** A fetch for an access that writes. */
+  readonly writes: boolean;
   readonly first: number;
   readonly count: number;
 }
@@ -106,13 +109,14 @@ export class FaultChannel {
    * Asks for pages [first, first + count) and waits until they are serviced.
    * @throws WouldBlockError 'timeout' (the slot is given back); DeviceLostError
    */
-  requestSync(first: number, count: number, budget: WaitBudget): void {
-    this.waitSync(FAULT_KIND_FETCH, first, count, budget);
+  requestSync(first: number, count: number, budget: WaitBudget, writes = false): void {
+    this.waitSync(FAULT_KIND_FETCH | (writes ? FAULT_KIND_WRITES : 0), first, count, budget);
   }
 
   /** `requestSync` that waits asynchronously, on any thread. */
-  requestAsync(first: number, count: number, budget: WaitBudget): Promise<void> {
-    return this.waitAsync(FAULT_KIND_FETCH, first, count, budget);
+  requestAsync(first: number, count: number, budget: WaitBudget, writes = false): Promise<void> {
+    const kind = FAULT_KIND_FETCH | (writes ? FAULT_KIND_WRITES : 0);
+    return this.waitAsync(kind, first, count, budget);
   }
 
   /**
@@ -146,7 +150,7 @@ export class FaultChannel {
       this.abandon(slot);
       throw error;
     }
-    this.finish(slot, kind === FAULT_KIND_PUSH ? first : first << this.pageShift);
+    this.finish(slot, kind & FAULT_KIND_PUSH ? first : first << this.pageShift);
   }
 
   private async waitAsync(
@@ -171,7 +175,7 @@ export class FaultChannel {
       this.abandon(slot);
       throw error;
     }
-    this.finish(slot, kind === FAULT_KIND_PUSH ? first : first << this.pageShift);
+    this.finish(slot, kind & FAULT_KIND_PUSH ? first : first << this.pageShift);
   }
 
   /**
@@ -385,7 +389,8 @@ export class FaultChannel {
     const code = kind === undefined ? -1 : kind === 'push' ? FAULT_KIND_PUSH : FAULT_KIND_FETCH;
     for (let slot = 0; slot < FAULT_SLOTS; slot++) {
       const at = FAULT_WORDS * slot;
-      if (code >= 0 && Atomics.load(this.slots, at + FAULT_KIND) !== code) continue;
+      if (code >= 0 && (Atomics.load(this.slots, at + FAULT_KIND) & FAULT_KIND_PUSH) !== code)
+        continue;
       if (
         Atomics.compareExchange(this.slots, at + FAULT_STATE, FAULT_POSTED, FAULT_SERVICING) !==
         FAULT_POSTED
@@ -400,10 +405,11 @@ export class FaultChannel {
   /** The request posted in `slot`. */
   private requestIn(slot: number): FaultRequest {
     const at = FAULT_WORDS * slot;
-    const push = Atomics.load(this.slots, at + FAULT_KIND) === FAULT_KIND_PUSH;
+    const kind = Atomics.load(this.slots, at + FAULT_KIND);
     return {
       slot,
-      kind: push ? 'push' : 'fetch',
+      kind: kind & FAULT_KIND_PUSH ? 'push' : 'fetch',
+      writes: (kind & FAULT_KIND_WRITES) !== 0,
       first: Atomics.load(this.slots, at + FAULT_FIRST) >>> 0,
       count: Atomics.load(this.slots, at + FAULT_COUNT),
     };

@@ -33,6 +33,7 @@ import {
   PTE_GPU_DIRTY,
   PTE_PROT_MASK,
   PTE_PREFER_CPU,
+  PTE_PINNED_CPU,
   PTE_PINNED_GPU,
   PTE_PREFER_GPU,
   PTE_PROT_SHIFT,
@@ -67,7 +68,7 @@ export interface PageSnapshot {
   readonly dirty: 'none' | 'cpu' | 'gpu';
   /** Present for an advised page (gpu.advise). */
   readonly advice?: PageAdvice;
-  /** Present while thrash mitigation pins the page on the GPU. */
+  /** Present while thrash mitigation pins the page (GPU-owned: on the GPU; otherwise on the CPU). */
   readonly pinned?: true;
 }
 
@@ -196,14 +197,29 @@ export function isPinnedGpu(pte: number): boolean {
   return (pte & PTE_PINNED_GPU) !== 0;
 }
 
+/** Pinned on the CPU by thrash mitigation (gpu/thrash.ts). */
+export function isPinnedCpu(pte: number): boolean {
+  return (pte & PTE_PINNED_CPU) !== 0;
+}
+
+/** Pinned by thrash mitigation, on either side. */
+export function isPinned(pte: number): boolean {
+  return (pte & (PTE_PINNED_GPU | PTE_PINNED_CPU)) !== 0;
+}
+
+/** Kept `shared` by migrations to the GPU and after runs (read-mostly, or pinned on the CPU). */
+export function staysShared(pte: number): boolean {
+  return (pte & (PTE_READ_MOSTLY | PTE_PINNED_CPU)) !== 0;
+}
+
 /** CPU reads leave the page GPU-owned (clean reads in place, dirty ones copy it back): preferred or pinned on the GPU. */
 export function keepsGpuOwner(pte: number): boolean {
   return (pte & (PTE_PREFER_GPU | PTE_PINNED_GPU)) !== 0;
 }
 
-/** A run's stores to the page are written back before the run resolves (read-mostly or preferred on the CPU). */
+/** A run's stores to the page are written back before the run resolves (read-mostly, preferred or pinned on the CPU). */
 export function writesThrough(pte: number): boolean {
-  return (pte & (PTE_READ_MOSTLY | PTE_PREFER_CPU)) !== 0;
+  return (pte & (PTE_READ_MOSTLY | PTE_PREFER_CPU | PTE_PINNED_CPU)) !== 0;
 }
 
 /** The page's advice, or undefined when it has none. */
@@ -266,5 +282,5 @@ export function describePte(pte: number): PageSnapshot {
   const advice = adviceOf(pte);
   const page = { state, prot: protName(pteProt(pte)), dirty };
   const advised = advice ? { ...page, advice } : page;
-  return isPinnedGpu(pte) ? { ...advised, pinned: true } : advised;
+  return isPinned(pte) ? { ...advised, pinned: true } : advised;
 }

@@ -105,6 +105,11 @@ export const PTE_ADVICE_MASK = PTE_READ_MOSTLY | PTE_PREFER_CPU | PTE_PREFER_GPU
  * page as always); `free` clears it.
  */
 export const PTE_PINNED_GPU = 1 << 14;
+/**
+ * Pinned on the CPU by thrash mitigation: it stays CPU-owned; a run that
+ * stores to it writes it back before it resolves (as for read-mostly).
+ */
+export const PTE_PINNED_CPU = 1 << 15;
 
 // ---- page hold word (lock) ----
 // CPU side: plain reads and plain writes never exclude each other; read scopes
@@ -206,6 +211,8 @@ export const FAULT_OWNER = 4;
 export const FAULT_KIND = 5;
 export const FAULT_KIND_FETCH = 0;
 export const FAULT_KIND_PUSH = 1;
+/** Or'ed into a fetch's kind: the faulting access writes (thrash mitigation pins such pages on the GPU). */
+export const FAULT_KIND_WRITES = 2;
 export const FAULT_FREE = 0;
 /** A requester is filling the slot. */
 export const FAULT_CLAIMED = 1;

@@ -1,9 +1,10 @@
 // Thrash mitigation on real WebGPU: a CPU/GPU ping-pong (a worker's or the
 // main thread's writes, then a kernel's, on the same pages) pins the pages on
 // the GPU, after which an iteration moves the bytes written instead of the
-// pages; results stay exact; pins are counted, traced, shown by snapshot,
-// end after pinMs, and a scope or an atomic takes them away; `thrash: false`
-// turns it off; bad options throw.
+// pages; one where the CPU reads pins them on the CPU, after which CPU reads
+// stop faulting; results stay exact; pins are counted, traced, shown by
+// snapshot, end after pinMs or are renewed, and a scope or an atomic takes
+// them away; `thrash: false` turns it off; bad options throw.
 import { afterEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../src/errors.ts';
 import { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
@@ -78,6 +79,25 @@ describe('thrash mitigation', () => {
       expect(await worker.u32At(base + page * PAGE)).toBe(701 + page);
     expect(new Uint32Array((await gpu.read(base + 3 * PAGE, 4)).buffer)[0]).toBe(704);
     expect(space.snapshot(base, PAGE)[0]?.pinned).toBe(true);
+  });
+
+  it('pins pages the CPU reads between kernel writes on the CPU: runs write them through, CPU reads stop faulting', async () => {
+    const { gpu, worker, base } = await pingPong(undefined);
+    const kernel = gpu.kernel({ code: ADD_ONE, params: { base: 'u32', pages: 'u32' } });
+    const uses = [{ va: base, len: PAGES * PAGE, access: 'readwrite' as const }];
+    const faults: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      await kernel.run({ workgroups: 1, params: { base, pages: PAGES }, uses });
+      for (let page = 0; page < PAGES; page++)
+        expect(await worker.u32At(base + page * PAGE)).toBe(i + 1);
+      faults.push(gpu.stats().cpuFaults);
+    }
+    expect(gpu.stats().thrashPins).toBe(PAGES);
+    const snapshot = await gpu.snapshot(base, PAGES * PAGE);
+    expect(snapshot.every((entry) => entry.pinned === true && entry.state === 'shared')).toBe(true);
+    // Pinned on the CPU: each run writes its pages back; the worker's reads fault no more.
+    expect(faults.at(-1)).toBe(faults.at(-4));
+    expect(gpu.stats().bytesByCause['write-through']).toBeGreaterThanOrEqual(3 * PAGES * PAGE);
   });
 
   it('is off with thrash: false: every iteration moves the pages', async () => {
