@@ -36,3 +36,19 @@ fn main() {
   hmm_store_u32(hmm_params.out, sum);
   hmm_store_u32(hmm_params.out + 4u, count);
 }`;
+
+/**
+ * Adds 1 to the first word of each of `pages` pages `stride` bytes apart
+ * from `base`: the kernel side of a CPU/GPU ping-pong (thrash.pingpong).
+ * Params: base, pages, stride (u32).
+ */
+export const ADD_ONE_PER_PAGE = /* wgsl */ `
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3u) {
+  if (id.x >= hmm_params.pages) { return; }
+  let va = hmm_params.base + id.x * hmm_params.stride;
+  hmm_store_u32(va, hmm_load_u32(va) + 1u);
+}`;
+
+/** The parameters of ADD_ONE_PER_PAGE. */
+export const ADD_ONE_PER_PAGE_PARAMS = { base: 'u32', pages: 'u32', stride: 'u32' } as const;

@@ -14,6 +14,7 @@ import { AddressSpace } from '../../src/space/address-space.ts';
 import { testDevice } from '../support/gpu.ts';
 import { testMirror } from '../support/mirror.ts';
 import { singleCallThread } from '../support/single-call-thread.ts';
+import { ADD_ONE_PER_PAGE, ADD_ONE_PER_PAGE_PARAMS } from '../../src/bench/workloads.ts';
 
 const PAGE = 4096;
 const PAGES = 16;
@@ -23,15 +24,6 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-/** Adds 1 to the first word of each of `pages` pages from `base`. */
-const ADD_ONE = /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3u) {
-  if (id.x >= hmm_params.pages) { return; }
-  let va = hmm_params.base + id.x * ${PAGE}u;
-  hmm_store_u32(va, hmm_load_u32(va) + 1u);
-}`;
-
 async function pingPong(thrash: ThrashOptions | false | undefined) {
   const { space, gpu } = await testMirror(
     { size: 1 << 20, pageSize: PAGE },
@@ -40,7 +32,7 @@ async function pingPong(thrash: ThrashOptions | false | undefined) {
   );
   const worker = await singleCallThread(space, cleanups);
   const base = space.alloc(PAGES * PAGE);
-  const kernel = gpu.kernel({ code: ADD_ONE, params: { base: 'u32', pages: 'u32' } });
+  const kernel = gpu.kernel({ code: ADD_ONE_PER_PAGE, params: ADD_ONE_PER_PAGE_PARAMS });
   const uses = [{ va: base, len: PAGES * PAGE, access: 'readwrite' as const }];
   const moved = () => gpu.stats().bytesToGpu + gpu.stats().bytesToCpu;
   /** One iteration: the CPU sets word 0 of every page to `value`, a kernel adds 1; bytes it moved. */
@@ -51,7 +43,7 @@ async function pingPong(thrash: ThrashOptions | false | undefined) {
       if (writer === 'worker') expect((await worker.writeU32(va, value + page)).result).toBe('ok');
       else await space.writeAsync(va, new Uint32Array([value + page]));
     }
-    await kernel.run({ workgroups: 1, params: { base, pages: PAGES }, uses });
+    await kernel.run({ workgroups: 1, params: { base, pages: PAGES, stride: PAGE }, uses });
     return moved() - before;
   };
   return { space, gpu, worker, base, iteration };
@@ -83,11 +75,11 @@ describe('thrash mitigation', () => {
 
   it('pins pages the CPU reads between kernel writes on the CPU: runs write them through, CPU reads stop faulting', async () => {
     const { gpu, worker, base } = await pingPong(undefined);
-    const kernel = gpu.kernel({ code: ADD_ONE, params: { base: 'u32', pages: 'u32' } });
+    const kernel = gpu.kernel({ code: ADD_ONE_PER_PAGE, params: ADD_ONE_PER_PAGE_PARAMS });
     const uses = [{ va: base, len: PAGES * PAGE, access: 'readwrite' as const }];
     const faults: number[] = [];
     for (let i = 0; i < 8; i++) {
-      await kernel.run({ workgroups: 1, params: { base, pages: PAGES }, uses });
+      await kernel.run({ workgroups: 1, params: { base, pages: PAGES, stride: PAGE }, uses });
       for (let page = 0; page < PAGES; page++)
         expect(await worker.u32At(base + page * PAGE)).toBe(i + 1);
       faults.push(gpu.stats().cpuFaults);

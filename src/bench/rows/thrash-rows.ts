@@ -6,20 +6,12 @@ import { GpuMirror } from '../../mirror/gpu-mirror.ts';
 import { AddressSpace } from '../../space/address-space.ts';
 import type { BenchContext, BenchRow, RowTrials, Trial } from '../bench-types.ts';
 import { median } from '../statistics.ts';
+import { ADD_ONE_PER_PAGE, ADD_ONE_PER_PAGE_PARAMS } from '../workloads.ts';
 
 const PAGE = 64 << 10;
 const PAGES = 64;
 /** Untimed iterations before the trials: the default threshold pins by the third. */
 const WARM_UP = 4;
-
-/** Adds 1 to the first word of each of `pages` pages from `base`. */
-const ADD_ONE = /* wgsl */ `
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) id: vec3u) {
-  if (id.x >= hmm_params.pages) { return; }
-  let va = hmm_params.base + id.x * ${PAGE}u;
-  hmm_store_u32(va, hmm_load_u32(va) + 1u);
-}`;
 
 /**
  * One side: a space of PAGES pages mirrored with `thrash` (undefined: the
@@ -35,7 +27,7 @@ async function pingPongSide(context: BenchContext, thrash: false | undefined) {
     ...(thrash === false ? { thrash } : {}),
   });
   const base = space.alloc(PAGES * PAGE);
-  const kernel = gpu.kernel({ code: ADD_ONE, params: { base: 'u32', pages: 'u32' } });
+  const kernel = gpu.kernel({ code: ADD_ONE_PER_PAGE, params: ADD_ONE_PER_PAGE_PARAMS });
   const uses = [{ va: base, len: PAGES * PAGE, access: 'readwrite' as const }];
   const moved = () => gpu.stats().bytesToGpu + gpu.stats().bytesToCpu;
   const times: number[] = [];
@@ -45,7 +37,7 @@ async function pingPongSide(context: BenchContext, thrash: false | undefined) {
     round++;
     for (let page = 0; page < PAGES; page++)
       await space.writeAsync(base + page * PAGE, new Uint32Array([round * 1000 + page]));
-    await kernel.run({ workgroups: 1, params: { base, pages: PAGES }, uses });
+    await kernel.run({ workgroups: 1, params: { base, pages: PAGES, stride: PAGE }, uses });
     times.push(performance.now() - started);
     return moved() - before;
   };
