@@ -24,9 +24,7 @@ import type { PageRun } from '../space/page-run.ts';
 import type { PageTable } from '../space/page-table.ts';
 import { isMapped, type PreferredLocation } from '../space/pte.ts';
 import {
-  PTE_ADVICE_MASK,
-  PTE_PINNED_CPU,
-  PTE_PINNED_GPU,
+  PTE_POLICY_MASK,
   PTE_PREFER_CPU,
   PTE_PREFER_GPU,
   PTE_READ_MOSTLY,
@@ -91,8 +89,8 @@ export function applyAdvice(table: PageTable, run: PageRun, advice: Advice): voi
 
 /** Takes the mirror's advice and thrash pins (thrash.ts) back from every page (the mirror ends). */
 export function clearAdvice(table: PageTable): void {
-  const bits = PTE_ADVICE_MASK | PTE_PINNED_GPU | PTE_PINNED_CPU;
   for (let page = 0; page < table.pageCount; page++) {
-    if ((table.pte(page) & bits) !== 0) table.updatePte(page, (pte) => pte & ~bits);
+    if ((table.pte(page) & PTE_POLICY_MASK) !== 0)
+      table.updatePte(page, (pte) => pte & ~PTE_POLICY_MASK);
   }
 }

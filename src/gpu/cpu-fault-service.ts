@@ -24,10 +24,8 @@ import type { FaultRequest, FaultResult } from '../space/fault-channel.ts';
 import type { SpaceInternals } from '../space/internals.ts';
 import { alignedBlockAround, coalesceRuns, runEnd, type PageRun } from '../space/page-run.ts';
 import { isGpuOwned } from '../space/pte.ts';
-import { bufferSource } from './buffer-source.ts';
 import type { MigrationResult, Migrator } from './migration.ts';
 import { pagesOfRuns } from './migration-plan.ts';
-import { pagePieces } from './segments.ts';
 import type { MirrorCounters, TraceEvent } from './mirror-stats.ts';
 
 /** The aligned block a CPU fault brings idle GPU-owned neighbours back from, bytes. */
@@ -118,27 +116,31 @@ class FetchBatches {
 }
 
 /**
- * Copies pushed bytes (plain CPU writes to pages pinned on the GPU, held by
- * their writers) from CPU memory into the pages' frames; the writers go on
- * once the copies are queued: every later GPU use of the frames comes after
- * them on the queue. A page without a frame here has its bytes in CPU memory
- * alone, which is all it needs.
+ * Writes pushed bytes (plain CPU writes to pages pinned on the GPU, held by
+ * their writers) into CPU memory and the page's frame, in the order they
+ * were taken, so both copies end alike whatever the writers' order; the
+ * writers go on once the frame's copy is queued: every later GPU use of the
+ * frame comes after it on the queue. A page without a frame here (detach
+ * took it) has its bytes in CPU memory alone, which is all it needs.
  */
 function servePushes(ctx: CpuFaultServiceContext, pushes: readonly FaultRequest[]): void {
   if (pushes.length === 0) return;
   const started = performance.now();
   const { migrator } = ctx;
   const { device, frames, space } = migrator.ctx;
-  const memory = new Uint8Array(space.memory);
+  const memory = new Int32Array(space.memory);
+  const { pageSize } = space.table;
   let bytes = 0;
   for (const push of pushes) {
     try {
-      for (const { page, lo, hi } of pagePieces(push.first, push.count, space.table.pageSize)) {
-        if (!migrator.frameMap.has(page)) continue;
-        const at = migrator.frameMap.frameOf(page) * space.table.pageSize + lo;
-        const from = page * space.table.pageSize + lo;
-        device.queue.writeBuffer(frames, at, bufferSource(memory), from, hi - lo);
-        bytes += hi - lo;
+      const data = push.data ?? new Uint8Array(0);
+      const words = new Int32Array(data.slice().buffer);
+      words.forEach((word, i) => Atomics.store(memory, (push.first >>> 2) + i, word));
+      const page = Math.floor(push.first / pageSize);
+      if (migrator.frameMap.has(page)) {
+        const at = migrator.frameMap.frameOf(page) * pageSize + (push.first - page * pageSize);
+        device.queue.writeBuffer(frames, at, words);
+        bytes += data.byteLength;
         migrator.thrash?.active([page]);
       }
       space.faults.complete(push, 'ok');

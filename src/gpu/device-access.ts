@@ -74,11 +74,11 @@ export async function writeOnDevice(m: Migrator, va: number, data: Uint8Array): 
         events.push({ va: page * pageSize, len: pageSize, cause: 'migrate' });
         taken.push(page);
       }
-      m.settle(page, PTE_GPU, true);
+      m.settle(page, PTE_GPU, false);
     }
     m.thrash?.moved(taken, 'fault-gpu');
     const written = pieces.map(({ page }) => page);
-    ctx.dirtied?.(written);
+    m.markDirty(written.filter((page) => isMapped(table.pte(page))));
     await m.writeThrough(written);
   } finally {
     table.releaseHolds(holds);

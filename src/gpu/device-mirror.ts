@@ -119,6 +119,7 @@ export class DeviceMirror {
       counters: this.counters,
       emit: (event) => this.emit(event),
       assertLive: () => this.loss.assertLive(),
+      lostBy: (error) => this.loss.causedBy(error),
       dirtied: (pages) => this.background?.dirtied(pages),
     });
     this.background = parts.writeBack && this.backgroundWriteBack(parts.writeBack);
@@ -198,13 +199,12 @@ export class DeviceMirror {
     const run = { ...this.internals.pageSpan(va, len), va };
     this.migrator.precheck([run], false);
     applyAdvice(this.internals.table, run, checked);
-    if (checked.readMostly || checked.preferred === 'cpu') this.migrator.writeThroughAdvised = true;
+    if (checked.readMostly || checked.preferred === 'cpu') this.migrator.through.advised = true;
   }
 
   /**
-   * The state of each page of [va, va + len), changing nothing. It does no
-   * asynchronous work today; it returns a promise because the answer may
-   * have to come from another thread's mirror once a space has several.
+   * The state of each page of [va, va + len), changing nothing (a promise:
+   * with several mirrors the answer may have to come from another thread's).
    */
   snapshot(va: number, len: number): Promise<PageSnapshot[]> {
     this.assertAttached();

@@ -34,7 +34,6 @@ import {
   pteState,
   staysShared,
   withState,
-  writesThrough,
   type Need,
 } from '../space/pte.ts';
 import { PTE_FRAME, PTE_GPU, PTE_GPU_DIRTY, PTE_SHARED } from '../space/shared-layout.ts';
@@ -49,6 +48,7 @@ import { HOLD_BATCH_RUNS, inBatches } from './hold-batches.ts';
 import { clearAdvice } from './advice.ts';
 import { accountMigration } from './migration-accounting.ts';
 import { ThrashDetector, type ThrashOptions } from './thrash.ts';
+import { WriteThroughs } from './write-through.ts';
 import { fetchPlans } from './plan-fetch.ts';
 import type { FramePool } from './frame-pool.ts';
 import {
@@ -102,6 +102,8 @@ export interface MigrationContext {
   readonly dirtied?: (pages: readonly number[]) => void;
   /** Thrash mitigation's bounds (the `thrash` option); none: off. */
   readonly thrash?: Required<ThrashOptions> | undefined;
+  /** Whether `error` came of the device's loss (device-loss.ts); none: never. */
+  readonly lostBy?: (error: unknown) => Promise<boolean>;
 }
 
 export class Migrator {
@@ -112,8 +114,8 @@ export class Migrator {
   private readonly pageSize: number;
   /** Thrash mitigation (thrash.ts), unless the `thrash` option turned it off. */
   readonly thrash: ThrashDetector | undefined;
-  /** Set once advice asked some page for write-through: until then no call looks for such pages. */
-  writeThroughAdvised = false;
+  /** Write-through of advised and CPU-pinned pages (write-through.ts). */
+  readonly through: WriteThroughs;
   /** The page table and frame map as planning reads them. */
   private readonly view: PlanView;
 
@@ -138,6 +140,14 @@ export class Migrator {
     this.frameBudget = new FrameBudget(this.view, this.frameMap, ctx.pool, evictor);
     const uses = { useClock: () => evictor.now, usedSince: evictor.usedSince.bind(evictor) };
     this.thrash = ctx.thrash && new ThrashDetector({ ...ctx, table, ...uses }, ctx.thrash);
+    this.through = new WriteThroughs({
+      table,
+      thrash: this.thrash,
+      readBack: (pages, stored) => this.readBackHeld(pages, false, stored),
+      account: (pages, moved, started) =>
+        this.account('cpu', 'write-through', runsOf(pages), moved, started),
+      lostBy: ctx.lostBy ?? (() => Promise.resolve(false)),
+    });
   }
 
   /** Frames free in the pool now, and the pool's capacity (the budget), in frames. */
@@ -157,6 +167,7 @@ export class Migrator {
     if (event.cause === 'migrate') return; // our own
     const first = Math.floor(event.va / this.pageSize);
     const end = Math.ceil((event.va + event.len) / this.pageSize);
+    if (event.cause === 'free') this.thrash?.forget(first, end);
     for (let page = first; page < end; page++) {
       if (!this.frameMap.has(page)) continue;
       if (event.cause === 'write') this.ctx.counters.invalidations++;
@@ -252,16 +263,20 @@ export class Migrator {
   }
 
   /**
-   * Marks held `gpu` pages GPU-dirty (a kernel stored to them).
+   * Marks held `gpu` pages GPU-dirty (a kernel or a device write stored to
+   * them), but for those whose write-through will acknowledge them (write-through.ts).
    * @throws DeviceLostError once the device is lost: the run is not acknowledged
    */
   markDirty(pages: readonly number[]): void {
     this.ctx.assertLive();
     const { table } = this.ctx.space;
+    const marked: number[] = [];
     for (const page of pages) {
+      if (this.through.defer(page)) continue; // acknowledged by its write-through
       table.updatePte(page, (pte) => (isGpuOwned(pte) ? pte | PTE_GPU_DIRTY : pte));
+      marked.push(page);
     }
-    if (pages.length > 0) this.ctx.dirtied?.(pages);
+    if (marked.length > 0) this.ctx.dirtied?.(marked);
   }
 
   // ---------------------------------------------------------------- to the CPU
@@ -296,37 +311,24 @@ export class Migrator {
 
   /**
    * Writes back, before the caller lets go of them, the held pages of
-   * `pages` whose advice or pin asks for it (advice.ts, thrash.ts): GPU-dirty
-   * read-mostly, CPU-preferred or CPU-pinned pages are read back and become
-   * `shared` (frames kept), as do clean GPU-owned read-mostly or CPU-pinned pages.
+   * `pages` whose advice or pin asks for it (write-through.ts).
    */
-  async writeThrough(pages: Iterable<number>): Promise<void> {
-    if (!this.writeThroughAdvised && !this.thrash?.pinning) return;
-    const { table } = this.ctx.space;
-    const through: number[] = [];
-    for (const page of pages) {
-      const pte = table.pte(page);
-      if (isGpuOwned(pte) && (staysShared(pte) || (writesThrough(pte) && isGpuDirty(pte))))
-        through.push(page);
-    }
-    if (through.length === 0) return;
-    const started = performance.now();
-    const moved = await this.readBackHeld(through, false);
-    this.thrash?.active(through);
-    this.account('cpu', 'write-through', runsOf(through), moved, started);
+  writeThrough(pages: Iterable<number>): Promise<void> {
+    return this.through.run(pages);
   }
 
   /**
-   * Reads back the GPU-dirty pages of held GPU-owned `pages` and makes them
-   * `shared` (frames kept); with `keepOwner`, those preferred on the GPU
-   * stay GPU-owned, clean.
+   * Reads back the GPU-dirty pages of held GPU-owned `pages` (and those
+   * `stored` says a call stored to) and makes them `shared` (frames kept);
+   * with `keepOwner`, those preferred or pinned on the GPU stay GPU-owned, clean.
    */
   private async readBackHeld(
     pages: readonly number[],
     keepOwner: boolean,
+    stored: (page: number) => boolean = () => false,
   ): Promise<MigrationResult> {
     const { table } = this.ctx.space;
-    const dirty = pages.filter((page) => isGpuDirty(table.pte(page)));
+    const dirty = pages.filter((page) => isGpuDirty(table.pte(page)) || stored(page));
     if (dirty.length > 0) {
       await this.ctx.engine.download(dirty.map((page) => this.wholePage(page)));
       this.ctx.counters.readbacks++;

@@ -161,6 +161,13 @@ export class ThrashDetector {
     }
   }
 
+  /** Forgets pages [first, end), freed: a new allocation there starts with no moves counted and no pin. */
+  forget(first: number, end: number): void {
+    this.moves.fill(0, first, end);
+    this.windowStart.fill(0, first, end);
+    for (let page = first; page < end; page++) this.pins.delete(page);
+  }
+
   /** Whether any page is pinned (a run's stores may have to be written through). */
   get pinning(): boolean {
     return this.pins.size > 0;

@@ -338,14 +338,22 @@ export class AddressSpace {
   write(va: number, data: ArrayBufferView): void {
     const source = viewBytes('data', data);
     const access = this.cpu.plain(va, source.byteLength, 'write');
-    this.cpu.runSync([access], () => this.bytes.set(source, va));
+    this.cpu.writeSync(
+      access,
+      () => source,
+      () => this.bytes.set(source, va),
+    );
   }
 
   /** `write` that waits asynchronously, on any thread. */
   async writeAsync(va: number, data: ArrayBufferView): Promise<void> {
     const source = viewBytes('data', data);
     const access = this.cpu.plain(va, source.byteLength, 'write');
-    return this.cpu.runAsync([access], () => this.bytes.set(source, va));
+    return this.cpu.writeAsync(
+      access,
+      () => source,
+      () => this.bytes.set(source, va),
+    );
   }
 
   /**
@@ -356,7 +364,8 @@ export class AddressSpace {
     nonNegativeInteger('byte', byte);
     if (byte > 255) throw new InvalidArgumentError('byte', byte, 'too-large', 'an integer 0-255');
     const access = this.cpu.plain(va, len, 'write');
-    this.cpu.runSync([access], () => this.bytes.fill(byte, va, va + len));
+    const bytes = () => new Uint8Array(len).fill(byte);
+    this.cpu.writeSync(access, bytes, () => this.bytes.fill(byte, va, va + len));
   }
 
   /**
@@ -408,9 +417,10 @@ export class AddressSpace {
   /** Stores the u32 `value` at `va` (4-byte aligned). Throws as `write`. */
   setU32(va: number, value: number): void {
     u32Value('value', value);
-    this.cpu.runSync([this.cpu.word(va, 'write')], () =>
-      Atomics.store(this.words, va >>> 2, value),
-    );
+    const bytes = () => new Uint8Array(new Uint32Array([value]).buffer);
+    this.cpu.writeSync(this.cpu.word(va, 'write'), bytes, () => {
+      Atomics.store(this.words, va >>> 2, value);
+    });
   }
 
   /** The f32 at `va` (4-byte aligned). Throws as `read`. */
@@ -421,7 +431,8 @@ export class AddressSpace {
   /** Stores the f32 `value` at `va` (4-byte aligned). Throws as `write`. */
   setF32(va: number, value: number): void {
     numberValue('value', value);
-    this.cpu.runSync([this.cpu.word(va, 'write')], () => {
+    const bytes = () => new Uint8Array(new Float32Array([value]).buffer);
+    this.cpu.writeSync(this.cpu.word(va, 'write'), bytes, () => {
       this.floats[va >>> 2] = value;
     });
   }

@@ -28,6 +28,7 @@ import { coalesce, type InvalidateEvent, type InvalidationNotifier } from './not
 import type { PageRun } from './page-run.ts';
 import type { Hold, PageTable } from './page-table.ts';
 import { assertAccess, type Need } from './pte.ts';
+import { FAULT_PUSH_BYTES } from './shared-layout.ts';
 import { WaitBudget, type WaitLimits } from './waiting.ts';
 
 /** A held run of pages with what the CPU access needs of them: bytes [va, va + len). */
@@ -47,10 +48,22 @@ export interface Access extends Hold {
   readonly atomic?: boolean;
 }
 
-/** Bytes [va, va + len) a plain write stored to pages pinned on the GPU: pushed to their frames. */
-interface Push {
-  readonly va: number;
-  readonly len: number;
+/** A call's holds taken: whether its write is to be pushed (see `checkOrRelease`), and its wait budget. */
+interface Held {
+  readonly pinned: boolean;
+  readonly budget: WaitBudget;
+}
+
+/** A plain write a push can carry: whole words, at most FAULT_PUSH_BYTES, in one page. */
+function pushable(access: Access): boolean {
+  return (
+    access.kind === 'write' &&
+    !access.atomic &&
+    access.count === 1 &&
+    access.va % 4 === 0 &&
+    access.len % 4 === 0 &&
+    access.len <= FAULT_PUSH_BYTES
+  );
 }
 
 /** The pages to fault back, from `first` (a GPU-dirty page) to the end of the access at `va`. */
@@ -159,13 +172,10 @@ export class CpuAccess {
     for (const access of accesses) this.assertNotInScope(access, access.va);
     // `body` is webhmm's own copy: the whole access is one critical section.
     const result = this.table.critical(() => {
-      const pinned = this.holdSync(accesses, also);
+      this.holdSync(accesses, also);
       try {
-        const pushes = this.markWritten(accesses, pinned);
-        const value = body();
-        for (const push of pushes)
-          this.faults.pushSync(push.va, push.len, new WaitBudget(this.limits, push.va));
-        return value;
+        this.markWritten(accesses);
+        return body();
       } finally {
         this.table.releaseHolds([...accesses, ...(also?.holds ?? [])]);
       }
@@ -177,21 +187,55 @@ export class CpuAccess {
   /** `runSync` that waits asynchronously, on any thread. Rejects as `runSync`, 'reentrant' at once. */
   async runAsync<T>(accesses: readonly Access[], body: () => T): Promise<T> {
     for (const access of accesses) this.assertNotInScope(access, access.va);
-    const pinned = await this.holdAsync(accesses);
-    let result: T;
-    try {
-      let pushes: Push[] = [];
-      result = this.table.critical(() => {
-        pushes = this.markWritten(accesses, pinned);
+    await this.holdAsync(accesses);
+    const result = this.table.critical(() => {
+      try {
+        this.markWritten(accesses);
         return body();
-      });
-      for (const push of pushes)
-        await this.faults.pushAsync(push.va, push.len, new WaitBudget(this.limits, push.va));
-    } finally {
-      this.table.releaseHolds(accesses);
-    }
+      } finally {
+        this.table.releaseHolds(accesses);
+      }
+    });
     this.announce();
     return result;
+  }
+
+  /**
+   * A plain write `access` as `runSync` runs it, whose bytes are `data()`:
+   * on a page pinned on the GPU (gpu/thrash.ts) it pushes them instead of
+   * running `body`: the mirror's thread writes them into CPU memory and the
+   * frame before the call returns, and a push that fails wrote nothing.
+   */
+  writeSync(access: Access, data: () => Uint8Array, body: () => void): void {
+    this.assertNotInScope(access, access.va);
+    this.table.critical(() => {
+      const { pinned, budget } = this.holdSync([access], undefined, this.mayBlock());
+      try {
+        if (pinned) this.faults.pushSync(access.va, data(), budget);
+        else this.runBody([access], body);
+      } finally {
+        this.table.releaseHolds([access]);
+      }
+    });
+    this.announce();
+  }
+
+  /** `writeSync` that waits asynchronously, on any thread. */
+  async writeAsync(access: Access, data: () => Uint8Array, body: () => void): Promise<void> {
+    this.assertNotInScope(access, access.va);
+    const { pinned, budget } = await this.holdAsync([access], true);
+    try {
+      if (pinned) await this.faults.pushAsync(access.va, data(), budget);
+      else this.table.critical(() => this.runBody([access], body));
+    } finally {
+      this.table.releaseHolds([access]);
+    }
+    this.announce();
+  }
+
+  private runBody(accesses: readonly Access[], body: () => void): void {
+    this.markWritten(accesses);
+    body();
   }
 
   // ---------------------------------------------------------------- scopes
@@ -294,7 +338,7 @@ export class CpuAccess {
    * thread may, within one budget for the whole call). On return the holds
    * are taken.
    */
-  private holdSync(accesses: readonly Access[], also?: AlsoHeld): number[][] {
+  private holdSync(accesses: readonly Access[], also?: AlsoHeld, mayPush = false): Held {
     const va = accesses[0]?.va ?? also?.holds[0]?.first ?? 0;
     const budget = new WaitBudget(this.limits, va);
     const checkAccesses = this.precheck(accesses);
@@ -305,8 +349,8 @@ export class CpuAccess {
     const holds = [...accesses, ...(also?.holds ?? [])];
     for (;;) {
       this.holdPagesSync(holds, va, budget, true, precheck);
-      const fault = this.checkOrRelease(accesses, this.mayBlock(), also);
-      if (Array.isArray(fault)) return fault;
+      const fault = this.checkOrRelease(accesses, mayPush, also);
+      if (typeof fault === 'boolean') return { pinned: fault, budget };
       const address = Math.max(fault.va, this.table.address(fault.first));
       if (!this.mayBlock()) {
         throw new WouldBlockError(
@@ -320,14 +364,14 @@ export class CpuAccess {
     }
   }
 
-  private async holdAsync(accesses: readonly Access[]): Promise<number[][]> {
+  private async holdAsync(accesses: readonly Access[], mayPush = false): Promise<Held> {
     const va = accesses[0]?.va ?? 0;
     const budget = new WaitBudget(this.limits, va);
     const call = this.holdCall(va, budget, true, this.precheck(accesses));
     for (;;) {
       await holdAllAsync(accesses, call);
-      const fault = this.checkOrRelease(accesses, true);
-      if (Array.isArray(fault)) return fault;
+      const fault = this.checkOrRelease(accesses, mayPush);
+      if (typeof fault === 'boolean') return { pinned: fault, budget };
       const address = Math.max(fault.va, this.table.address(fault.first));
       if (!this.faults.served) throw unservedFault(address);
       await this.faults.requestAsync(fault.first, fault.count, budget.at(address), fault.writes);
@@ -337,36 +381,32 @@ export class CpuAccess {
   /**
    * Checks held accesses. Returns the pages to fault back (from the first
    * GPU-dirty page to the end of its access), having released the holds, or
-   * with the holds kept, per access the pages pinned on the GPU it writes in
-   * place and pushes (`mayPush`: this call can wait for the push; otherwise,
-   * and for writes of part of a word, the pin goes, as for scopes and
-   * atomics). On an AccessError, releases and throws.
+   * with the holds kept, whether the one access (a plain write, `mayPush`)
+   * is to be pushed to a page pinned on the GPU (gpu/thrash.ts). Other
+   * writes, scopes and atomics take pins away. On an AccessError, releases
+   * and throws.
    */
   private checkOrRelease(
     accesses: readonly Access[],
     mayPush: boolean,
     also?: AlsoHeld,
-  ): Fault | number[][] {
+  ): Fault | boolean {
     const holds = [...accesses, ...(also?.holds ?? [])];
     return this.table.critical(() => {
       try {
-        const pinned: number[][] = [];
+        const pushes: number[] = [];
         for (const access of accesses) {
-          const pushes: number[] = [];
-          // A push copies whole words (writeBuffer's rule): a write of part of a word takes the page back.
-          const words = access.va % 4 === 0 && access.len % 4 === 0;
-          const plainWrite = access.kind === 'write' && !access.atomic && words;
-          const how = plainWrite && mayPush ? { pushes } : { unpin: access.kind !== 'read' };
+          const push = mayPush && pushable(access);
+          const how = push ? { pushes } : { unpin: access.kind !== 'read' };
           const { first, count, va, need } = access;
           const faulted = this.table.checkHeld(first, count, va, need, how);
           if (faulted >= 0) {
             this.table.releaseHolds(holds);
             return { first: faulted, count: first + count - faulted, va, writes: need === 'write' };
           }
-          pinned.push(pushes);
         }
         also?.check();
-        return pinned;
+        return pushes.length > 0;
       } catch (error) {
         this.table.releaseHolds(holds);
         throw error;
@@ -374,28 +414,12 @@ export class CpuAccess {
     });
   }
 
-  /**
-   * Marks what `accesses` write stale on the GPU, except the pages pinned
-   * on the GPU (`pinned`, per access), whose bytes are returned to push.
-   */
-  private markWritten(accesses: readonly Access[], pinned: readonly number[][] = []): Push[] {
-    const pushes: Push[] = [];
-    accesses.forEach((access, i) => {
-      if (access.need !== 'write') return;
-      const inPlace = new Set(pinned[i] ?? []);
-      if (inPlace.size === 0) {
+  private markWritten(accesses: readonly Access[]): void {
+    for (const access of accesses) {
+      if (access.need === 'write') {
         this.table.markWritten(access.va, access.len, this.outbox);
-        return;
       }
-      const end = access.va + access.len;
-      for (let page = access.first; page < access.first + access.count; page++) {
-        const lo = Math.max(access.va, this.table.address(page));
-        const len = Math.min(end, this.table.address(page + 1)) - lo;
-        if (!inPlace.has(page)) this.table.markWritten(lo, len, this.outbox);
-        else pushes.push({ va: lo, len });
-      }
-    });
-    return pushes;
+    }
   }
 
   /** Registers a scope over held, checked pages; returns its lease. */

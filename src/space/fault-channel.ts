@@ -25,6 +25,7 @@ import {
   FAULT_ABANDONED,
   FAULT_CLAIMED,
   FAULT_COUNT,
+  FAULT_DATA,
   FAULT_DONE,
   FAULT_FIRST,
   FAULT_FREE,
@@ -48,6 +49,7 @@ import {
   PTE_CPU,
   PTE_FRAME,
   PTE_GPU_DIRTY,
+  PTE_POLICY_MASK,
   PTE_SHARED,
 } from './shared-layout.ts';
 import type { SharedState } from './shared-state.ts';
@@ -69,8 +71,8 @@ const RESULT_CODES: Record<FaultResult, number> = {
 
 /**
  * A request as the server sees it: a fetch of pages [first, first + count),
- * or a push of the bytes [first, first + count) from CPU memory into their
- * pages' frames.
+ * or a push of `data` (`count` bytes) to the bytes from `first`, into CPU
+ * memory and the page's frame.
  */
 export interface FaultRequest {
   readonly slot: number;
@@ -79,6 +81,8 @@ export interface FaultRequest {
   readonly writes: boolean;
   readonly first: number;
   readonly count: number;
+  /** A push's bytes. */
+  readonly data?: Uint8Array;
 }
 
 export class FaultChannel {
@@ -120,24 +124,31 @@ export class FaultChannel {
   }
 
   /**
-   * Asks for the bytes [va, va + len) of CPU memory to be copied into their
-   * pages' frames (pages pinned on the GPU that the caller holds), and waits
-   * until the copy is submitted. Throws as `requestSync`.
+   * Asks for `data` (whole words, at most FAULT_PUSH_BYTES, within one page
+   * pinned on the GPU that the caller holds) to be written at `va` into CPU
+   * memory and the page's frame, and waits until it is (the frame's copy
+   * submitted). Throws as `requestSync`; a push that fails wrote nothing.
    */
-  pushSync(va: number, len: number, budget: WaitBudget): void {
-    this.waitSync(FAULT_KIND_PUSH, va, len, budget);
+  pushSync(va: number, data: Uint8Array, budget: WaitBudget): void {
+    this.waitSync(FAULT_KIND_PUSH, va, data.byteLength, budget, data);
   }
 
   /** `pushSync` that waits asynchronously, on any thread. */
-  pushAsync(va: number, len: number, budget: WaitBudget): Promise<void> {
-    return this.waitAsync(FAULT_KIND_PUSH, va, len, budget);
+  pushAsync(va: number, data: Uint8Array, budget: WaitBudget): Promise<void> {
+    return this.waitAsync(FAULT_KIND_PUSH, va, data.byteLength, budget, data);
   }
 
-  private waitSync(kind: number, first: number, count: number, budget: WaitBudget): void {
-    let slot = this.claimAndPost(kind, first, count);
+  private waitSync(
+    kind: number,
+    first: number,
+    count: number,
+    budget: WaitBudget,
+    data?: Uint8Array,
+  ): void {
+    let slot = this.claimAndPost(kind, first, count, data);
     while (slot < 0) {
       budget.waitSync(true, this.header, HEADER_FAULT_SLOTS_FREED, this.freedCount(), false);
-      slot = this.claimAndPost(kind, first, count);
+      slot = this.claimAndPost(kind, first, count, data);
     }
     const state = FAULT_WORDS * slot + FAULT_STATE;
     try {
@@ -158,11 +169,12 @@ export class FaultChannel {
     first: number,
     count: number,
     budget: WaitBudget,
+    data?: Uint8Array,
   ): Promise<void> {
-    let slot = this.claimAndPost(kind, first, count);
+    let slot = this.claimAndPost(kind, first, count, data);
     while (slot < 0) {
       await budget.waitAsync(this.header, HEADER_FAULT_SLOTS_FREED, this.freedCount());
-      slot = this.claimAndPost(kind, first, count);
+      slot = this.claimAndPost(kind, first, count, data);
     }
     const state = FAULT_WORDS * slot + FAULT_STATE;
     try {
@@ -188,10 +200,10 @@ export class FaultChannel {
   }
 
   /** A free slot, claimed and posted with the request, or -1 if none is free. */
-  private claimAndPost(kind: number, first: number, count: number): number {
+  private claimAndPost(kind: number, first: number, count: number, data?: Uint8Array): number {
     return this.critical(() => {
       const slot = this.claim();
-      if (slot >= 0) this.post(slot, kind, first, count);
+      if (slot >= 0) this.post(slot, kind, first, count, data);
       return slot;
     });
   }
@@ -206,8 +218,12 @@ export class FaultChannel {
     return -1;
   }
 
-  private post(slot: number, kind: number, first: number, count: number): void {
+  private post(slot: number, kind: number, first: number, count: number, data?: Uint8Array): void {
     const at = FAULT_WORDS * slot;
+    if (data) {
+      const words = new Int32Array(data.slice().buffer);
+      words.forEach((word, i) => Atomics.store(this.slots, at + FAULT_DATA + i, word));
+    }
     Atomics.store(this.slots, at + FAULT_KIND, kind);
     Atomics.store(this.slots, at + FAULT_FIRST, first | 0);
     Atomics.store(this.slots, at + FAULT_COUNT, count);
@@ -283,6 +299,9 @@ export class FaultChannel {
     const { pte, seq } = this.shared;
     const lost = new Uint8Array(this.shared.pageCount);
     for (let page = 0; page < this.shared.pageCount; page++) {
+      // Its advice and pins end with it (gpu/advice.ts).
+      if ((Atomics.load(pte, page) & PTE_POLICY_MASK) !== 0)
+        Atomics.and(pte, page, ~PTE_POLICY_MASK);
       let word = Atomics.load(pte, page);
       if (!hasFrame(word) && !isGpuOwned(word)) continue;
       Atomics.add(seq, page, 1);
@@ -406,13 +425,17 @@ export class FaultChannel {
   private requestIn(slot: number): FaultRequest {
     const at = FAULT_WORDS * slot;
     const kind = Atomics.load(this.slots, at + FAULT_KIND);
-    return {
+    const request = {
       slot,
-      kind: kind & FAULT_KIND_PUSH ? 'push' : 'fetch',
+      kind: kind & FAULT_KIND_PUSH ? ('push' as const) : ('fetch' as const),
       writes: (kind & FAULT_KIND_WRITES) !== 0,
       first: Atomics.load(this.slots, at + FAULT_FIRST) >>> 0,
       count: Atomics.load(this.slots, at + FAULT_COUNT),
     };
+    if (request.kind === 'fetch') return request;
+    const words = new Int32Array(request.count >>> 2);
+    for (let i = 0; i < words.length; i++) words[i] = Atomics.load(this.slots, at + FAULT_DATA + i);
+    return { ...request, data: new Uint8Array(words.buffer) };
   }
 
   /**

@@ -110,6 +110,8 @@ export const PTE_PINNED_GPU = 1 << 14;
  * stores to it writes it back before it resolves (as for read-mostly).
  */
 export const PTE_PINNED_CPU = 1 << 15;
+/** The mirror's policy bits, advice and pins: they end with the mirror. */
+export const PTE_POLICY_MASK = PTE_ADVICE_MASK | PTE_PINNED_GPU | PTE_PINNED_CPU;
 
 // ---- page hold word (lock) ----
 // CPU side: plain reads and plain writes never exclude each other; read scopes
@@ -195,12 +197,16 @@ export type LogCause = (typeof LOG_CAUSES)[number];
 // A thread that meets a GPU-dirty page claims a slot, posts the page range,
 // rings the doorbell and waits on the slot's state word; the GpuMirror's thread
 // takes every posted slot in one batch, brings the pages back and completes them.
-// A push (a plain write to a page pinned on the GPU) posts a byte range
-// instead, which the server copies from CPU memory into the frame.
+// A push (a plain write of at most FAULT_PUSH_BYTES to a page pinned on the
+// GPU) posts the bytes instead, which the server writes into CPU memory and
+// the frame alike, so concurrent pushes land in one order in both, and a
+// push that is never served changed nothing.
 /** Slots; a requester that finds none free waits for one (back-pressure, nothing dropped). */
 export const FAULT_SLOTS = 256;
-/** state, first page (a push: first byte), page count (a push: bytes), result, owner, kind. */
-export const FAULT_WORDS = 6;
+/** Bytes a push carries at most, in the slot (whole words). */
+export const FAULT_PUSH_BYTES = 64;
+/** state, first page (a push: first byte), page count (a push: bytes), result, owner, kind, a push's bytes. */
+export const FAULT_WORDS = 6 + FAULT_PUSH_BYTES / 4;
 export const FAULT_STATE = 0;
 export const FAULT_FIRST = 1;
 export const FAULT_COUNT = 2;
@@ -213,6 +219,8 @@ export const FAULT_KIND_FETCH = 0;
 export const FAULT_KIND_PUSH = 1;
 /** Or'ed into a fetch's kind: the faulting access writes (thrash mitigation pins such pages on the GPU). */
 export const FAULT_KIND_WRITES = 2;
+/** A push's bytes: FAULT_PUSH_BYTES / 4 words from here. */
+export const FAULT_DATA = 6;
 export const FAULT_FREE = 0;
 /** A requester is filling the slot. */
 export const FAULT_CLAIMED = 1;
