@@ -49,13 +49,15 @@ export interface CpuFaultServiceContext {
 
 /**
  * Serves CPU faults until `stopped()`; resolves then, with every request it
- * took completed. Never rejects. Pushes are served as they are taken; fetches
- * go in batches, one at a time, while the taking goes on (a push's requester
- * holds its pages, which a fetch of them waits for).
+ * took completed. Never rejects. Pushes are served as they are taken, pulls
+ * start as they are taken; fetches go in batches, one at a time, while the
+ * taking goes on (a push's or pull's requester holds its page, which a
+ * fetch of it waits for).
  */
 export async function serveCpuFaults(ctx: CpuFaultServiceContext): Promise<void> {
   const { faults } = ctx.space;
   const fetches = new FetchBatches(ctx);
+  const pulls = new Set<Promise<void>>();
   while (!ctx.stopped()) {
     try {
       const seen = faults.doorbell();
@@ -68,6 +70,10 @@ export async function serveCpuFaults(ctx: CpuFaultServiceContext): Promise<void>
         ctx,
         requests.filter((request) => request.kind === 'push'),
       );
+      for (const pull of requests.filter((request) => request.kind === 'pull')) {
+        const serving = servePull(ctx, pull).finally(() => pulls.delete(serving));
+        pulls.add(serving);
+      }
       fetches.add(requests.filter((request) => request.kind === 'fetch'));
     } catch (error) {
       reportFailure(error);
@@ -75,6 +81,7 @@ export async function serveCpuFaults(ctx: CpuFaultServiceContext): Promise<void>
     }
   }
   await fetches.drained();
+  await Promise.all(pulls);
 }
 
 /** Fetch requests served in batches, one batch at a time, each with the requests pending when it starts. */
@@ -168,6 +175,46 @@ function servePushes(ctx: CpuFaultServiceContext, pushes: readonly FaultRequest[
 }
 
 /**
+ * Reads a pull's bytes (a small CPU read of a page pinned on the GPU and
+ * GPU-dirty, held by its reader) from the page's frame into the slot,
+ * leaving CPU memory alone: the page stays GPU-owned and dirty. A page
+ * without a frame here (detach took it) is read again by its reader.
+ */
+async function servePull(ctx: CpuFaultServiceContext, pull: FaultRequest): Promise<void> {
+  const started = performance.now();
+  const { migrator } = ctx;
+  const { pageSize } = migrator.ctx.space.table;
+  const page = Math.floor(pull.first / pageSize);
+  const { faults } = ctx.space;
+  try {
+    if (!migrator.frameMap.has(page)) {
+      faults.complete(pull, 'retry');
+      return;
+    }
+    const lo = pull.first - page * pageSize;
+    const bytes = await migrator.ctx.engine.read([
+      migrator.frameMap.segment(page, lo, lo + pull.count),
+    ]);
+    ctx.counters.cpuFaults++;
+    ctx.counters.readbacks++;
+    ctx.counters.bytesToCpu += bytes.byteLength;
+    ctx.counters.bytesByCause['fault-cpu'] += bytes.byteLength;
+    migrator.thrash?.active([page]);
+    faults.complete(pull, 'ok', undefined, bytes);
+    const ms = performance.now() - started;
+    const event = { t: started, kind: 'fault', cause: 'fault-cpu', to: 'cpu' } as const;
+    ctx.emit({ ...event, va: pull.first, len: pull.count, pages: 0, bytes: bytes.byteLength, ms });
+  } catch (error) {
+    if (await ctx.lostBy(error))
+      faults.complete(pull, 'device-lost', ctx.unsavedIn({ first: page, count: 1 }));
+    else {
+      reportFailure(error);
+      faults.complete(pull, 'failed');
+    }
+  }
+}
+
+/**
  * Brings one batch of requests back.
  * @returns 'ok' when served, or when a page was freed meanwhile (the
  *   requester retries and sees the truth); 'device-lost' when the device was lost
@@ -180,7 +227,7 @@ async function serveBatch(
   const started = performance.now();
   const runs = requests.map((request) => faultAround(ctx.space, request));
   runs.forEach((run, i) =>
-    ctx.migrator.thrash?.cpuFaulted(pagesOfRuns([run]), requests[i]?.writes ?? false),
+    ctx.migrator.thrash?.cpuFaulted(pagesOfRuns([run]), requests[i]?.small ?? false),
   );
   let moved: MigrationResult;
   try {

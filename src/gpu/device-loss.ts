@@ -15,7 +15,7 @@
  *   within LOSS_GRACE_MS, never as success.
  */
 import { DeviceLostError, WebHmmError } from '../errors.ts';
-import { lostSpan } from '../space/fault-channel.ts';
+import { lostSpan } from '../space/mirror-fallback.ts';
 import { runsOf, type PageRun } from '../space/page-run.ts';
 
 /** What `gpu.lost` resolves with. */

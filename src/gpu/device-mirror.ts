@@ -472,9 +472,9 @@ export class DeviceMirror {
     // Requests that arrived after the last service: their pages are on the CPU now.
     const lost = this.loss.current !== undefined;
     for (const request of faults.take()) {
-      // A push's bytes are in CPU memory already: it succeeded.
-      const failed = lost && request.kind === 'fetch';
-      faults.complete(request, failed ? 'device-lost' : 'ok', this.loss.unsavedIn(request));
+      // A push or pull not carried out: its requester does its access again, on the CPU copy.
+      const result = request.kind !== 'fetch' ? 'retry' : lost ? 'device-lost' : 'ok';
+      faults.complete(request, result, this.loss.unsavedIn(request));
     }
     faults.stopServing(this.internals.threadId);
     this.migrator.forgetPolicy(); // advice and pins are the mirror's

@@ -5,17 +5,20 @@
  * then pins them and maps them remotely; a browser has no remote mapping,
  * so the pin does the mapping's job). It is pinned on the side whose
  * accesses the pin makes cheap: on the GPU when the CPU's last fault on it
- * was a write, on the CPU when it was a read.
+ * was a small access (whole words, at most 64 bytes, which a push or a pull
+ * carries), on the CPU when it was a larger one.
  *
  * Pinned on the GPU:
  * - the page stays GPU-owned: kernels use it with no transfer;
- * - a CPU read of it when GPU-dirty copies the page back and leaves it
- *   GPU-owned (clean); a clean one is read in place;
- * - a plain CPU write of whole words lands in the CPU copy and, before the
- *   call returns, in the frame (a push through the fault channel:
+ * - a small CPU read of it when GPU-dirty pulls just the bytes read from
+ *   the frame (a pull through the fault channel), leaving the page as it
+ *   is; a larger one copies the page back and leaves it GPU-owned (clean);
+ *   a clean page is read in place;
+ * - a small plain CPU write lands in the CPU copy and, before the call
+ *   returns, in the frame (a push through the fault channel:
  *   cpu-fault-service.ts), so it moves the bytes written and no page;
  * - a CPU scope or atomic takes the pin away and the page as always, and so
- *   do a part-word write and a sync write on a thread that may not wait.
+ *   do larger writes and sync small accesses on a thread that may not wait.
  *
  * Pinned on the CPU: the page stays CPU-owned. A run uploads its stale
  * ranges before it (as always) and writes back the pages it stored to
@@ -27,7 +30,7 @@
  * back. Pins are counted in `thrashPins` and traced (`kind: 'thrash-pin'`,
  * `to` the side, with the reason). A pin ends after `pinMs`, unless the
  * ping-pong went on under it (the device used the page since, and the CPU
- * pushed to it, or a run wrote it through): then it is renewed for
+ * pushed to or pulled from it, or a run wrote it through): then it is renewed for
  * `pinMs`, since unpinned the page would bounce again at once. It also ends
  * when the page is freed and when the mirror ends.
  */
@@ -110,8 +113,8 @@ export class ThrashDetector {
   private readonly windowStart: Float64Array;
   /** Moves of each page in its current window. */
   private readonly moves: Uint16Array;
-  /** 1 where the CPU's last fault on the page was for a write. */
-  private readonly cpuWrote: Uint8Array;
+  /** 1 where the CPU's last fault on the page was for a small access (a push or pull could carry it). */
+  private readonly cpuSmall: Uint8Array;
   /** Pinned pages and their pins. */
   private readonly pins = new Map<number, Pin>();
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -122,12 +125,12 @@ export class ThrashDetector {
   ) {
     this.windowStart = new Float64Array(ctx.table.pageCount);
     this.moves = new Uint16Array(ctx.table.pageCount);
-    this.cpuWrote = new Uint8Array(ctx.table.pageCount);
+    this.cpuSmall = new Uint8Array(ctx.table.pageCount);
   }
 
   /** Notes what the CPU faults on `pages` for: it chooses the side a pin of them takes. */
-  cpuFaulted(pages: Iterable<number>, writes: boolean): void {
-    for (const page of pages) this.cpuWrote[page] = writes ? 1 : 0;
+  cpuFaulted(pages: Iterable<number>, small: boolean): void {
+    for (const page of pages) this.cpuSmall[page] = small ? 1 : 0;
   }
 
   /** Counts a move of each of `pages` between the CPU and the GPU; pins those past the threshold. */
@@ -183,8 +186,8 @@ export class ThrashDetector {
 
   private pin(pages: readonly number[], now: number, cause: MigrationCause): void {
     const tick = this.ctx.useClock();
-    const onGpu = pages.filter((page) => this.cpuWrote[page]);
-    const onCpu = pages.filter((page) => !this.cpuWrote[page]);
+    const onGpu = pages.filter((page) => this.cpuSmall[page]);
+    const onCpu = pages.filter((page) => !this.cpuSmall[page]);
     for (const [side, bit] of [
       [onGpu, PTE_PINNED_GPU],
       [onCpu, PTE_PINNED_CPU],

@@ -18,8 +18,7 @@
  *   the CPU accesses and device holds (kernel runs, migrations) that began
  *   before the free have finished; the CPU sees them unmapped at once, and a
  *   free waits for no device work (mapping.ts).
- * - A listener that throws fails neither the call that triggered it nor the
- *   other listeners (notifier.ts).
+ * - A listener that throws fails neither the call that triggered it nor the others.
  * - A CPU write to a page whose GPU copy was valid makes that copy stale in
  *   exactly the 16-byte blocks written (no limit per page; stale-blocks.ts)
  *   and reports the page to `onInvalidate` listeners.
@@ -47,6 +46,7 @@ import { InvalidationNotifier, coalesce, type InvalidateListener } from './notif
 import { forgetCpuWaiters } from './page-lock.ts';
 import { PageTable } from './page-table.ts';
 import { PROTECTIONS, describePte, protCode, type PageSnapshot, type Protection } from './pte.ts';
+import { bytesOfF32, bytesOfU32, f32Of, u32Of } from './word-bytes.ts';
 import { HEADER_THREAD_IDS, LAYOUT_VERSION, type SpaceHandle } from './shared-layout.ts';
 import { createSharedState, type SharedState } from './shared-state.ts';
 import {
@@ -320,14 +320,14 @@ export class AddressSpace {
    * @throws AccessError at the first unmapped, freed, out-of-range or unreadable byte; WouldBlockError
    */
   read(va: number, len: number): Uint8Array {
-    const access = this.cpu.plain(va, len, 'read');
-    return this.cpu.runSync([access], () => this.bytes.slice(va, va + len));
+    const copy = () => this.bytes.slice(va, va + len);
+    return this.cpu.readSync(this.cpu.plain(va, len, 'read'), (bytes) => bytes, copy);
   }
 
   /** `read` that waits asynchronously, on any thread (and brings GPU-dirty pages back). */
   async readAsync(va: number, len: number): Promise<Uint8Array> {
-    const access = this.cpu.plain(va, len, 'read');
-    return this.cpu.runAsync([access], () => this.bytes.slice(va, va + len));
+    const copy = () => this.bytes.slice(va, va + len);
+    return this.cpu.readAsync(this.cpu.plain(va, len, 'read'), (bytes) => bytes, copy);
   }
 
   /**
@@ -411,30 +411,27 @@ export class AddressSpace {
 
   /** The u32 at `va` (4-byte aligned). Throws as `read`, and InvalidArgumentError 'misaligned'. */
   getU32(va: number): number {
-    return this.cpu.runSync([this.cpu.word(va, 'read')], () => Atomics.load(this.words, va >>> 2));
+    const access = this.cpu.word(va, 'read');
+    return this.cpu.readSync(access, u32Of, () => Atomics.load(this.words, va >>> 2));
   }
 
   /** Stores the u32 `value` at `va` (4-byte aligned). Throws as `write`. */
   setU32(va: number, value: number): void {
     u32Value('value', value);
-    const bytes = () => new Uint8Array(new Uint32Array([value]).buffer);
-    this.cpu.writeSync(this.cpu.word(va, 'write'), bytes, () => {
-      Atomics.store(this.words, va >>> 2, value);
-    });
+    const store = () => void Atomics.store(this.words, va >>> 2, value);
+    this.cpu.writeSync(this.cpu.word(va, 'write'), () => bytesOfU32(value), store);
   }
 
   /** The f32 at `va` (4-byte aligned). Throws as `read`. */
   getF32(va: number): number {
-    return this.cpu.runSync([this.cpu.word(va, 'read')], () => this.floats[va >>> 2] ?? 0);
+    return this.cpu.readSync(this.cpu.word(va, 'read'), f32Of, () => this.floats[va >>> 2] ?? 0);
   }
 
   /** Stores the f32 `value` at `va` (4-byte aligned). Throws as `write`. */
   setF32(va: number, value: number): void {
     numberValue('value', value);
-    const bytes = () => new Uint8Array(new Float32Array([value]).buffer);
-    this.cpu.writeSync(this.cpu.word(va, 'write'), bytes, () => {
-      this.floats[va >>> 2] = value;
-    });
+    const store = () => this.floats.set([value], va >>> 2);
+    this.cpu.writeSync(this.cpu.word(va, 'write'), () => bytesOfF32(value), store);
   }
 
   /**

@@ -48,16 +48,16 @@ export interface Access extends Hold {
   readonly atomic?: boolean;
 }
 
-/** A call's holds taken: whether its write is to be pushed (see `checkOrRelease`), and its wait budget. */
+/** A call's holds taken: whether its access is to be pushed or pulled (see `checkOrRelease`), and its wait budget. */
 interface Held {
   readonly pinned: boolean;
   readonly budget: WaitBudget;
 }
 
-/** A plain write a push can carry: whole words, at most FAULT_PUSH_BYTES, in one page. */
-function pushable(access: Access): boolean {
+/** A plain access a push or a pull can carry: whole words, at most FAULT_PUSH_BYTES, in one page. */
+function remoteSized(access: Access): boolean {
   return (
-    access.kind === 'write' &&
+    (access.kind === 'write' || access.kind === 'read') &&
     !access.atomic &&
     access.count === 1 &&
     access.va % 4 === 0 &&
@@ -69,8 +69,8 @@ function pushable(access: Access): boolean {
 /** The pages to fault back, from `first` (a GPU-dirty page) to the end of the access at `va`. */
 interface Fault extends PageRun {
   readonly va: number;
-  /** The faulting access writes. */
-  readonly writes: boolean;
+  /** The faulting access is small enough for a push or a pull (`remoteSized`). */
+  readonly small: boolean;
 }
 
 export interface CpuAccessParts {
@@ -208,34 +208,83 @@ export class CpuAccess {
    */
   writeSync(access: Access, data: () => Uint8Array, body: () => void): void {
     this.assertNotInScope(access, access.va);
-    this.table.critical(() => {
-      const { pinned, budget } = this.holdSync([access], undefined, this.mayBlock());
-      try {
-        if (pinned) this.faults.pushSync(access.va, data(), budget);
-        else this.runBody([access], body);
-      } finally {
-        this.table.releaseHolds([access]);
-      }
-    });
+    // Again only when the mirror stopped before it carried the push out (then the pin is gone).
+    while (
+      !this.table.critical(() => {
+        const { pinned, budget } = this.holdSync([access], undefined, this.mayBlock());
+        try {
+          if (pinned) return this.faults.pushSync(access.va, data(), budget);
+          this.runBody([access], body);
+          return true;
+        } finally {
+          this.table.releaseHolds([access]);
+        }
+      })
+    );
     this.announce();
   }
 
   /** `writeSync` that waits asynchronously, on any thread. */
   async writeAsync(access: Access, data: () => Uint8Array, body: () => void): Promise<void> {
     this.assertNotInScope(access, access.va);
-    const { pinned, budget } = await this.holdAsync([access], true);
-    try {
-      if (pinned) await this.faults.pushAsync(access.va, data(), budget);
-      else this.table.critical(() => this.runBody([access], body));
-    } finally {
-      this.table.releaseHolds([access]);
+    for (let done = false; !done;) {
+      const { pinned, budget } = await this.holdAsync([access], true);
+      try {
+        if (pinned) done = await this.faults.pushAsync(access.va, data(), budget);
+        else done = this.table.critical(() => this.runBody([access], body));
+      } finally {
+        this.table.releaseHolds([access]);
+      }
     }
     this.announce();
   }
 
-  private runBody(accesses: readonly Access[], body: () => void): void {
+  /**
+   * A plain read `access` as `runSync` runs it: from a GPU-dirty page pinned
+   * on the GPU (gpu/thrash.ts) it pulls just its bytes from the frame and
+   * hands them to `fromBytes` instead of running `body`; the page stays as
+   * it is.
+   */
+  readSync<T>(access: Access, fromBytes: (bytes: Uint8Array) => T, body: () => T): T {
+    this.assertNotInScope(access, access.va);
+    for (;;) {
+      const result = this.table.critical(() => {
+        const { pinned, budget } = this.holdSync([access], undefined, this.mayBlock());
+        try {
+          if (!pinned) return { value: body() };
+          const bytes = this.faults.pullSync(access.va, access.len, budget);
+          return bytes && { value: fromBytes(bytes) };
+        } finally {
+          this.table.releaseHolds([access]);
+        }
+      });
+      if (result) return result.value;
+    }
+  }
+
+  /** `readSync` that waits asynchronously, on any thread. */
+  async readAsync<T>(
+    access: Access,
+    fromBytes: (bytes: Uint8Array) => T,
+    body: () => T,
+  ): Promise<T> {
+    this.assertNotInScope(access, access.va);
+    for (;;) {
+      const { pinned, budget } = await this.holdAsync([access], true);
+      try {
+        if (!pinned) return this.table.critical(body);
+        const bytes = await this.faults.pullAsync(access.va, access.len, budget);
+        if (bytes) return fromBytes(bytes);
+      } finally {
+        this.table.releaseHolds([access]);
+      }
+    }
+  }
+
+  private runBody(accesses: readonly Access[], body: () => void): true {
     this.markWritten(accesses);
     body();
+    return true;
   }
 
   // ---------------------------------------------------------------- scopes
@@ -360,7 +409,7 @@ export class CpuAccess {
         );
       }
       if (!this.faults.served) throw unservedFault(address);
-      this.faults.requestSync(fault.first, fault.count, budget.at(address), fault.writes);
+      this.faults.requestSync(fault.first, fault.count, budget.at(address), fault.small);
     }
   }
 
@@ -374,39 +423,44 @@ export class CpuAccess {
       if (typeof fault === 'boolean') return { pinned: fault, budget };
       const address = Math.max(fault.va, this.table.address(fault.first));
       if (!this.faults.served) throw unservedFault(address);
-      await this.faults.requestAsync(fault.first, fault.count, budget.at(address), fault.writes);
+      await this.faults.requestAsync(fault.first, fault.count, budget.at(address), fault.small);
     }
   }
 
   /**
    * Checks held accesses. Returns the pages to fault back (from the first
    * GPU-dirty page to the end of its access), having released the holds, or
-   * with the holds kept, whether the one access (a plain write, `mayPush`)
-   * is to be pushed to a page pinned on the GPU (gpu/thrash.ts). Other
-   * writes, scopes and atomics take pins away. On an AccessError, releases
-   * and throws.
+   * with the holds kept, whether the one access (a small plain write or
+   * read, `mayRemote`: the call can wait for the mirror's thread) is to be
+   * pushed to or pulled from a page pinned on the GPU (gpu/thrash.ts).
+   * Other writes, scopes and atomics take pins away. On an AccessError,
+   * releases and throws.
    */
   private checkOrRelease(
     accesses: readonly Access[],
-    mayPush: boolean,
+    mayRemote: boolean,
     also?: AlsoHeld,
   ): Fault | boolean {
     const holds = [...accesses, ...(also?.holds ?? [])];
     return this.table.critical(() => {
       try {
-        const pushes: number[] = [];
+        const remote: number[] = [];
         for (const access of accesses) {
-          const push = mayPush && pushable(access);
-          const how = push ? { pushes } : { unpin: access.kind !== 'read' };
+          const how = !(mayRemote && remoteSized(access))
+            ? { unpin: access.kind !== 'read' }
+            : access.kind === 'write'
+              ? { pushes: remote }
+              : { pulls: remote };
           const { first, count, va, need } = access;
           const faulted = this.table.checkHeld(first, count, va, need, how);
           if (faulted >= 0) {
             this.table.releaseHolds(holds);
-            return { first: faulted, count: first + count - faulted, va, writes: need === 'write' };
+            const small = remoteSized(access);
+            return { first: faulted, count: first + count - faulted, va, small };
           }
         }
         also?.check();
-        return pushes.length > 0;
+        return remote.length > 0;
       } catch (error) {
         this.table.releaseHolds(holds);
         throw error;

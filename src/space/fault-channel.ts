@@ -20,7 +20,6 @@
  */
 import { DeviceLostError, WouldBlockError } from '../errors.ts';
 import type { PageRun } from './page-run.ts';
-import { hasFrame, isGpuDirty, isGpuOwned, pteState, withoutStale, withState } from './pte.ts';
 import {
   FAULT_ABANDONED,
   FAULT_CLAIMED,
@@ -31,14 +30,17 @@ import {
   FAULT_FREE,
   FAULT_KIND,
   FAULT_KIND_FETCH,
+  FAULT_KIND_MASK,
+  FAULT_KIND_PULL,
   FAULT_KIND_PUSH,
-  FAULT_KIND_WRITES,
+  FAULT_KIND_SMALL,
   FAULT_OWNER,
   FAULT_POSTED,
   FAULT_RESULT,
   FAULT_RESULT_DEVICE_LOST,
   FAULT_RESULT_FAILED,
   FAULT_RESULT_OK,
+  FAULT_RESULT_RETRY,
   FAULT_SERVICING,
   FAULT_SLOTS,
   FAULT_STATE,
@@ -46,12 +48,8 @@ import {
   HEADER_FAULT_DOORBELL,
   HEADER_FAULT_SERVER,
   HEADER_FAULT_SLOTS_FREED,
-  PTE_CPU,
-  PTE_FRAME,
-  PTE_GPU_DIRTY,
-  PTE_POLICY_MASK,
-  PTE_SHARED,
 } from './shared-layout.ts';
+import { fallBackToCpuCopies, lostSpan } from './mirror-fallback.ts';
 import type { SharedState } from './shared-state.ts';
 import type { WaitBudget } from './waiting.ts';
 
@@ -59,31 +57,39 @@ import type { WaitBudget } from './waiting.ts';
  * How the server ends a request: 'ok' (served, or nothing to do: the
  * requester retries and sees the page as it is), 'device-lost' (the GPU copy
  * is gone: the requester throws DeviceLostError), 'failed' (the batch threw:
- * the requester throws WouldBlockError 'unserved').
+ * the requester throws WouldBlockError 'unserved'), 'retry' (a push or pull
+ * not carried out, the server stopping: the requester does its access again).
  */
-export type FaultResult = 'ok' | 'device-lost' | 'failed';
+export type FaultResult = 'ok' | 'device-lost' | 'failed' | 'retry';
 
 const RESULT_CODES: Record<FaultResult, number> = {
   ok: FAULT_RESULT_OK,
   'device-lost': FAULT_RESULT_DEVICE_LOST,
   failed: FAULT_RESULT_FAILED,
+  retry: FAULT_RESULT_RETRY,
 };
 
 /**
- * A request as the server sees it: a fetch of pages [first, first + count),
- * or a push of `data` (`count` bytes) to the bytes from `first`, into CPU
- * memory and the page's frame.
+ * A request as the server sees it: a fetch of pages [first, first + count);
+ * a push of `data` (`count` bytes) to the bytes from `first`, into CPU
+ * memory and the page's frame; or a pull of the `count` bytes from `first`
+ * from the page's frame, into the slot.
  */
 export interface FaultRequest {
   readonly slot: number;
-  readonly kind: 'fetch' | 'push';
-  /** A fetch for an access that writes. */
-  readonly writes: boolean;
+  readonly kind: 'fetch' | 'push' | 'pull';
+  /** A fetch for an access small enough for a push or a pull. */
+  readonly small: boolean;
   readonly first: number;
   readonly count: number;
   /** A push's bytes. */
   readonly data?: Uint8Array;
 }
+
+const KIND_NAMES = ['fetch', 'push', 'pull'] as const;
+
+/** What a served fetch or push returns (a pull returns its bytes). */
+const EMPTY = new Uint8Array(0);
 
 export class FaultChannel {
   private readonly slots: Int32Array;
@@ -113,14 +119,19 @@ export class FaultChannel {
    * Asks for pages [first, first + count) and waits until they are serviced.
    * @throws WouldBlockError 'timeout' (the slot is given back); DeviceLostError
    */
-  requestSync(first: number, count: number, budget: WaitBudget, writes = false): void {
-    this.waitSync(FAULT_KIND_FETCH | (writes ? FAULT_KIND_WRITES : 0), first, count, budget);
+  requestSync(first: number, count: number, budget: WaitBudget, small = false): void {
+    this.waitSync(FAULT_KIND_FETCH | (small ? FAULT_KIND_SMALL : 0), first, count, budget);
   }
 
   /** `requestSync` that waits asynchronously, on any thread. */
-  requestAsync(first: number, count: number, budget: WaitBudget, writes = false): Promise<void> {
-    const kind = FAULT_KIND_FETCH | (writes ? FAULT_KIND_WRITES : 0);
-    return this.waitAsync(kind, first, count, budget);
+  async requestAsync(
+    first: number,
+    count: number,
+    budget: WaitBudget,
+    small = false,
+  ): Promise<void> {
+    const kind = FAULT_KIND_FETCH | (small ? FAULT_KIND_SMALL : 0);
+    await this.waitAsync(kind, first, count, budget);
   }
 
   /**
@@ -128,14 +139,30 @@ export class FaultChannel {
    * pinned on the GPU that the caller holds) to be written at `va` into CPU
    * memory and the page's frame, and waits until it is (the frame's copy
    * submitted). Throws as `requestSync`; a push that fails wrote nothing.
+   * @returns false when the server did not carry it out (it stopped): the caller writes again
    */
-  pushSync(va: number, data: Uint8Array, budget: WaitBudget): void {
-    this.waitSync(FAULT_KIND_PUSH, va, data.byteLength, budget, data);
+  pushSync(va: number, data: Uint8Array, budget: WaitBudget): boolean {
+    return this.waitSync(FAULT_KIND_PUSH, va, data.byteLength, budget, data) !== undefined;
   }
 
   /** `pushSync` that waits asynchronously, on any thread. */
-  pushAsync(va: number, data: Uint8Array, budget: WaitBudget): Promise<void> {
-    return this.waitAsync(FAULT_KIND_PUSH, va, data.byteLength, budget, data);
+  async pushAsync(va: number, data: Uint8Array, budget: WaitBudget): Promise<boolean> {
+    return (await this.waitAsync(FAULT_KIND_PUSH, va, data.byteLength, budget, data)) !== undefined;
+  }
+
+  /**
+   * Asks for the `len` bytes at `va` (whole words, at most FAULT_PUSH_BYTES,
+   * within one page pinned on the GPU that the caller holds) from the page's
+   * frame, leaving CPU memory alone. Throws as `requestSync`.
+   * @returns the bytes, or undefined when the server did not read them (it stopped): the caller reads again
+   */
+  pullSync(va: number, len: number, budget: WaitBudget): Uint8Array | undefined {
+    return this.waitSync(FAULT_KIND_PULL, va, len, budget);
+  }
+
+  /** `pullSync` that waits asynchronously, on any thread. */
+  pullAsync(va: number, len: number, budget: WaitBudget): Promise<Uint8Array | undefined> {
+    return this.waitAsync(FAULT_KIND_PULL, va, len, budget);
   }
 
   private waitSync(
@@ -144,7 +171,7 @@ export class FaultChannel {
     count: number,
     budget: WaitBudget,
     data?: Uint8Array,
-  ): void {
+  ): Uint8Array | undefined {
     let slot = this.claimAndPost(kind, first, count, data);
     while (slot < 0) {
       budget.waitSync(true, this.header, HEADER_FAULT_SLOTS_FREED, this.freedCount(), false);
@@ -161,7 +188,7 @@ export class FaultChannel {
       this.abandon(slot);
       throw error;
     }
-    this.finish(slot, kind & FAULT_KIND_PUSH ? first : first << this.pageShift);
+    return this.finish(slot, kind, first);
   }
 
   private async waitAsync(
@@ -170,7 +197,7 @@ export class FaultChannel {
     count: number,
     budget: WaitBudget,
     data?: Uint8Array,
-  ): Promise<void> {
+  ): Promise<Uint8Array | undefined> {
     let slot = this.claimAndPost(kind, first, count, data);
     while (slot < 0) {
       await budget.waitAsync(this.header, HEADER_FAULT_SLOTS_FREED, this.freedCount());
@@ -187,7 +214,7 @@ export class FaultChannel {
       this.abandon(slot);
       throw error;
     }
-    this.finish(slot, kind & FAULT_KIND_PUSH ? first : first << this.pageShift);
+    return this.finish(slot, kind, first);
   }
 
   /**
@@ -240,16 +267,20 @@ export class FaultChannel {
    * @throws DeviceLostError listing the request's pages whose GPU copy was lost;
    *   WouldBlockError 'unserved' when the server's batch failed
    */
-  private finish(slot: number, address: number): void {
+  private finish(slot: number, kind: number, first: number): Uint8Array | undefined {
     const at = FAULT_WORDS * slot;
     if (this.stateOf(slot) === FAULT_POSTED) {
       this.abandon(slot);
-      return;
+      return undefined;
     }
     const result = Atomics.load(this.slots, at + FAULT_RESULT);
     const lostFirst = Atomics.load(this.slots, at + FAULT_FIRST);
     const lostCount = Atomics.load(this.slots, at + FAULT_COUNT);
+    const pulled =
+      (kind & FAULT_KIND_MASK) === FAULT_KIND_PULL ? this.dataIn(slot, lostCount) : undefined;
     this.free(slot);
+    const address = (kind & FAULT_KIND_MASK) === FAULT_KIND_FETCH ? first << this.pageShift : first;
+    if (result === FAULT_RESULT_RETRY) return undefined;
     if (result === FAULT_RESULT_DEVICE_LOST) {
       const unsaved =
         lostCount > 0
@@ -267,6 +298,15 @@ export class FaultChannel {
         "the GpuMirror's fault service failed to bring the page back (its batch threw; the mirror's thread logged why); the call may be retried",
       );
     }
+    return pulled ?? EMPTY;
+  }
+
+  /** The `len` bytes a push or pull left in `slot`. */
+  private dataIn(slot: number, len: number): Uint8Array {
+    const at = FAULT_WORDS * slot + FAULT_DATA;
+    const words = new Int32Array(len >>> 2);
+    for (let i = 0; i < words.length; i++) words[i] = Atomics.load(this.slots, at + i);
+    return new Uint8Array(words.buffer);
   }
 
   /**
@@ -288,44 +328,18 @@ export class FaultChannel {
   /**
    * The serving thread `server` ended without detaching its mirror (its holds
    * were released already): its GPU frames went with it, as in a device loss.
-   * A space has one mirror, the server's, so every page with a frame or
-   * owned by the GPU was that mirror's: each becomes a `cpu` page with its
-   * CPU bytes and no frame (a GPU-dirty page loses its newer bytes, which
-   * were only on that device); then the requests waiting on the server fail
-   * with DeviceLostError naming the pages of theirs that were GPU-dirty; then
-   * the server word is free, so a new mirror can attach.
+   * Every page falls back to its CPU copy (mirror-fallback.ts); then the
+   * requests waiting on the server fail with DeviceLostError naming the
+   * pages of theirs that were GPU-dirty (pushes and pulls are done again);
+   * then the server word is free, so a new mirror can attach.
    */
   private serverEnded(server: number): void {
-    const { pte, seq } = this.shared;
-    const lost = new Uint8Array(this.shared.pageCount);
-    for (let page = 0; page < this.shared.pageCount; page++) {
-      // Its advice and pins end with it (gpu/advice.ts).
-      if ((Atomics.load(pte, page) & PTE_POLICY_MASK) !== 0)
-        Atomics.and(pte, page, ~PTE_POLICY_MASK);
-      let word = Atomics.load(pte, page);
-      if (!hasFrame(word) && !isGpuOwned(word)) continue;
-      Atomics.add(seq, page, 1);
-      for (;;) {
-        const state = pteState(word);
-        const next = withoutStale(
-          withState(
-            word & ~(PTE_FRAME | PTE_GPU_DIRTY),
-            isGpuOwned(word) || state === PTE_SHARED ? PTE_CPU : state,
-          ),
-        );
-        const seen = Atomics.compareExchange(pte, page, word, next);
-        if (seen === word) break;
-        word = seen;
-      }
-      if (isGpuDirty(word)) lost[page] = 1;
-      Atomics.add(seq, page, 1);
-      Atomics.notify(pte, page);
-    }
-    // A push's bytes are in CPU memory, the copy that is left: it succeeded.
+    const lost = fallBackToCpuCopies(this.shared);
+    // A push or pull not carried out: its requester does its access again, on the CPU copy.
     const end = (request: FaultRequest): void =>
-      request.kind === 'push'
-        ? this.complete(request, 'ok')
-        : this.complete(request, 'device-lost', lostSpan(request, lost));
+      request.kind === 'fetch'
+        ? this.complete(request, 'device-lost', lostSpan(request, lost))
+        : this.complete(request, 'retry');
     for (const request of this.take()) end(request);
     // Requests in service by the ended server: taken, never completed.
     for (let slot = 0; slot < FAULT_SLOTS; slot++) {
@@ -402,14 +416,11 @@ export class FaultChannel {
     Atomics.notify(this.header, HEADER_FAULT_DOORBELL);
   }
 
-  /** Takes every posted request (of `kind` only, if given). */
-  take(kind?: FaultRequest['kind']): FaultRequest[] {
+  /** Takes every posted request. */
+  take(): FaultRequest[] {
     const taken: FaultRequest[] = [];
-    const code = kind === undefined ? -1 : kind === 'push' ? FAULT_KIND_PUSH : FAULT_KIND_FETCH;
     for (let slot = 0; slot < FAULT_SLOTS; slot++) {
       const at = FAULT_WORDS * slot;
-      if (code >= 0 && (Atomics.load(this.slots, at + FAULT_KIND) & FAULT_KIND_PUSH) !== code)
-        continue;
       if (
         Atomics.compareExchange(this.slots, at + FAULT_STATE, FAULT_POSTED, FAULT_SERVICING) !==
         FAULT_POSTED
@@ -427,24 +438,33 @@ export class FaultChannel {
     const kind = Atomics.load(this.slots, at + FAULT_KIND);
     const request = {
       slot,
-      kind: kind & FAULT_KIND_PUSH ? ('push' as const) : ('fetch' as const),
-      writes: (kind & FAULT_KIND_WRITES) !== 0,
+      kind: KIND_NAMES[kind & FAULT_KIND_MASK] ?? 'fetch',
+      small: (kind & FAULT_KIND_SMALL) !== 0,
       first: Atomics.load(this.slots, at + FAULT_FIRST) >>> 0,
       count: Atomics.load(this.slots, at + FAULT_COUNT),
     };
-    if (request.kind === 'fetch') return request;
-    const words = new Int32Array(request.count >>> 2);
-    for (let i = 0; i < words.length; i++) words[i] = Atomics.load(this.slots, at + FAULT_DATA + i);
-    return { ...request, data: new Uint8Array(words.buffer) };
+    return request.kind === 'push'
+      ? { ...request, data: this.dataIn(slot, request.count) }
+      : request;
   }
 
   /**
    * Completes a taken request and wakes its requester. With 'device-lost',
    * `unsaved` is the run of the request's pages whose GPU copy was lost
    * (first to last such page), reported in the requester's DeviceLostError.
+   * A pull completed 'ok' carries its bytes, `pulled`.
    */
-  complete(request: FaultRequest, result: FaultResult = 'ok', unsaved?: PageRun): void {
+  complete(
+    request: FaultRequest,
+    result: FaultResult = 'ok',
+    unsaved?: PageRun,
+    pulled?: Uint8Array,
+  ): void {
     const at = FAULT_WORDS * request.slot;
+    if (pulled) {
+      const words = new Int32Array(pulled.slice().buffer);
+      words.forEach((word, i) => Atomics.store(this.slots, at + FAULT_DATA + i, word));
+    }
     if (result === 'device-lost') {
       Atomics.store(this.slots, at + FAULT_FIRST, unsaved?.first ?? 0);
       Atomics.store(this.slots, at + FAULT_COUNT, unsaved?.count ?? 0);
@@ -471,19 +491,4 @@ export function unservedFault(address: number): WouldBlockError {
     'unserved',
     'the page is dirty on the GPU and no GpuMirror services faults',
   );
-}
-
-/**
- * The pages of `request` marked in `lost`, as one run from the first to the
- * last (undefined if none): what its requester is told could not be saved.
- */
-export function lostSpan(request: PageRun, lost: ArrayLike<number>): PageRun | undefined {
-  let first = -1;
-  let last = -1;
-  for (let page = request.first; page < request.first + request.count; page++) {
-    if (!lost[page]) continue;
-    if (first < 0) first = page;
-    last = page;
-  }
-  return first < 0 ? undefined : { first, count: last - first + 1 };
 }

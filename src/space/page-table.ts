@@ -82,8 +82,10 @@ export type Staleness = 'none' | 'whole' | StaleBlocks;
 
 /** What a CPU access does with pages pinned on the GPU (see `checkHeld`). */
 export interface PinnedAccess {
-  /** A plain write: pinned pages are written in place and listed here, to push. */
+  /** A small plain write: pages pinned on the GPU are listed here, to push to. */
   readonly pushes?: number[];
+  /** A small plain read: GPU-dirty pages pinned on the GPU are listed here, to pull from. */
+  readonly pulls?: number[];
   /** A scope or an atomic: the pin goes. */
   readonly unpin?: boolean;
 }
@@ -293,9 +295,10 @@ export class PageTable {
    * loses write access, so the page's sequence moves on, notice or not),
    * except that reads leave a page preferred or pinned on the GPU GPU-owned.
    * `pinned`: with `pushes`, pages pinned on the GPU (gpu/thrash.ts) are
-   * left GPU-owned, dirty or not, and listed there: the caller writes them
-   * in place and pushes its bytes to their frames; with `unpin` (a scope, an
-   * atomic, a thread that may not wait for a push), the pin goes first.
+   * left GPU-owned, dirty or not, and listed there: the caller pushes its
+   * bytes to both copies; with `pulls`, GPU-dirty ones are, and the caller
+   * pulls its bytes from the frame; with `unpin` (a scope, an atomic, a
+   * write a push cannot carry), the pin goes first.
    * Returns the first GPU-dirty page, which needs a CPU fault, or -1.
    * @throws AccessError at the first page that refuses the access
    */
@@ -315,6 +318,10 @@ export class PageTable {
       if (!isGpuOwned(pte)) continue;
       if (pinned.pushes && isPinnedGpu(pte)) {
         pinned.pushes.push(page);
+        continue;
+      }
+      if (pinned.pulls && isPinnedGpu(pte) && isGpuDirty(pte)) {
+        pinned.pulls.push(page);
         continue;
       }
       if (isGpuDirty(pte)) return page;

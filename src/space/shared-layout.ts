@@ -213,13 +213,19 @@ export const FAULT_COUNT = 2;
 export const FAULT_RESULT = 3;
 /** The requester's thread id, so a terminated thread's slots can be taken back. */
 export const FAULT_OWNER = 4;
-/** FAULT_KIND_FETCH or FAULT_KIND_PUSH. */
+/** FAULT_KIND_FETCH, _PUSH or _PULL (FAULT_KIND_MASK), or'ed with FAULT_KIND_SMALL. */
 export const FAULT_KIND = 5;
+export const FAULT_KIND_MASK = 3;
 export const FAULT_KIND_FETCH = 0;
 export const FAULT_KIND_PUSH = 1;
-/** Or'ed into a fetch's kind: the faulting access writes (thrash mitigation pins such pages on the GPU). */
-export const FAULT_KIND_WRITES = 2;
-/** A push's bytes: FAULT_PUSH_BYTES / 4 words from here. */
+/** A pull: the bytes of a small read of a page pinned on the GPU, read from its frame into the slot. */
+export const FAULT_KIND_PULL = 2;
+/**
+ * Or'ed into a fetch's kind: the faulting access is small enough for a
+ * push or a pull (thrash mitigation pins such pages on the GPU).
+ */
+export const FAULT_KIND_SMALL = 4;
+/** A push's or a pull's bytes: FAULT_PUSH_BYTES / 4 words from here. */
 export const FAULT_DATA = 6;
 export const FAULT_FREE = 0;
 /** A requester is filling the slot. */
@@ -236,6 +242,8 @@ export const FAULT_RESULT_DEVICE_LOST = 1;
  * e.g. a spin on a short critical section ran out); it goes on serving others.
  */
 export const FAULT_RESULT_FAILED = 2;
+/** A push or a pull the server did not carry out (it stopped): the requester does its access again. */
+export const FAULT_RESULT_RETRY = 3;
 
 // ---- thread records ----
 // One per attached thread: whether it is inside a critical section (a run of

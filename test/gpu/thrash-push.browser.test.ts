@@ -5,7 +5,6 @@
 // page's count of moves does not outlive a free.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
-import type { AddressSpace } from '../../src/space/address-space.ts';
 import { testMirror } from '../support/mirror.ts';
 import { singleCallThread } from '../support/single-call-thread.ts';
 
@@ -22,8 +21,8 @@ fn main() {
   hmm_store_u32(hmm_params.va, hmm_load_u32(hmm_params.va) + 1u);
 }`;
 
-/** A one-page allocation pinned on the GPU by a worker/kernel ping-pong, then read back clean (still pinned). */
-async function pinnedCleanPage(faultTimeoutMs: number) {
+/** A one-page allocation pinned on the GPU by a worker/kernel ping-pong, GPU-dirty. */
+async function pinnedPage(faultTimeoutMs: number) {
   const { space, gpu } = await testMirror(
     { size: 1 << 20, pageSize: PAGE, faultTimeoutMs },
     { thrash: { threshold: 2, windowMs: 10_000, pinMs: 60_000 } },
@@ -40,11 +39,11 @@ async function pinnedCleanPage(faultTimeoutMs: number) {
       uses: [{ va, len: 4, access: 'readwrite' }],
     });
   }
-  // A worker's read copies the page back and leaves it GPU-owned, pinned, clean.
+  // A worker's read pulls the word and leaves the page GPU-owned, dirty, pinned.
   expect(await worker.u32At(va)).toBe(301);
   expect((await gpu.snapshot(va, PAGE))[0]).toMatchObject({
     state: 'gpu',
-    dirty: 'none',
+    dirty: 'gpu',
     pinned: true,
   });
   return { space, gpu, worker, va };
@@ -61,25 +60,29 @@ async function gpuWord(gpu: GpuMirror, va: number): Promise<number> {
   return new Uint32Array((await gpu.read(va, 4)).slice().buffer)[0] ?? -1;
 }
 
-function cpuWord(space: AddressSpace, va: number): number {
-  return space.getU32(va);
+/** The word as a worker's read of the whole page sees it (the page's CPU copy, brought back if need be). */
+function cpuWord(
+  worker: Awaited<ReturnType<typeof singleCallThread>>,
+  va: number,
+): Promise<number> {
+  return worker.u32InRead(va, PAGE);
 }
 
 describe('pushes to pages pinned on the GPU', () => {
   it('a push that times out writes nothing: the CPU and GPU copies of the page agree', async () => {
-    const { space, gpu, worker, va } = await pinnedCleanPage(200);
+    const { gpu, worker, va } = await pinnedPage(200);
     // The worker's setU32 posts a push and waits; the mirror's thread is busy
     // past faultTimeoutMs, so the push times out.
     const write = worker.writeU32(va, 0xdead);
     busy(800);
     const outcome = await write;
     expect(outcome.result).toBe('WOULD_BLOCK:timeout');
-    const onCpu = cpuWord(space, va);
+    const onCpu = await cpuWord(worker, va);
     const onGpu = await gpuWord(gpu, va);
     expect({ onCpu, onGpu }).toEqual({ onCpu: 301, onGpu: 301 });
     // A push served in time lands in both.
     expect((await worker.writeU32(va, 0xdead)).result).toBe('ok');
-    expect({ onCpu: cpuWord(space, va), onGpu: await gpuWord(gpu, va) }).toEqual({
+    expect({ onCpu: await cpuWord(worker, va), onGpu: await gpuWord(gpu, va) }).toEqual({
       onCpu: 0xdead,
       onGpu: 0xdead,
     });

@@ -1,8 +1,9 @@
 // Thrash mitigation on real WebGPU: a CPU/GPU ping-pong (a worker's or the
 // main thread's writes, then a kernel's, on the same pages) pins the pages on
 // the GPU, after which an iteration moves the bytes written instead of the
-// pages; one where the CPU reads pins them on the CPU, after which CPU reads
-// stop faulting; results stay exact; pins are counted, traced, shown by
+// pages; one where the CPU reads words pins them on the GPU too, and a read
+// pulls just its bytes; one where the CPU reads whole pages pins them on
+// the CPU, after which CPU reads stop faulting; results stay exact; pins are counted, traced, shown by
 // snapshot, end after pinMs or are renewed, and a scope or an atomic takes
 // them away; `thrash: false` turns it off; bad options throw.
 import { afterEach, describe, expect, it } from 'vitest';
@@ -73,7 +74,28 @@ describe('thrash mitigation', () => {
     expect(space.snapshot(base, PAGE)[0]?.pinned).toBe(true);
   });
 
-  it('pins pages the CPU reads between kernel writes on the CPU: runs write them through, CPU reads stop faulting', async () => {
+  it('pins pages the CPU reads word by word between kernel writes on the GPU: a read pulls just its bytes', async () => {
+    const { gpu, worker, base } = await pingPong(undefined);
+    const kernel = gpu.kernel({ code: ADD_ONE_PER_PAGE, params: ADD_ONE_PER_PAGE_PARAMS });
+    const uses = [{ va: base, len: PAGES * PAGE, access: 'readwrite' as const }];
+    const moved = () => gpu.stats().bytesToGpu + gpu.stats().bytesToCpu;
+    const costs: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const before = moved();
+      await kernel.run({ workgroups: 1, params: { base, pages: PAGES, stride: PAGE }, uses });
+      for (let page = 0; page < PAGES; page++)
+        expect(await worker.u32At(base + page * PAGE)).toBe(i + 1);
+      costs.push(moved() - before);
+    }
+    expect(gpu.stats().thrashPins).toBe(PAGES);
+    const snapshot = await gpu.snapshot(base, PAGES * PAGE);
+    expect(snapshot.every((entry) => entry.pinned && entry.state === 'gpu')).toBe(true);
+    expect(snapshot.every((entry) => entry.dirty === 'gpu')).toBe(true);
+    // Pinned on the GPU: each read pulls its 4 bytes; the kernel moves nothing.
+    expect(costs.slice(-3)).toEqual([PAGES * 4, PAGES * 4, PAGES * 4]);
+  });
+
+  it('pins pages the CPU reads whole between kernel writes on the CPU: runs write them through, CPU reads stop faulting', async () => {
     const { gpu, worker, base } = await pingPong(undefined);
     const kernel = gpu.kernel({ code: ADD_ONE_PER_PAGE, params: ADD_ONE_PER_PAGE_PARAMS });
     const uses = [{ va: base, len: PAGES * PAGE, access: 'readwrite' as const }];
@@ -81,7 +103,7 @@ describe('thrash mitigation', () => {
     for (let i = 0; i < 8; i++) {
       await kernel.run({ workgroups: 1, params: { base, pages: PAGES, stride: PAGE }, uses });
       for (let page = 0; page < PAGES; page++)
-        expect(await worker.u32At(base + page * PAGE)).toBe(i + 1);
+        expect(await worker.u32InRead(base + page * PAGE, PAGE)).toBe(i + 1);
       faults.push(gpu.stats().cpuFaults);
     }
     expect(gpu.stats().thrashPins).toBe(PAGES);

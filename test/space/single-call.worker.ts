@@ -41,6 +41,10 @@ const api = {
   u32At(va: number): number {
     return attached().getU32(va);
   },
+  /** The u32 at `va`, from a read of the `len` bytes from it. */
+  u32InRead(va: number, len: number): number {
+    return new DataView(attached().read(va, len).buffer).getUint32(0, true);
+  },
   writeScope(va: number, len: number) {
     return outcome(() => attached().access(va, len, 'write', (l) => l.bytes.fill(1)));
   },
