@@ -19,7 +19,14 @@ import { WouldBlockError } from '../errors.ts';
 import { runEnd, runsOf, type PageRun } from '../space/page-run.ts';
 import type { Hold, PageTable } from '../space/page-table.ts';
 import { hasFrame, pteState, withoutStale, withState } from '../space/pte.ts';
-import { PTE_CPU, PTE_FRAME, PTE_GPU, PTE_GPU_DIRTY, PTE_SHARED } from '../space/shared-layout.ts';
+import {
+  PTE_CPU,
+  PTE_FRAME,
+  PTE_GPU,
+  PTE_GPU_DIRTY,
+  PTE_PINNED_GPU,
+  PTE_SHARED,
+} from '../space/shared-layout.ts';
 import type { FrameMap } from './frame-map.ts';
 import { holdBatches } from './hold-batches.ts';
 
@@ -89,7 +96,8 @@ function withoutFrame(pte: number): number {
   if (!hasFrame(pte)) return pte; // freed since, maybe reused: not this frame's page any more
   const state = pteState(pte);
   const next = state === PTE_GPU || state === PTE_SHARED ? PTE_CPU : state;
-  return withState(pte & ~(PTE_FRAME | PTE_GPU_DIRTY), next);
+  // A pin on the GPU goes with the frame (thrash.ts).
+  return withState(pte & ~(PTE_FRAME | PTE_GPU_DIRTY | PTE_PINNED_GPU), next);
 }
 
 /**

@@ -80,6 +80,9 @@ export interface Hold extends PageRun {
 /** The stale bytes of a page's frame: none, the whole page, or its marked blocks. */
 export type Staleness = 'none' | 'whole' | StaleBlocks;
 
+/** What a discard takes from a page's pte besides its state and staleness. */
+const DISCARDED_BITS = PTE_FRAME | PTE_GPU_DIRTY | PTE_PINNED_GPU;
+
 /** What a CPU access does with pages pinned on the GPU (see `checkHeld`). */
 export interface PinnedAccess {
   /** A small plain write: pages pinned on the GPU are listed here, to push to. */
@@ -444,7 +447,8 @@ export class PageTable {
     }
     clearBlocks(this.shared.stale, page * this.staleWords, this.staleWords);
     this.updatePte(page, (pte) =>
-      isMapped(pte) ? withState(withoutStale(pte & ~(PTE_FRAME | PTE_GPU_DIRTY)), PTE_ZERO) : pte,
+      // A pin on the GPU goes with the frame (gpu/thrash.ts); advice stays.
+      isMapped(pte) ? withState(withoutStale(pte & ~DISCARDED_BITS), PTE_ZERO) : pte,
     );
   }
 

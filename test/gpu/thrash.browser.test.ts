@@ -147,6 +147,19 @@ describe('thrash mitigation', () => {
     expect(space.getU32(base + PAGE)).toBe(14);
   });
 
+  it('lets a pin on the GPU go with the frame: a discarded page is not pinned', async () => {
+    const { space, gpu, base, iteration } = await pingPong({ threshold: 2 });
+    for (let i = 0; i < 3; i++) await iteration(i, 'worker');
+    expect((await gpu.snapshot(base, PAGE))[0]?.pinned).toBe(true);
+    space.discard(base, PAGE);
+    expect(
+      (await gpu.snapshot(base, 2 * PAGE)).map((entry) => [entry.state, entry.pinned]),
+    ).toEqual([
+      ['zero', undefined],
+      ['gpu', true],
+    ]);
+  });
+
   it('renews a pin while the ping-pong goes on under it', async () => {
     const { gpu, iteration } = await pingPong({ pinMs: 60 });
     const started = performance.now();
