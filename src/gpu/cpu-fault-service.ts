@@ -158,7 +158,7 @@ function servePushes(ctx: CpuFaultServiceContext, pushes: readonly FaultRequest[
   }
   ctx.counters.bytesToGpu += bytes;
   ctx.counters.bytesByCause['fault-cpu'] += bytes;
-  const first = pushes[0]?.first ?? 0;
+  const first = Math.min(...pushes.map((push) => push.first));
   const len = Math.max(...pushes.map((push) => push.first + push.count)) - first;
   const ms = performance.now() - started;
   ctx.emit({
@@ -186,32 +186,31 @@ async function servePull(ctx: CpuFaultServiceContext, pull: FaultRequest): Promi
   const { pageSize } = migrator.ctx.space.table;
   const page = Math.floor(pull.first / pageSize);
   const { faults } = ctx.space;
-  try {
-    if (!migrator.frameMap.has(page)) {
-      faults.complete(pull, 'retry');
-      return;
-    }
-    const lo = pull.first - page * pageSize;
-    const bytes = await migrator.ctx.engine.read([
-      migrator.frameMap.segment(page, lo, lo + pull.count),
-    ]);
-    ctx.counters.cpuFaults++;
-    ctx.counters.readbacks++;
-    ctx.counters.bytesToCpu += bytes.byteLength;
-    ctx.counters.bytesByCause['fault-cpu'] += bytes.byteLength;
-    migrator.thrash?.active([page]);
-    faults.complete(pull, 'ok', undefined, bytes);
-    const ms = performance.now() - started;
-    const event = { t: started, kind: 'fault', cause: 'fault-cpu', to: 'cpu' } as const;
-    ctx.emit({ ...event, va: pull.first, len: pull.count, pages: 0, bytes: bytes.byteLength, ms });
-  } catch (error) {
-    if (await ctx.lostBy(error))
-      faults.complete(pull, 'device-lost', ctx.unsavedIn({ first: page, count: 1 }));
-    else {
-      reportFailure(error);
-      faults.complete(pull, 'failed');
-    }
+  if (!migrator.frameMap.has(page)) {
+    faults.complete(pull, 'retry');
+    return;
   }
+  let bytes: Uint8Array;
+  try {
+    const lo = pull.first - page * pageSize;
+    const segment = migrator.frameMap.segment(page, lo, lo + pull.count);
+    bytes = await migrator.ctx.engine.read([segment]);
+  } catch (error) {
+    const lost = await ctx.lostBy(error);
+    if (!lost) reportFailure(error);
+    const unsaved = lost ? ctx.unsavedIn({ first: page, count: 1 }) : undefined;
+    faults.complete(pull, lost ? 'device-lost' : 'failed', unsaved);
+    return;
+  }
+  ctx.counters.cpuFaults++;
+  ctx.counters.readbacks++;
+  ctx.counters.bytesToCpu += bytes.byteLength;
+  ctx.counters.bytesByCause['fault-cpu'] += bytes.byteLength;
+  migrator.thrash?.active([page]);
+  faults.complete(pull, 'ok', undefined, bytes);
+  const ms = performance.now() - started;
+  const event = { t: started, kind: 'fault', cause: 'fault-cpu', to: 'cpu' } as const;
+  ctx.emit({ ...event, va: pull.first, len: pull.count, pages: 0, bytes: bytes.byteLength, ms });
 }
 
 /**

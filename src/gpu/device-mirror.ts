@@ -45,6 +45,7 @@ import { BackgroundWriteBack, type WriteBackOptions } from './write-back.ts';
 import type { MirrorHost } from './mirror-host.ts';
 import type { FaultPrefetch, MirrorParts } from './mirror-setup.ts';
 import {
+  emitTo,
   emptyCounters,
   type MirrorStats,
   type TraceEvent,
@@ -469,12 +470,12 @@ export class DeviceMirror {
     const { faults } = this.internals;
     faults.wakeServer();
     await this.faultService;
-    // Requests that arrived after the last service: their pages are on the CPU now.
+    // Requests that came after the last service: their pages are on the CPU now.
     const lost = this.loss.current !== undefined;
     for (const request of faults.take()) {
-      // A push or pull not carried out: its requester does its access again, on the CPU copy.
-      const result = request.kind !== 'fetch' ? 'retry' : lost ? 'device-lost' : 'ok';
-      faults.complete(request, result, this.loss.unsavedIn(request));
+      const result =
+        lost && request.kind !== 'push' ? 'device-lost' : request.kind === 'fetch' ? 'ok' : 'retry';
+      faults.complete(request, result, this.loss.unsavedIn(faults.pagesOf(request)));
     }
     faults.stopServing(this.internals.threadId);
     this.migrator.forgetPolicy(); // advice and pins are the mirror's
@@ -494,6 +495,6 @@ export class DeviceMirror {
   }
 
   private emit(event: TraceEvent): void {
-    for (const listener of [...this.listeners]) listener(event);
+    emitTo(this.listeners, event);
   }
 }

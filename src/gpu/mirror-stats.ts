@@ -141,6 +141,20 @@ export interface TraceEvent {
 
 export type TraceListener = (event: TraceEvent) => void;
 
+/**
+ * Delivers `event` to every listener; one that throws fails nothing (not the
+ * call or service that emitted, not the other listeners): it is reported.
+ */
+export function emitTo(listeners: Iterable<TraceListener>, event: TraceEvent): void {
+  for (const listener of [...listeners]) {
+    try {
+      listener(event);
+    } catch (error) {
+      console.error('webhmm: a trace listener threw; the event went on to the others', error);
+    }
+  }
+}
+
 /** The counters of MirrorStats, without the fields that are not counters. */
 export type MirrorCounters = Omit<
   MirrorStats,

@@ -218,9 +218,8 @@ export class FaultChannel {
   }
 
   /**
-   * A posted request no server will take (the server stopped after the
-   * requester saw it serving): the requester gives it up and retries, seeing
-   * the page as it is now.
+   * A posted request no server will take (the server stopped after the requester
+   * saw it serving): the requester gives it up and retries, seeing the page as it is.
    */
   private orphaned(state: number): boolean {
     return state === FAULT_POSTED && !this.served;
@@ -336,10 +335,11 @@ export class FaultChannel {
   private serverEnded(server: number): void {
     const lost = fallBackToCpuCopies(this.shared);
     // A push or pull not carried out: its requester does its access again, on the CPU copy.
+    // A push is done again on the CPU copy; a pull's GPU-dirty bytes were lost with the rest.
     const end = (request: FaultRequest): void =>
-      request.kind === 'fetch'
-        ? this.complete(request, 'device-lost', lostSpan(request, lost))
-        : this.complete(request, 'retry');
+      request.kind === 'push'
+        ? this.complete(request, 'retry')
+        : this.complete(request, 'device-lost', lostSpan(this.pagesOf(request), lost));
     for (const request of this.take()) end(request);
     // Requests in service by the ended server: taken, never completed.
     for (let slot = 0; slot < FAULT_SLOTS; slot++) {
@@ -430,6 +430,12 @@ export class FaultChannel {
       taken.push(this.requestIn(slot));
     }
     return taken;
+  }
+
+  /** The pages a request is for (a push's or pull's one page). */
+  pagesOf(request: FaultRequest): PageRun {
+    const { kind, first, count } = request;
+    return kind === 'fetch' ? { first, count } : { first: first >>> this.pageShift, count: 1 };
   }
 
   /** The request posted in `slot`. */
