@@ -1,4 +1,4 @@
-// A Threads worker that owns a GpuMirror (quick to pin) and advises it: mirror-end-policy.browser.test.ts.
+// A Threads worker that owns a GpuMirror (quick to pin), advises it, and can keep busy (serving no fault meanwhile).
 import { GpuMirror } from '../../src/mirror/gpu-mirror.ts';
 import type { AddressSpace } from '../../src/space/address-space.ts';
 import { serveThread } from '../../src/threads/serve-thread.ts';
@@ -29,6 +29,13 @@ const createApi = (space: AddressSpace) => ({
   },
   async snapshot(va: number, len: number): Promise<unknown[]> {
     return mirror().snapshot(va, len);
+  },
+  /** Keeps this thread (the mirror's) busy: it serves no fault meanwhile. */
+  busy(ms: number): void {
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      // busy: no fault is served
+    }
   },
 });
 

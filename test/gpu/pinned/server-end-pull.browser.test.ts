@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AddressSpace } from '../../../src/space/address-space.ts';
 import { Threads } from '../../../src/threads/threads.ts';
-import type { MirrorThreadApi } from './mirror-thread.worker.ts';
+import type { AdviseThreadApi as MirrorThreadApi } from '../advise-thread.worker.ts';
 
 const PAGE = 4096;
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -19,7 +19,7 @@ async function setup() {
   const space = AddressSpace.create({ size: 1 << 20, pageSize: PAGE, faultTimeoutMs: 5000 });
   const threads = await Threads.spawn<MirrorThreadApi>(
     space,
-    new URL('./mirror-thread.worker.ts', import.meta.url),
+    new URL('../advise-thread.worker.ts', import.meta.url),
     1,
   );
   cleanups.push(() => threads.terminate());
